@@ -47,6 +47,11 @@ def list_models() -> list[str]:
     return sorted(_ARCHS)
 
 
+def default_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input normalisation (mean, std on [0, 1] pixels) that ``name``'s reference weights expect."""
+    return _check_name(name).mean_std
+
+
 def _check_name(name: str) -> _Arch:
     if name not in _ARCHS:
         close = difflib.get_close_matches(str(name), _ARCHS, n=1)

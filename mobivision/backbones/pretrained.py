@@ -52,9 +52,18 @@ class LoadedWeights:
 def read_weights(source: str | os.PathLike) -> LoadedWeights:
     """Read a weight file, folder or URL of any supported format."""
     path = download(str(source)) if is_url(source) else Path(source).expanduser()
-    if not path.exists():
+    if not path.exists() and not _is_tf_checkpoint(path):
         raise WeightFileError(f"pretrained weights not found: {path}")
     path = _pick_file(path)
+    try:
+        return _read_any(path)
+    except WeightFileError as exc:
+        if str(path) in str(exc) or path.name in str(exc):
+            raise
+        raise WeightFileError(f"{path}: {exc}") from exc
+
+
+def _read_any(path: Path) -> LoadedWeights:
     if _is_tf_checkpoint(path):
         from mobivision.backbones.tf_bundle import read_tf_checkpoint  # lazy: no TF readers at import
         from mobivision.backbones.tf_mapping import tf_slim_to_mobivision
@@ -76,8 +85,12 @@ def _pick_file(path: Path) -> Path:
     if not path.is_dir():
         return path
     candidates = [
-        p for p in sorted(path.rglob("*")) if p.suffix in (".index", ".h5", ".hdf5", ".safetensors", ".pth", ".pt")
+        p for p in sorted(path.iterdir()) if p.suffix in (".index", ".h5", ".hdf5", ".safetensors", ".pth", ".pt")
     ]
+    if not candidates:  # an unpacked archive usually holds one top-level folder
+        subfolders = [p for p in path.iterdir() if p.is_dir()]
+        if len(subfolders) == 1:
+            return _pick_file(subfolders[0])
     if len(candidates) != 1:
         raise WeightFileError(
             f"{path}: expected exactly one weight file (.ckpt.index, .h5, .safetensors, .pth) in the folder, "

@@ -1,0 +1,1 @@
+"""Dataset readers, transforms and synthetic demo-data writers (plain PyTorch, no Lightning)."""

@@ -1,0 +1,69 @@
+"""``TaskModule``: what every task shares (optimizer groups, schedules, checkpoint contents).
+
+A task builds its network from plain configs (``backbone``, ``optimizer``, ``scheduler`` dicts), calls
+``save_hyperparameters()`` so ``Task.load_from_checkpoint(path)`` needs no arguments, and exposes
+``self.model`` with a ``backbone`` attribute (used for the parameter groups and by the freeze callback).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from torch import nn
+
+from mobivision.optim import build_optimizer, build_scheduler, parameter_groups
+
+
+class TaskModule(L.LightningModule):
+    """Base Lightning module; subclasses set ``self.model`` and implement the steps.
+
+    Args:
+        backbone: Model options passed to ``mobivision.create_model`` / ``create_backbone``.
+        optimizer: ``{"name": sgd|rmsprop|adamw, "lr": ..., "weight_decay": ..., ...}``.
+        scheduler: ``{"name": cosine|step|constant, "warmup_epochs": ..., ...}``.
+        backbone_lr_mult: Learning-rate multiplier of the backbone groups (fine-tuning).
+        data_meta: What inference needs from the data: resolution, mean, std.
+        run_config: The resolved run configuration, kept in the checkpoint for reproducibility.
+    """
+
+    model: nn.Module
+
+    def __init__(
+        self,
+        *,
+        backbone: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        backbone_lr_mult: float = 1.0,
+        data_meta: dict[str, Any] | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone_cfg = dict(backbone)
+        self.optimizer_cfg = dict(optimizer)
+        self.scheduler_cfg = dict(scheduler)
+        self.backbone_lr_mult = backbone_lr_mult
+        self.data_meta = dict(data_meta or {})
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        head = nn.ModuleList(m for name, m in self.model.named_children() if name != "backbone")
+        groups = parameter_groups(
+            backbone=self.model.backbone,
+            head=head,
+            lr=self.optimizer_cfg["lr"],
+            weight_decay=self.optimizer_cfg.get("weight_decay", 0.0),
+            backbone_lr_mult=self.backbone_lr_mult,
+        )
+        optimizer = build_optimizer(groups, **self.optimizer_cfg)
+        total = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
+        scheduler = build_scheduler(optimizer, total_steps=total, steps_per_epoch=steps_per_epoch, **self.scheduler_cfg)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mobivision"] = {"task": f"{type(self).__module__}.{type(self).__qualname__}"}
+        # The weights are in the state dict: a re-load must not look for the original pretrained file.
+        backbone = checkpoint.get("hyper_parameters", {}).get("backbone")
+        if isinstance(backbone, dict):
+            backbone["pretrained"] = None

@@ -1,0 +1,89 @@
+"""Image classification task (the paper's ImageNet setting, Sec. 4.1, and fine-grained fine-tuning)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from mobivision import create_model
+from tasks.base import TaskModule
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    metrics = {
+        "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+        "mean_class_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
+    }
+    if num_classes > 5:
+        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class ClassificationTask(TaskModule):
+    """Cross-entropy (optional label smoothing) classifier; logs ``*/loss``, ``*/top1``, ``*/top5``,
+    ``*/mean_class_acc``.
+
+    Args:
+        class_names: Label map, index -> name; kept in the checkpoint.
+        label_smoothing: Cross-entropy label smoothing.
+        **See ``TaskModule`` for the shared arguments.**
+    """
+
+    def __init__(
+        self,
+        *,
+        class_names: list[str],
+        backbone: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        label_smoothing: float = 0.0,
+        backbone_lr_mult: float = 1.0,
+        data_meta: dict[str, Any] | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            backbone=backbone,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            backbone_lr_mult=backbone_lr_mult,
+            data_meta=data_meta,
+            run_config=run_config,
+        )
+        self.save_hyperparameters()
+        self.class_names = list(class_names)
+        self.label_smoothing = label_smoothing
+        self.model = create_model(num_classes=len(self.class_names), **self.backbone_cfg)
+        self.model.pretrained_cfg["classes"] = self.class_names
+        num_classes = len(self.class_names)
+        self.val_metrics = _metrics(num_classes, "val/")
+        self.test_metrics = _metrics(num_classes, "test/")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch["image"]), batch["target"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> None:
+        logits = self(batch["image"])
+        self.log(f"{stage}/loss", self._loss(logits, batch["target"]), batch_size=len(logits), sync_dist=True)
+        metrics.update(logits, batch["target"])
+        self.log_dict(metrics, batch_size=len(logits), prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return {"probabilities": self(batch["image"]).softmax(-1), "meta": batch["meta"]}

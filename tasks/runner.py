@@ -1,0 +1,179 @@
+"""``train(cfg)`` and ``evaluate(cfg)``: everything the Hydra entry points do, callable from tests.
+
+This is the only module that calls ``hydra.utils.instantiate``. Paths are made absolute at start-up and
+logged; a user mistake (``MobivisionError``, a missing config value) ends in one line on stderr and exit
+code 2 through ``run_cli``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mobivision.errors import ConfigError, MobivisionError, WeightFileError
+from mobivision.factory import default_mean_std
+from tasks.base import TaskModule
+from tasks.callbacks import PlainProgress
+
+log = logging.getLogger("mobivision")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OmegaConf.register_new_resolver("mv.root", lambda: str(REPO_ROOT), replace=True)
+
+
+def _absolute_paths(cfg: DictConfig) -> None:
+    for key in ("root_dir", "data_dir", "output_dir"):
+        cfg.paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())
+    Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+    log.info("paths: %s", dict(cfg.paths))
+
+
+def _callbacks(cfg: DictConfig) -> list[L.Callback]:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    progress = cfg.get("progress", "auto")
+    if progress == "rich" or (progress == "auto" and sys.stdout.isatty()):
+        callbacks.append(RichProgressBar())
+    else:
+        callbacks.append(PlainProgress(every_n_steps=cfg.get("log_every_n_steps", 50)))
+    return callbacks
+
+
+def _trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    progress_bar = cfg.get("progress", "auto") == "rich" or (
+        cfg.get("progress", "auto") == "auto" and sys.stdout.isatty()
+    )
+    return instantiate(
+        cfg.trainer, callbacks=_callbacks(cfg), logger=loggers or False, enable_progress_bar=progress_bar, **overrides
+    )
+
+
+def _datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.LightningDataModule:
+    data_cfg = OmegaConf.create(data_cfg)
+    mean, std = default_mean_std(backbone_name)
+    if data_cfg.get("mean") is None:
+        data_cfg.mean, data_cfg.std = list(mean), list(std)
+    datamodule = instantiate(data_cfg, _convert_="all")
+    datamodule.setup()
+    return datamodule
+
+
+def _container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _write_summary(output_dir: Path, summary: dict[str, Any]) -> None:
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def _metrics(results: list[dict[str, float]] | dict[str, Any]) -> dict[str, float]:
+    merged: dict[str, float] = {}
+    for item in results if isinstance(results, list) else [results]:
+        merged.update({k: float(v) for k, v in item.items()})
+    return merged
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the configured task, test the best checkpoint, write ``summary.json``; returns the summary."""
+    started = time.monotonic()
+    _absolute_paths(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    datamodule = _datamodule(_container(cfg.data), cfg.backbone.name)
+    task: TaskModule = instantiate(
+        cfg.task,
+        backbone=_container(cfg.backbone),
+        optimizer=_container(cfg.optimizer),
+        scheduler=_container(cfg.scheduler),
+        class_names=datamodule.class_names,
+        data_meta=datamodule.meta,
+        run_config=_container(cfg),
+        _recursive_=False,
+        _convert_="all",
+    )
+    trainer = _trainer(cfg)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    summary: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "best_checkpoint": best,
+        "last_checkpoint": str(output_dir / "checkpoints" / "last.ckpt"),
+        "val": _metrics({k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}),
+    }
+    if cfg.get("test_after_training") and datamodule.splits.get("test"):
+        results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        summary["test"] = _metrics(results)
+    summary["chance"] = 1.0 / len(datamodule.class_names)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    _write_summary(output_dir, summary)
+    _print_metrics(summary)
+    return summary
+
+
+def load_task(checkpoint: str | Path) -> TaskModule:
+    """Load any mobivision task checkpoint; the task class is recorded in the checkpoint."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise WeightFileError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        target = ckpt["mobivision"]["task"]
+    except (KeyError, TypeError) as exc:
+        raise WeightFileError(f"{path}: not a mobivision task checkpoint (no 'mobivision.task' entry)") from exc
+    except Exception as exc:  # torch.load raises many types for truncated or foreign files
+        raise WeightFileError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    module_name, _, class_name = target.rpartition(".")
+    if not module_name.startswith("tasks."):
+        raise WeightFileError(f"{path}: task class {target!r} is not a mobivision task")
+    task_cls = getattr(importlib.import_module(module_name), class_name)
+    return task_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test a checkpoint on the split ``cfg.split`` of its training data (or ``cfg.data``)."""
+    _absolute_paths(cfg)
+    task = load_task(cfg.ckpt_path)
+    data_cfg = _container(cfg.data) if cfg.get("data") else task.hparams.run_config["data"]
+    datamodule = _datamodule(data_cfg, task.backbone_cfg["name"])
+    if datamodule.class_names != getattr(task, "class_names", datamodule.class_names):
+        raise ConfigError(
+            f"classes of the data {datamodule.class_names} differ from the checkpoint's {task.class_names}"
+        )
+    trainer = _trainer(cfg)
+    loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
+    results = trainer.test(task, dataloaders=loader, verbose=False)
+    summary = {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "test": _metrics(results)}
+    _write_summary(Path(cfg.paths.output_dir), summary)
+    _print_metrics(summary)
+    return summary
+
+
+def _print_metrics(summary: dict[str, Any]) -> None:
+    for stage in ("val", "test"):
+        if summary.get(stage):
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(summary[stage].items()))
+            print(f"[{stage}] {shown}", flush=True)
+    if "chance" in summary:
+        print(f"(chance level: {summary['chance']:.4f}; outputs in {summary['output_dir']})", flush=True)
+
+
+def run_cli(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run ``fn``; a user mistake becomes one ``error: ...`` line on stderr and exit code 2."""
+    try:
+        return fn(cfg)
+    except (MobivisionError, OmegaConfBaseException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
