@@ -14,12 +14,12 @@ from torch import nn
 
 from mobivision.backbones.features import Backbone
 from mobivision.backbones.mobilenet_v1 import MobileNetV1Backbone
-from mobivision.backbones.pretrained import load_into, read_weights
+from mobivision.backbones.pretrained import LoadedWeights, load_into, read_weights
 from mobivision.backbones.torchvision_mobilenets import TorchvisionMobileNetBackbone
 from mobivision.classifier import ImageClassifier
 from mobivision.errors import ConfigError
 from mobivision.heads.classification import ClassifierHead
-from mobivision.layers import TF_BN_EPS, TF_BN_MOMENTUM
+from mobivision.layers import TF_BN_MOMENTUM
 
 INCEPTION_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # TF-Slim / Keras: pixels scaled to [-1, 1]
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -103,15 +103,24 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _tf_defaults(source_format: str | None, padding: str | None, bn_eps: float | None, bn_momentum):
-    """Weights trained in TensorFlow need TF 'SAME' padding and TF's BatchNorm epsilon to match it."""
-    if source_format in ("tf_slim", "keras"):
-        return (
-            padding or "tf",
-            TF_BN_EPS if bn_eps is None else bn_eps,
-            TF_BN_MOMENTUM if bn_momentum is None else bn_momentum,
-        )
-    return padding or "symmetric", bn_eps, bn_momentum
+def _norm_and_padding(
+    name: str, weights: LoadedWeights | None, padding: str | None, bn_eps: float | None, bn_momentum: float | None
+) -> tuple[str, float | None, float | None]:
+    """Padding and BatchNorm settings: explicit arguments win, then what the weights were trained with.
+
+    Weights trained in TensorFlow (TF-Slim, Keras, or our files converted from them) need TF 'SAME'
+    padding and TF's BatchNorm epsilon to reproduce TensorFlow's outputs. MobileNetV2/V3 fix their own.
+    """
+    meta = weights.metadata if weights is not None and name == "mobilenet_v1" else {}
+    tf_trained = weights is not None and (
+        weights.source_format in ("tf_slim", "keras") or meta.get("source_format") in ("tf_slim", "keras")
+    )
+    padding = padding or meta.get("padding") or ("tf" if tf_trained else "symmetric")
+    if bn_eps is None and "bn_eps" in meta:
+        bn_eps = float(meta["bn_eps"])
+    if bn_momentum is None and tf_trained:
+        bn_momentum = TF_BN_MOMENTUM
+    return padding, bn_eps, bn_momentum
 
 
 def create_model(
@@ -146,16 +155,14 @@ def create_model(
         An ``ImageClassifier`` in training mode.
     """
     arch = _check_name(name)
-    if not isinstance(num_classes, int) or num_classes < 0:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
         raise ConfigError(f"num_classes must be an integer >= 0, got {num_classes!r}")
     weights = read_weights(pretrained) if pretrained is not None else None
-    padding, bn_eps, bn_momentum = _tf_defaults(
-        weights.source_format if weights else None, padding, bn_eps, bn_momentum
-    )
+    padding, bn_eps, bn_momentum = _norm_and_padding(name, weights, padding, bn_eps, bn_momentum)
     backbone = _build_backbone(
         name,
         width_mult=width_mult,
-        out_features=[arch.classifier_tap],
+        out_features=[_classifier_tap(name, arch, output_stride)],
         output_stride=output_stride,
         min_depth=min_depth,
         padding=padding,
@@ -166,7 +173,7 @@ def create_model(
     if hidden is not None and name.startswith("mobilenet_v3"):
         hidden = _v3_hidden_channels(hidden, width_mult)
     head = ClassifierHead(
-        backbone.feature_specs[arch.classifier_tap].channels,
+        backbone.feature_specs[backbone.out_features[-1]].channels,
         num_classes=num_classes,
         hidden_channels=hidden,
         dropout=arch.dropout if dropout is None else dropout,
@@ -190,6 +197,11 @@ def create_model(
     if weights is not None:
         load_into(model, weights, arch=name)
     return model
+
+
+def _classifier_tap(name: str, arch: _Arch, output_stride: int) -> str:
+    """The endpoint the classifier pools: MobileNetV2/V3's last tap is named by its (dilated) stride."""
+    return arch.classifier_tap if name == "mobilenet_v1" else f"stride{min(output_stride, 32)}"
 
 
 def _v3_hidden_channels(hidden: int, width_mult: float) -> int:
@@ -223,9 +235,7 @@ def create_backbone(
     """
     _check_name(name)
     weights = read_weights(pretrained) if pretrained is not None else None
-    padding, bn_eps, bn_momentum = _tf_defaults(
-        weights.source_format if weights else None, padding, bn_eps, bn_momentum
-    )
+    padding, bn_eps, bn_momentum = _norm_and_padding(name, weights, padding, bn_eps, bn_momentum)
     backbone = _build_backbone(
         name,
         width_mult=width_mult,

@@ -170,10 +170,22 @@ def _print_metrics(summary: dict[str, Any]) -> None:
         print(f"(chance level: {summary['chance']:.4f}; outputs in {summary['output_dir']})", flush=True)
 
 
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The user mistake behind ``exc``, looking through wrappers such as Hydra's InstantiationException."""
+    while exc is not None:
+        if isinstance(exc, MobivisionError | OmegaConfBaseException):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
 def run_cli(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``fn``; a user mistake becomes one ``error: ...`` line on stderr and exit code 2."""
     try:
         return fn(cfg)
-    except (MobivisionError, OmegaConfBaseException) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        cause = _user_error(exc)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)

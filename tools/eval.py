@@ -1,5 +1,7 @@
 """Evaluate a checkpoint: ``python tools/eval.py ckpt_path=runs/demo/<time>/checkpoints/best.ckpt``."""
 
+import _toolpath  # noqa: F401 (must come first, see tools/_toolpath.py)
+
 import hydra
 from omegaconf import DictConfig
 

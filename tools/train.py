@@ -1,5 +1,7 @@
 """Train a task from configs: ``python tools/train.py experiment=demo trainer.max_epochs=5``."""
 
+import _toolpath  # noqa: F401 (must come first, see tools/_toolpath.py)
+
 import hydra
 from omegaconf import DictConfig
 

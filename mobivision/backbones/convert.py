@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -28,8 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from mobivision.backbones.download import is_url
-from mobivision.backbones.mobilenet_v1 import MOBILENET_V1_CONV_DEFS, scaled_depth
-from mobivision.backbones.pretrained import LoadedWeights, read_weights
+from mobivision.backbones.pretrained import LoadedWeights, infer_v1_width, read_weights
 from mobivision.classifier import ImageClassifier
 from mobivision.errors import ConfigError, WeightFileError
 
@@ -88,31 +86,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return {key: value if key == "format" else json.loads(value) for key, value in raw.items()}
     except (SafetensorError, OSError, json.JSONDecodeError) as exc:
         raise WeightFileError(f"{path}: cannot read safetensors metadata ({type(exc).__name__}: {exc})") from exc
-
-
-def infer_v1_width(state: dict[str, torch.Tensor], *, min_depth: int = 8) -> float | None:
-    """The shortest decimal width ``w`` with ``max(int(d * w), min_depth)`` equal to every pointwise depth.
-
-    ``Conv2d_13``'s depth alone (``c / 1024``) is exact only for dyadic widths; 0.35 gives 358 channels and
-    358 / 1024 would round other layers differently.
-    """
-    depths: list[tuple[int, int]] = []
-    for index, layer_def in enumerate(MOBILENET_V1_CONV_DEFS):
-        suffix = "" if index == 0 else "_pointwise"
-        weight = state.get(f"backbone.layers.Conv2d_{index}{suffix}.conv.weight")
-        if weight is None:
-            return None
-        depths.append((layer_def.depth, int(weight.shape[0])))
-    unclamped = [c / d for d, c in depths if c > min_depth]
-    if not unclamped:
-        return None
-    low = max(unclamped)
-    for decimals in range(1, 7):
-        scale = 10**decimals
-        candidate = math.ceil(low * scale - 1e-9) / scale
-        if all(scaled_depth(d, width_mult=candidate, min_depth=min_depth) == c for d, c in depths):
-            return candidate
-    return None
 
 
 def convert_weights(

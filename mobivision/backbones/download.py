@@ -9,6 +9,7 @@ later cache hit is checked against it, so a corrupted cache is caught. ``.tgz`` 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -55,14 +56,23 @@ def _expected_digest(url: str) -> tuple[str, str | None]:
 def _fetch(url: str, destination: Path, *, timeout: float) -> None:
     """Stream ``url`` to ``destination`` atomically (a partial download never lands in the cache)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".part") as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                shutil.copyfileobj(response, tmp, _CHUNK)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise WeightFileError(f"download of {url} failed: {exc}") from exc
-    os.replace(tmp.name, destination)
+    # Not a with-block: the file must outlive it so it can be renamed (closed by the `with tmp` below).
+    tmp = tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".part")  # noqa: SIM115
+    try:
+        with tmp, urllib.request.urlopen(url, timeout=timeout) as response:
+            shutil.copyfileobj(response, tmp, _CHUNK)
+            expected = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            if expected is not None and tmp.tell() != int(expected):
+                raise WeightFileError(
+                    f"download of {url} failed: connection closed after {tmp.tell()} of {expected} bytes"
+                )
+        os.replace(tmp.name, destination)
+    except WeightFileError:
+        raise
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise WeightFileError(f"download of {url} failed: {exc}") from exc
+    finally:
+        Path(tmp.name).unlink(missing_ok=True)
 
 
 def _check_digest(path: Path, expected: str, url: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mobivision.backbones.download import download, is_url
+from mobivision.backbones.mobilenet_v1 import MOBILENET_V1_CONV_DEFS, scaled_depth
 from mobivision.errors import WeightFileError
 from mobivision.layers import TF_BN_EPS
 
@@ -118,7 +120,8 @@ def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, json.JSONDecodeError) as exc:
         raise WeightFileError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # torch.load raises pickle errors of many types for foreign files
-        raise WeightFileError(f"{path}: not a PyTorch or safetensors weight file ({exc})") from exc
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightFileError(f"{path}: not a PyTorch or safetensors weight file ({first_line})") from exc
     return _strip_prefixes(state), metadata
 
 
@@ -187,12 +190,37 @@ def _features_depth(state: dict[str, torch.Tensor], prefix: str) -> int:
     return max(indices) + 1
 
 
+def infer_v1_width(state: dict[str, torch.Tensor], *, min_depth: int = 8) -> float | None:
+    """The shortest decimal width ``w`` with ``max(int(d * w), min_depth)`` equal to every pointwise depth.
+
+    ``Conv2d_13``'s depth alone (``c / 1024``) is exact only for dyadic widths; 0.35 gives 358 channels and
+    358 / 1024 would round other layers differently.
+    """
+    depths: list[tuple[int, int]] = []
+    for index, layer_def in enumerate(MOBILENET_V1_CONV_DEFS):
+        suffix = "" if index == 0 else "_pointwise"
+        weight = state.get(f"backbone.layers.Conv2d_{index}{suffix}.conv.weight")
+        if weight is None:
+            return None
+        depths.append((layer_def.depth, int(weight.shape[0])))
+    unclamped = [c / d for d, c in depths if c > min_depth]
+    if not unclamped:
+        return None
+    low = max(unclamped)
+    for decimals in range(1, 7):
+        scale = 10**decimals
+        candidate = math.ceil(low * scale - 1e-9) / scale
+        if all(scaled_depth(d, width_mult=candidate, min_depth=min_depth) == c for d, c in depths):
+            return candidate
+    return None
+
+
 def _with_v1_metadata(weights: LoadedWeights, *, tf: bool) -> LoadedWeights:
     """Fill in what the tensors reveal: width, classes, and TF's padding/BN for TF-trained weights."""
     meta = weights.metadata
-    last = weights.state_dict.get("backbone.layers.Conv2d_13_pointwise.conv.weight")
-    if last is not None:
-        meta.setdefault("width_mult", last.shape[0] / 1024)
+    width = infer_v1_width(weights.state_dict)
+    if width is not None:
+        meta.setdefault("width_mult", width)
     fc = weights.state_dict.get("head.fc.weight")
     meta.setdefault("num_classes", int(fc.shape[0]) if fc is not None else 0)
     if tf:
@@ -246,7 +274,7 @@ def load_into(model: nn.Module, weights: LoadedWeights, *, arch: str, prefix: st
         )
     source = {k[len(prefix) :]: v for k, v in weights.state_dict.items() if k.startswith(prefix)}
     target = model.state_dict()
-    _fit_classifier(model, source, target, weights)
+    head_kept = _fit_classifier(model, source, target, weights)
     missing = [k for k in target if k not in source and not k.endswith("num_batches_tracked")]
     if missing:
         raise WeightFileError(f"{weights.path}: missing {len(missing)} keys the model needs, e.g. {missing[:5]}")
@@ -261,29 +289,36 @@ def load_into(model: nn.Module, weights: LoadedWeights, *, arch: str, prefix: st
         log.info("%s: %d tensors not used by this model, e.g. %s", weights.path, len(unused), unused[:3])
     model.load_state_dict({k: v for k, v in source.items() if k in target}, strict=False)
     if hasattr(model, "pretrained_cfg"):
-        for key in ("mean", "std", "classes", "resolution"):
+        for key in ("mean", "std", "resolution"):
             if key in weights.metadata:
                 model.pretrained_cfg[key] = weights.metadata[key]
+        classes = weights.metadata.get("classes")
+        if head_kept and classes:
+            model.pretrained_cfg["classes"] = classes[1:] if head_kept == "dropped_background" else classes
 
 
 def _fit_classifier(
     model: nn.Module, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], weights: LoadedWeights
-) -> None:
-    """Adapt the file's logits to the model's: drop TF's background class, or re-initialise and report."""
+) -> str:
+    """Adapt the file's logits to the model's: drop TF's background class, or re-initialise and report.
+
+    Returns:
+        ``"kept"``, ``"dropped_background"``, or ``""`` (no classifier, or re-initialised).
+    """
     head_keys = [k for k in target if k.startswith("head.fc.")]
     if not head_keys:
-        return
+        return ""
     file_classes = source["head.fc.weight"].shape[0] if "head.fc.weight" in source else None
     model_classes = target["head.fc.weight"].shape[0]
     offset = weights.metadata.get("label_offset", 0)
     if file_classes == model_classes:
         model.pretrained_cfg["label_offset"] = offset
-        return
+        return "kept"
     if file_classes == model_classes + 1 and offset == 1:
         log.warning("%s: dropping the background class 0 of the %d-class logits", weights.path, file_classes)
         for key in head_keys:
             source[key] = source[key][1:]
-        return
+        return "dropped_background"
     for key in head_keys:
         source.pop(key, None)
         source[key] = target[key]
@@ -291,6 +326,7 @@ def _fit_classifier(
         "%s: classifier re-initialised for %d classes (file has %s); skipped keys: %s",
         weights.path, model_classes, file_classes or "no classifier", head_keys,
     )  # fmt: skip
+    return ""
 
 
 def _width_hint(weights: LoadedWeights, model: nn.Module) -> str:

@@ -1,0 +1,210 @@
+"""Shared test fixtures: no network, reference weight files, and paths to the committed TF fixtures.
+
+DESIGN.md (Tests): "no test reaches the network, and a fixture makes any download attempt fail". The
+autouse ``_no_network`` fixture turns every non-loopback ``socket.connect`` into ``NetworkAccessError``;
+loopback stays open so download code can be tested against ``127.0.0.1``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TF_SLIM_DIR = FIXTURES / "tf_slim_mobilenet_v1_0.25"
+KERAS_DIR = FIXTURES / "keras_mobilenet_0.25"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread and flushed denormals for the whole run.
+
+    The test models are tiny, so threads buy little; on the 2-core machine, with a second job running,
+    two spinning OpenMP threads made a width-0.25 forward 100x slower (1 s instead of 10 ms). Freshly
+    initialised MobileNets in eval mode also fade to denormal activations, which are slow on x86.
+    """
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+
+
+class NetworkAccessError(RuntimeError):
+    """Raised when a test tries to open a connection to anything but the loopback interface."""
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, str | bytes):  # AF_UNIX path
+        return True
+    if not isinstance(address, tuple) or not address:
+        return False
+    host = address[0]
+    if host in ("localhost", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guard(address: object) -> None:
+        if not _is_loopback(address):
+            raise NetworkAccessError(f"tests must not reach the network (connect to {address!r})")
+
+    def connect(self: socket.socket, address: object) -> None:
+        guard(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        guard(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+def randomize_batchnorm(model: nn.Module, *, seed: int = 0) -> nn.Module:
+    """Random affine parameters and running statistics in every BatchNorm (fresh ones are identities)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(n, generator=generator) * 0.6 - 0.3)
+                module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+    return model
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to those of ``x``'s activations; returns the model in eval.
+
+    A fresh network in eval mode uses identity statistics and its activations fade towards zero with depth;
+    calibrated, every layer sees unit-scale inputs, so differences between two variants stay visible.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one batch sets the statistics exactly
+    model.train()(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return model.eval()
+
+
+def save_state_dict(model: nn.Module, path: Path) -> Path:
+    """``torch.save`` for ``.pth``, ``safetensors`` for ``.safetensors``."""
+    state = model.state_dict()
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def randomize_bn():
+    """``randomize_batchnorm`` for tests that build their own models."""
+    return randomize_batchnorm
+
+
+@pytest.fixture(scope="session")
+def calibrate_bn():
+    """``calibrate_batchnorm`` for tests that compare two variants of a network."""
+    return calibrate_batchnorm
+
+
+@dataclass(frozen=True)
+class ReferenceWeights:
+    """A reference model (eval mode, random weights and BN statistics) and its weights saved to disk."""
+
+    model: nn.Module
+    pth: Path
+    safetensors: Path
+
+
+def _reference(model: nn.Module, folder: Path, stem: str, *, seed: int) -> ReferenceWeights:
+    torch.manual_seed(seed)
+    for module in model.modules():  # timm's and torchvision's init leave tiny logits; spread them
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.1)
+    model = randomize_batchnorm(model, seed=seed).eval()
+    return ReferenceWeights(
+        model, save_state_dict(model, folder / f"{stem}.pth"), save_state_dict(model, folder / f"{stem}.safetensors")
+    )
+
+
+@pytest.fixture(scope="session")
+def timm_v1_100(tmp_path_factory: pytest.TempPathFactory) -> ReferenceWeights:
+    """timm ``mobilenetv1_100`` (1000 classes) saved as ``.pth`` and ``.safetensors``."""
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("mobilenetv1_100", pretrained=False)
+    return _reference(model, tmp_path_factory.mktemp("timm"), "mobilenetv1_100", seed=1)
+
+
+@pytest.fixture(scope="session")
+def torchvision_weights(tmp_path_factory: pytest.TempPathFactory):
+    """Factory: torchvision ``mobilenet_v2`` / ``mobilenet_v3_large`` / ``mobilenet_v3_small`` weights, cached."""
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("torchvision")
+    cache: dict[str, ReferenceWeights] = {}
+
+    def get(name: str) -> ReferenceWeights:
+        if name not in cache:
+            torch.manual_seed(2)
+            cache[name] = _reference(getattr(torchvision.models, name)(), folder, name, seed=2)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tf_slim_fixture() -> Path:
+    """The committed TF-Slim MobileNetV1 0.25 checkpoint folder (fails, naming the generator, if absent)."""
+    if not (TF_SLIM_DIR / "model.ckpt.index").exists() or not (TF_SLIM_DIR / "expected.npz").exists():
+        pytest.fail(f"TF-Slim fixture missing under {TF_SLIM_DIR}; run tools/fixtures/make_tf_fixtures.py")
+    return TF_SLIM_DIR
+
+
+@pytest.fixture(scope="session")
+def keras_fixture() -> Path:
+    """The committed Keras MobileNet 0.25 HDF5 folder."""
+    if not (KERAS_DIR / "mobilenet_2_5_128_tf.h5").exists() or not (KERAS_DIR / "expected.npz").exists():
+        pytest.fail(f"Keras fixture missing under {KERAS_DIR}; run tools/fixtures/make_tf_fixtures.py")
+    return KERAS_DIR
+
+
+@pytest.fixture(scope="session")
+def compose_train():
+    """Compose ``configs/train.yaml`` as ``tools/train.py`` would, shrunk for tests: outputs and data
+    under ``tmp``, no DataLoader workers, plain progress lines."""
+    from hydra import compose, initialize_config_dir
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+
+    def _compose(tmp: Path, overrides: list[str]):
+        with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+            return compose(
+                "train",
+                overrides=[
+                    *overrides,
+                    f"paths.output_dir={tmp / 'run'}",
+                    f"paths.data_dir={tmp / 'data'}",
+                    "data.num_workers=0",
+                    "progress=plain",
+                ],
+            )
+
+    return _compose

@@ -1,0 +1,49 @@
+"""Every experiment and config group composes, and resolves to values the code accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from mobivision import list_models
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=["paths.output_dir=/tmp/unused", *overrides])
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_resolves(experiment: str) -> None:
+    cfg = _compose([f"experiment={experiment}"])
+    assert cfg.task_name == experiment
+    assert cfg.backbone.name in list_models()
+    assert cfg.callbacks.model_checkpoint.monitor == cfg.monitor.metric
+
+
+@pytest.mark.parametrize("group", ["backbone", "optimizer", "scheduler", "trainer", "data"])
+def test_every_option_of_a_group_composes(group: str) -> None:
+    for option in sorted(p.stem for p in (CONFIGS / group).glob("*.yaml")):
+        cfg = _compose([f"{group}={option}"])
+        assert cfg[group] is not None
+
+
+def test_backbone_configs_name_real_models() -> None:
+    names = {_compose([f"backbone={p.stem}"]).backbone.name for p in (CONFIGS / "backbone").glob("*.yaml")}
+    assert names == set(list_models())
+
+
+def test_unknown_key_is_refused_with_its_name() -> None:
+    with pytest.raises(ConfigCompositionException, match="no_such_key"):
+        _compose(["trainer.no_such_key=1"])
+
+
+def test_unknown_group_option_is_refused() -> None:
+    with pytest.raises(ConfigCompositionException, match="mobilenet_v9"):
+        _compose(["backbone=mobilenet_v9"])

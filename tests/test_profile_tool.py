@@ -1,0 +1,121 @@
+"""``tools/profile.py`` run as a user would: JSON rows, the chart, the model picker and bad arguments.
+
+The rows are the TF-Slim MobileNetV1 table (REFERENCE.md, "The 16 TF-Slim checkpoints") profiled by
+``mobivision.tfslim_table``; latency is skipped (``--no-latency``) everywhere except where it is faked.
+Profiling runs on one thread: the counts do not depend on it, and on a busy 2-core machine idle OpenMP
+threads spin.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from mobivision.tfslim_table import TFSLIM_TABLE, profile_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "profile.py"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PANEL_PX = (650, 500)  # plot_chart: 6.5 x 5 inches per panel at 100 dpi
+
+
+def run_tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, str(TOOL), *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def run_json(*args: str | Path) -> list[dict[str, Any]]:
+    result = run_tool("--no-latency", "--json", "--threads", "1", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def tool(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The script imported in-process (``_toolpath`` needs tools/ on ``sys.path``, as when run)."""
+    monkeypatch.syspath_prepend(str(TOOL.parent))
+    spec = importlib.util.spec_from_file_location("profile_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("profile") / "chart.png"
+
+
+@pytest.fixture(scope="module")
+def json_rows(chart: Path) -> list[dict[str, Any]]:
+    """One run of the tool gives the JSON rows and the chart."""
+    return run_json("--plot", chart)
+
+
+def test_json_equals_the_library(json_rows: list[dict[str, Any]]) -> None:
+    assert len(json_rows) == 16
+    assert [row["name"] for row in json_rows] == [row.name for row in TFSLIM_TABLE]
+    assert json_rows == profile_rows(latency=False, threads=1)
+
+
+def test_json_flags_the_five_inconsistent_rows(json_rows: list[dict[str, Any]]) -> None:
+    noted = {row["name"] for row in json_rows if row["note"]}
+    assert noted == {"0.75-224", "0.75-192", "0.75-160", "0.75-128", "0.25-192"}
+    assert all(row["macs_ok"] and row["params_ok"] for row in json_rows)
+
+
+def test_plot_writes_png(json_rows: list[dict[str, Any]], chart: Path) -> None:
+    assert chart.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(chart) as image:
+        assert image.size == PANEL_PX  # no latency: the top-1 panel only
+
+
+def test_plot_has_latency_panel_when_timed(tool: ModuleType, tmp_path: Path) -> None:
+    rows = [{**row, "latency_ms": row["mmacs"] / 20} for row in profile_rows(latency=False, threads=1)]
+    chart = tmp_path / "chart.png"
+    tool.plot_chart(rows, chart)
+    with Image.open(chart) as image:
+        assert image.size == (2 * PANEL_PX[0], PANEL_PX[1])
+
+
+def test_table_output(tool: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    assert tool.main(["--no-latency", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert all(row.name in out for row in TFSLIM_TABLE)
+    assert "TF-Slim table inconsistent with paper Table 6 (325)" in out
+
+
+def test_budget_mparams_lists_only_small_models(tool: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert tool.main(["--no-latency", "--json", "--threads", "1", "--budget-mparams", "1.5"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["name"] for row in rows} == {row.name for row in TFSLIM_TABLE if row.width in (0.5, 0.25)}
+    assert all(row["mparams"] <= 1.5 for row in rows)
+    assert [row["top1"] for row in rows] == sorted((row["top1"] for row in rows), reverse=True)
+    assert rows[0]["name"] == "0.5-224"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--threads", "0"], "must be an integer > 0"),
+        (["--budget-ms", "10", "--no-latency"], "--budget-ms needs latency"),
+        (["--plot", "/nonexistent-folder/chart.png", "--no-latency"], "does not exist"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_arguments_exit_nonzero(args: list[str], message: str) -> None:
+    result = run_tool(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""

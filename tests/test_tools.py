@@ -1,0 +1,92 @@
+"""The command-line tools run as a user runs them, bad input included (one clear line, exit code 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_tool(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def quick_train_args(data_dir: Path) -> list[str]:
+    return [
+        "experiment=demo",
+        "debug=fast",
+        f"paths.data_dir={data_dir}",
+        "data.synthetic.images_per_class=10",
+        "progress=plain",
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``tools/train.py`` on a tiny synthetic set; returns its folder and output."""
+    cwd = tmp_path_factory.mktemp("cli")
+    result = run_tool("train.py", *quick_train_args(cwd / "data"), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"cwd": cwd, "result": result, "best": next((cwd / "runs" / "demo").glob("*/checkpoints/best.ckpt"))}
+
+
+def test_train_cli_prints_metrics_and_writes_a_run_folder(trained: dict) -> None:
+    out = trained["result"].stdout
+    assert "[test] test/loss" in out and "test/top1" in out
+    assert "chance level: 0.1667" in out
+    run_dir = trained["best"].parents[1]
+    assert (run_dir / "summary.json").is_file() and (run_dir / "config.yaml").is_file()
+
+
+def test_eval_cli_on_a_checkpoint_prints_the_metrics(trained: dict) -> None:
+    result = run_tool("eval.py", f"ckpt_path={trained['best']}", "split=val", cwd=trained["cwd"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[test] test/loss" in result.stdout and "test/top1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["backbone.width_mult=0"], "width_mult must be a number > 0"),
+        (["backbone.name=mobilenet_v9"], "unknown model 'mobilenet_v9'"),
+        (["backbone.pretrained=/no/such/weights.pth"], "pretrained weights not found: /no/such/weights.pth"),
+        (["data.synthetic=null", "data.root=/no/such/folder"], "image folder not found: /no/such/folder/train"),
+    ],
+)
+def test_train_cli_bad_input_is_one_clear_error(tmp_path: Path, overrides: list[str], message: str) -> None:
+    result = run_tool("train.py", *quick_train_args(tmp_path / "data"), *overrides, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_train_cli_unknown_key_names_the_key(tmp_path: Path) -> None:
+    result = run_tool("train.py", *quick_train_args(tmp_path / "data"), "trainer.max_epoch=3", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "max_epoch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_cli_empty_data_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
+    result = run_tool("train.py", *quick_train_args(tmp_path / "data"), "data.synthetic=null",
+                      f"data.root={tmp_path / 'empty'}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert f"no images found under {tmp_path / 'empty' / 'train'}" in result.stderr
+
+
+def test_eval_cli_on_a_truncated_checkpoint_is_an_error(tmp_path: Path, trained: dict) -> None:
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(trained["best"].read_bytes()[:2000])
+    result = run_tool("eval.py", f"ckpt_path={broken}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "broken.ckpt" in result.stderr and "Traceback" not in result.stderr
