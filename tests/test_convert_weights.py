@@ -133,9 +133,14 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tool():
     """``tools/convert_weights.py`` imported as a module, to run ``main(argv)`` in-process."""
-    spec = importlib.util.spec_from_file_location("convert_weights_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    saved_path = list(sys.path)
+    sys.path.insert(0, str(TOOL.parent))  # as when run as a script; tools/_toolpath.py removes it again
+    try:
+        spec = importlib.util.spec_from_file_location("convert_weights_tool", TOOL)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved_path
     return module
 
 

@@ -19,7 +19,6 @@ import _toolpath  # noqa: F401 (must come first, see tools/_toolpath.py)
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from mobivision.backbones.convert import convert_weights, read_metadata
 from mobivision.errors import MobivisionError
