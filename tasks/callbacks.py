@@ -58,14 +58,16 @@ class PlainProgress(L.Callback):
     def __init__(self, *, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
         self._start = 0.0
+        self._last_step = -1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        step = trainer.global_step
-        if step % self.every_n_steps:
+        step = trainer.global_step  # optimizer steps: unchanged on gradient-accumulation batches
+        if step == 0 or step == self._last_step or step % self.every_n_steps:
             return
+        self._last_step = step
         total = trainer.estimated_stepping_batches
         elapsed = time.monotonic() - self._start
         eta = elapsed / max(step, 1) * max(total - step, 0)

@@ -59,6 +59,8 @@ class ClassificationTask(TaskModule):
         self.model = create_model(num_classes=len(self.class_names), **self.backbone_cfg)
         self.model.pretrained_cfg["classes"] = self.class_names
         num_classes = len(self.class_names)
+        resolution = self.data_meta.get("resolution", 224)
+        self.example_input_array = torch.zeros(1, 3, resolution, resolution)  # model summary: shapes, FLOPs
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
 

@@ -70,6 +70,8 @@ def read_csv_list(
         if header is None or [h.strip() for h in header[:2]] != ["path", "label"]:
             raise DataError(f"{file}:1: expected the header 'path,label', got {header}")
         for line, row in enumerate(reader, start=2):
+            if not row:  # blank line
+                continue
             if len(row) != 2 or not row[0].strip() or not row[1].strip():
                 bad.add(f"line {line}: expected 2 non-empty values 'path,label', got {row}")
                 continue

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mobivision.errors import DataError
+
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 SPLITS = {"train": 0.7, "val": 0.15, "test": 0.15}
 _MARKER = ".complete"
@@ -81,15 +83,25 @@ def write_shapes_classification(
 ) -> Path:
     """Write ``root/{train,val,test}/<shape>/<n>.png`` once; later calls reuse the complete tree."""
     root = Path(root)
-    if (root / _MARKER).exists():
+    if images_per_class < 3:
+        raise DataError(f"images_per_class must be >= 3 (one per split), got {images_per_class}")
+    options = f"seed={seed} images_per_class={images_per_class} size={size} classes={','.join(classes)}\n"
+    marker = root / _MARKER
+    if marker.exists():
+        if marker.read_text() != options:
+            raise DataError(
+                f"{root} already holds synthetic data written with other options ({marker.read_text().strip()}); "
+                f"requested {options.strip()}. Delete the folder or choose another data.root"
+            )
         return root
     rng = np.random.default_rng(seed)
+    val = test = max(1, round(images_per_class * SPLITS["val"]))
+    counts = {"train": images_per_class - val - test, "val": val, "test": test}
     for shape in classes:
-        counts = {split: round(images_per_class * share) for split, share in SPLITS.items()}
         for split, count in counts.items():
             folder = root / split / shape
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 _shape_image(rng, shape, size).save(folder / f"{shape}_{i:04d}.png")
-    (root / _MARKER).write_text(f"seed={seed} images_per_class={images_per_class} size={size}\n")
+    marker.write_text(options)
     return root
