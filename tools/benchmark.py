@@ -42,6 +42,7 @@ from rich.table import Table
 from torch import nn
 
 from mobivision import create_model
+from mobivision.cli import positive_float, positive_int
 from mobivision.profile import count_parameters
 
 COMMANDS = ("backbone",)
@@ -52,28 +53,14 @@ TRAIN_BATCH, TRAIN_RESOLUTION, TRAIN_WARMUP = 16, 160, 3
 INFERENCE_WARMUP = 3
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be an integer > 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", metavar="{backbone}")
     backbone = commands.add_parser("backbone", help="mobilenet_v1 vs timm: inference latency, training images/s")
-    backbone.add_argument("--width", type=_positive_float, default=1.0, help="width multiplier (default 1.0)")
-    backbone.add_argument("--resolution", type=_positive_int, default=224, help="inference input size")
-    backbone.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's)")
-    backbone.add_argument("--repeats", type=_positive_int, default=10, help="timed repeats per model (median)")
+    backbone.add_argument("--width", type=positive_float, default=1.0, help="width multiplier (default 1.0)")
+    backbone.add_argument("--resolution", type=positive_int, default=224, help="inference input size")
+    backbone.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    backbone.add_argument("--repeats", type=positive_int, default=10, help="timed repeats per model (median)")
     backbone.add_argument("--channels-last", action="store_true", help="NHWC memory format for models and inputs")
     backbone.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     return parser

@@ -27,29 +27,17 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be an integer > 0, got {text}")
-    return value
+from mobivision.cli import positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
-    parser.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="draw MACs vs latency and vs top-1 to PNG")
-    parser.add_argument("--budget-ms", type=_positive_float, metavar="MS", help="list pairs within this latency")
-    parser.add_argument("--budget-mparams", type=_positive_float, metavar="M", help="list pairs within M params")
+    parser.add_argument("--budget-ms", type=positive_float, metavar="MS", help="list pairs within this latency")
+    parser.add_argument("--budget-mparams", type=positive_float, metavar="M", help="list pairs within M params")
     return parser
 
 
