@@ -1,0 +1,356 @@
+"""COCO detection evaluation with pycocotools, made strict, quiet and deterministic.
+
+Computes the twelve numbers of the COCO detection benchmark (Lin et al., "Microsoft COCO: Common Objects in
+Context", 2014; the metric definitions of cocodataset.org/#detection-eval), as MobileNets (Howard et al.,
+2017, Sec. 4.6, Table 13) and SSD (Liu et al., 2016, Sec. 3.4) report them. The numbers are exactly
+``COCOeval.stats``; this module only adds what pycocotools leaves to the caller:
+
+- inputs are validated with clear messages: a result for an image that is not evaluated, or with a
+  category the ground truth does not know, raises ``DataError`` naming the ids (pycocotools either asserts
+  "Results do not correspond to current coco set" or silently ignores them);
+- zero detections do not crash (``COCO.loadRes`` fails on an empty list): every metric is 0.0 and one
+  warning is logged; ground truth without annotations on the evaluated images likewise gives 0.0 and a
+  warning (pycocotools would give -1.0 everywhere);
+- the order of the results does not matter: they are sorted by ``(-score, image_id, category_id, bbox)``
+  before pycocotools sees them, so score ties are broken the same way every time;
+- pycocotools' printing is swallowed, and neither the caller's ``COCO`` object nor its results are changed
+  (``COCOeval`` writes ``ignore`` flags into ground-truth annotations, ``loadRes`` adds keys to results).
+
+Other -1.0 values are kept as pycocotools gives them: -1.0 means "no ground truth in this area range"
+(e.g. ``APs`` when there is no small object), never "zero".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from mobivision.errors import ConfigError, DataError
+
+log = logging.getLogger("mobivision")
+
+COCO_METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+"""Names of ``COCOeval.stats`` entries, in its order."""
+
+IOU_TYPES = ("bbox", "segm")
+_RESULT_KEYS = {"bbox": ("image_id", "category_id", "bbox", "score"), "segm": ("image_id", "category_id", "score")}
+
+
+def coco_evaluate(
+    gt: str | Path | COCO | Mapping[str, Any],
+    results: str | Path | Sequence[Mapping[str, Any]],
+    *,
+    image_ids: Iterable[Any] | None = None,
+    iou_type: str = "bbox",
+    per_class: bool = False,
+) -> dict[str, Any]:
+    """COCO metrics of ``results`` against ``gt`` on the evaluated images.
+
+    Args:
+        gt: Ground truth: a COCO annotation json path, a ``pycocotools.coco.COCO`` object or a dict in COCO
+            format (``"images"``, ``"annotations"``, ``"categories"``; ``"info"``/``"licenses"`` optional).
+            It is copied, never modified; in the copy, annotations without ``"iscrowd"`` get 0 and those
+            without ``"area"`` get their box area (pycocotools needs both).
+        results: A COCO results json path or a list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
+            "score"}`` dicts (``"segmentation"`` instead of ``"bbox"`` for ``iou_type="segm"``). Not modified.
+        image_ids: The images to evaluate (``params.imgIds``); default all images of ``gt``.
+        iou_type: ``"bbox"`` or ``"segm"``.
+        per_class: Also return ``"per_class"``: the rows of :func:`per_class_ap`.
+
+    Returns:
+        ``{key: float}`` for the keys of ``COCO_METRIC_KEYS``, exactly ``COCOeval.stats`` (so -1.0 where an
+        area range has no ground truth), except that all are 0.0 when there are no detections or no
+        ground-truth annotations on the evaluated images (one warning is logged). With ``per_class``, also
+        ``"per_class"``: a list of ``{"category_id", "name", "AP", "AP50"}``.
+
+    Raises:
+        DataError: A file is missing or malformed, a ground-truth annotation lacks a key or refers to an
+            unknown image or category, there is no image to evaluate, an id in ``image_ids`` is not in
+            ``gt``, or a result is malformed, is for an image that is not evaluated, or has an unknown
+            category.
+        ConfigError: ``iou_type`` is not one of ``IOU_TYPES``.
+    """
+    if iou_type not in IOU_TYPES:
+        raise ConfigError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    coco_gt = _load_gt(gt)
+    gt_ids = set(coco_gt.getImgIds())
+    if image_ids is None:
+        eval_ids = sorted(gt_ids, key=_sort_key)
+    else:
+        eval_ids = sorted(set(image_ids), key=_sort_key)
+        unknown = [i for i in eval_ids if i not in gt_ids]
+        if unknown:
+            raise DataError(f"image_ids not in the ground truth: {_preview(unknown)}")
+    if not eval_ids:
+        raise DataError("no images to evaluate: the ground truth has no images or image_ids is empty")
+    dets = _load_results(results, iou_type=iou_type)
+    _check_results(dets, evaluated=set(eval_ids), categories=set(coco_gt.getCatIds()))
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(coco_gt)
+        coco_eval = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+        coco_eval.params.imgIds = eval_ids
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+
+    metrics = {key: float(value) for key, value in zip(COCO_METRIC_KEYS, coco_eval.stats, strict=True)}
+    n_gt = sum(not ann.get("iscrowd", 0) for i in eval_ids for ann in coco_gt.imgToAnns.get(i, []))
+    if not dets or n_gt == 0:
+        reason = "no detections were given" if not dets else "the ground truth has no annotations"
+        log.warning("COCO evaluation on %d images: %s; reporting 0.0 for every metric", len(eval_ids), reason)
+        metrics = dict.fromkeys(COCO_METRIC_KEYS, 0.0)
+    out: dict[str, Any] = dict(metrics)
+    if per_class:
+        out["per_class"] = per_class_ap(coco_eval, coco_gt)
+    return out
+
+
+def per_class_ap(coco_eval: COCOeval, coco_gt: COCO) -> list[dict[str, Any]]:
+    """AP and AP50 of each category from an accumulated ``COCOeval``.
+
+    AP is the mean of ``coco_eval.eval["precision"]`` over IoU thresholds and recall points for area
+    ``"all"`` and ``maxDets=100``, taken over entries > -1 as ``COCOeval.summarize`` does; AP50 is the same at
+    the first IoU threshold (0.5).
+
+    Args:
+        coco_eval: A ``COCOeval`` after ``evaluate()`` and ``accumulate()``.
+        coco_gt: The ground truth, for category names.
+
+    Returns:
+        One ``{"category_id", "name", "AP", "AP50"}`` per evaluated category, in ``params.catIds`` order
+        (ascending id). A category without ground truth on the evaluated images gets -1.0 (never NaN).
+
+    Raises:
+        DataError: ``coco_eval`` has not been accumulated.
+    """
+    if not getattr(coco_eval, "eval", None) or "precision" not in coco_eval.eval:
+        raise DataError("per_class_ap needs a COCOeval after evaluate() and accumulate()")
+    params = coco_eval.params
+    precision = coco_eval.eval["precision"]  # [iou, recall, category, area, max dets]
+    area = list(params.areaRngLbl).index("all")
+    max_det = list(params.maxDets).index(100)
+    cat_ids = params.catIds if params.useCats else [-1]
+    rows = []
+    for k, cat_id in enumerate(cat_ids):
+        per_iou = precision[:, :, k, area, max_det]
+        rows.append(
+            {
+                "category_id": cat_id,
+                "name": str(coco_gt.cats.get(cat_id, {}).get("name", cat_id)),
+                "AP": _mean_valid(per_iou),
+                "AP50": _mean_valid(per_iou[0]),
+            }
+        )
+    return rows
+
+
+def format_per_class_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of :func:`per_class_ap` as an aligned Markdown table (columns class, AP, AP50).
+
+    Rows keep the order given. Values have three decimals; -1.0 (no ground truth) is shown as ``n/a``.
+
+    Args:
+        rows: Dicts with ``"name"``, ``"AP"`` and ``"AP50"``.
+
+    Returns:
+        The table, one line per row after the header and separator, without a trailing newline.
+    """
+    table = [(str(row["name"]), _fmt(row["AP"]), _fmt(row["AP50"])) for row in rows]
+    header = ("class", "AP", "AP50")
+    widths = [max(len(header[i]), *(len(r[i]) for r in table)) for i in range(3)]
+    sep = ("-" * widths[0], "-" * (widths[1] - 1) + ":", "-" * (widths[2] - 1) + ":")
+    lines = [
+        f"| {header[0]:<{widths[0]}} | {header[1]:>{widths[1]}} | {header[2]:>{widths[2]}} |",
+        f"| {sep[0]} | {sep[1]} | {sep[2]} |",
+    ]
+    lines += [f"| {n:<{widths[0]}} | {ap:>{widths[1]}} | {ap50:>{widths[2]}} |" for n, ap, ap50 in table]
+    return "\n".join(lines)
+
+
+def merge_detections(chunks: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Concatenate per-process result lists and drop the copies made by ``DistributedSampler`` padding.
+
+    ``DistributedSampler`` pads the dataset by repeating samples so every process gets as many, so after an
+    ``all_gather_object`` the same image's detections can arrive from two processes; counted twice, they
+    would be false positives. All detections of one image come from the one process that ran it, so for
+    an image id found in several chunks the first chunk's detections are kept and the others dropped;
+    detections within a chunk are never dropped. Images without detections do not appear at all, which
+    is harmless.
+
+    Args:
+        chunks: One list of result dicts (with ``"image_id"``) per process, in rank order.
+
+    Returns:
+        A new list with the kept result dicts (the same dict objects), in chunk order.
+
+    Raises:
+        DataError: A result has no ``"image_id"``.
+    """
+    owner: dict[Any, int] = {}
+    for rank, chunk in enumerate(chunks):
+        for index, det in enumerate(chunk):
+            if not isinstance(det, Mapping) or "image_id" not in det:
+                raise DataError(f"detection {index} of chunk {rank} has no 'image_id': {det!r}")
+            owner.setdefault(det["image_id"], rank)
+    return [det for rank, chunk in enumerate(chunks) for det in chunk if owner[det["image_id"]] == rank]
+
+
+def _load_gt(gt: str | Path | COCO | Mapping[str, Any]) -> COCO:
+    """A private ``COCO`` built from a deep copy of the ground truth, with the keys pycocotools expects."""
+    if isinstance(gt, COCO):
+        dataset = copy.deepcopy(gt.dataset)
+        source = "ground truth COCO object"
+    elif isinstance(gt, Mapping):
+        dataset = copy.deepcopy(dict(gt))
+        source = "ground truth dict"
+    elif isinstance(gt, str | Path):
+        dataset = _read_json(Path(gt))
+        source = str(gt)
+        if not isinstance(dataset, dict):
+            raise DataError(f"{source}: expected a COCO annotation object, got a {type(dataset).__name__}")
+    else:
+        raise DataError(f"gt must be a json path, a COCO object or a dict, got {type(gt).__name__}")
+    for key in ("images", "categories"):
+        if not isinstance(dataset.get(key), list):
+            raise DataError(f"{source}: missing or malformed {key!r} list")
+    dataset.setdefault("annotations", [])
+    _check_gt_annotations(dataset, source=source)
+    dataset.setdefault("info", {})
+    dataset.setdefault("licenses", [])
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _check_gt_annotations(dataset: dict[str, Any], *, source: str) -> None:
+    """Check the annotations' keys and references; fill ``iscrowd`` (0) and ``area`` (box area) if absent."""
+    image_ids = {image.get("id") for image in dataset["images"]}
+    cat_ids = {cat.get("id") for cat in dataset["categories"]}
+    for index, ann in enumerate(dataset["annotations"]):
+        missing = [key for key in ("id", "image_id", "category_id") if key not in ann]
+        if "bbox" not in ann and "segmentation" not in ann:
+            missing.append("bbox")
+        if missing:
+            raise DataError(f"{source}: annotation {index} lacks {missing}")
+        if ann["image_id"] not in image_ids:
+            raise DataError(f"{source}: annotation {ann['id']} is for image {ann['image_id']!r}, not in 'images'")
+        if ann["category_id"] not in cat_ids:
+            raise DataError(f"{source}: annotation {ann['id']} has unknown category {ann['category_id']!r}")
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            if "bbox" not in ann:
+                raise DataError(f"{source}: annotation {ann['id']} has neither 'area' nor 'bbox'")
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+
+
+def _load_results(results: str | Path | Sequence[Mapping[str, Any]], *, iou_type: str) -> list[dict[str, Any]]:
+    """Validated copies of the results, sorted by ``(-score, image_id, category_id, bbox)``."""
+    if isinstance(results, str | Path):
+        source = str(results)
+        loaded = _read_json(Path(results))
+    else:
+        source = "results"
+        loaded = results
+    if not isinstance(loaded, Sequence) or isinstance(loaded, str | bytes):
+        raise DataError(f"{source}: expected a list of result dicts, got a {type(loaded).__name__}")
+    dets = []
+    for index, det in enumerate(loaded):
+        if not isinstance(det, Mapping):
+            raise DataError(f"{source}: result {index} is not a dict: {det!r}")
+        missing = [key for key in _RESULT_KEYS[iou_type] if key not in det]
+        if iou_type == "segm" and "segmentation" not in det:
+            missing.append("segmentation")
+        if missing:
+            raise DataError(f"{source}: result {index} lacks {missing}: {det!r}")
+        det = copy.deepcopy(dict(det))
+        try:
+            det["score"] = float(det["score"])
+            if "bbox" in det:
+                det["bbox"] = [float(v) for v in det["bbox"]]
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{source}: result {index} has a non-numeric score or bbox: {det!r}") from exc
+        if "bbox" in det and len(det["bbox"]) != 4:
+            raise DataError(f"{source}: result {index} bbox must be [x, y, w, h], got {det['bbox']}")
+        if not math.isfinite(det["score"]) or not all(math.isfinite(v) for v in det.get("bbox", ())):
+            raise DataError(f"{source}: result {index} has a non-finite score or bbox: {det!r}")
+        dets.append(det)
+    dets.sort(
+        key=lambda d: (-d["score"], _sort_key(d["image_id"]), _sort_key(d["category_id"]), tuple(d.get("bbox", ())))
+    )
+    return dets
+
+
+def _check_results(dets: list[dict[str, Any]], *, evaluated: set[Any], categories: set[Any]) -> None:
+    """Raise ``DataError`` for results on images that are not evaluated or with unknown categories."""
+    outside = {d["image_id"] for d in dets if d["image_id"] not in evaluated}
+    if outside:
+        raise DataError(
+            f"results for {len(outside)} image ids that are not evaluated (not in the ground truth or not in "
+            f"image_ids): {_preview(outside)}"
+        )
+    unknown = {d["category_id"] for d in dets if d["category_id"] not in categories}
+    if unknown:
+        known = _preview(categories)
+        raise DataError(f"results with category ids unknown to the ground truth: {_preview(unknown)} (known: {known})")
+
+
+def _empty_results(coco_gt: COCO) -> COCO:
+    """A results ``COCO`` without detections (``COCO.loadRes`` cannot take an empty list)."""
+    res = COCO()
+    res.dataset = {
+        "info": {},
+        "images": list(coco_gt.dataset["images"]),
+        "categories": copy.deepcopy(coco_gt.dataset["categories"]),
+        "annotations": [],
+    }
+    res.createIndex()
+    return res
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed json file; a missing or malformed file raises ``DataError`` naming it."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid json: {exc}") from exc
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    """Mean of the entries > -1, or -1.0 when there are none (as ``COCOeval.summarize``)."""
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else -1.0
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value == -1 else f"{value:.3f}"
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Sort numbers before anything else, so ids of mixed types still sort."""
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))
+
+
+def _preview(ids: Iterable[Any], limit: int = 10) -> str:
+    """The first ``limit`` ids, sorted, plus how many more there are."""
+    shown = sorted(ids, key=_sort_key)
+    more = f" (and {len(shown) - limit} more)" if len(shown) > limit else ""
+    return f"{shown[:limit]}{more}"
