@@ -165,3 +165,152 @@ def test_draw_shape_unknown_name() -> None:
     draw = ImageDraw.Draw(Image.new("L", (SIZE, SIZE)))
     with pytest.raises(ValueError, match="hexagon"):
         draw_shape(draw, "hexagon", center=(16, 16), radius=10, color=255)
+
+
+# --- write_shapes_detection: COCO json + JPEGs --------------------------------------------------------------------
+
+DET_SIZE = 64
+DET_OPTIONS = {"num_train": 40, "num_val": 10, "size": DET_SIZE, "empty_fraction": 0.2}
+
+
+def _write_detection(root: Path, **options: object) -> Path:
+    from mobivision.data.synthetic import write_shapes_detection
+
+    return write_shapes_detection(root, **{**DET_OPTIONS, **options})
+
+
+def _detection_contents(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def detection_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_detection(tmp_path_factory.mktemp("shapes_detection") / "data")
+
+
+def _load_coco(file: Path):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(file))
+
+
+def test_detection_writes_valid_coco(detection_root: Path) -> None:
+    from mobivision.data.coco import read_coco
+
+    empties = 0
+    for split, count in (("train", 40), ("val", 10)):
+        coco = _load_coco(detection_root / "annotations" / f"instances_{split}.json")
+        assert sorted(coco.getImgIds()) == list(range(1, count + 1))
+        assert [(c["id"], c["name"]) for c in coco.loadCats(coco.getCatIds())] == [
+            (1, "circle"),
+            (2, "square"),
+            (3, "triangle"),
+        ]
+        for image in coco.loadImgs(coco.getImgIds()):
+            assert (image["width"], image["height"]) == (DET_SIZE, DET_SIZE)
+            with Image.open(detection_root / split / image["file_name"]) as file:
+                assert (file.format, file.size, file.mode) == ("JPEG", (DET_SIZE, DET_SIZE), "RGB")
+        anns = coco.loadAnns(coco.getAnnIds())
+        assert len({a["id"] for a in anns}) == len(anns) > count
+        for ann in anns:
+            x, y, w, h = ann["bbox"]
+            assert ann["iscrowd"] == 0 and ann["category_id"] in (1, 2, 3) and ann["image_id"] in coco.imgs
+            assert w >= 1 and h >= 1 and x >= 0 and y >= 0 and x + w <= DET_SIZE and y + h <= DET_SIZE, ann
+            assert 0 < ann["area"] <= w * h
+        empty = [i for i in coco.getImgIds() if not coco.getAnnIds(imgIds=[i])]
+        assert len(empty) < count // 2, f"{split}: {len(empty)} empty images"
+        empties += len(empty)
+        data = read_coco(detection_root / "annotations" / f"instances_{split}.json", detection_root / split)
+        assert len(data.records) == count and sum(len(r.boxes) for r in data.records) == len(anns)
+    assert empties > 0, "no image without shapes (empty_fraction 0.2 over 50 images)"
+
+
+def test_detection_same_seed_is_identical(detection_root: Path, tmp_path: Path) -> None:
+    again = _write_detection(tmp_path / "again")
+    assert _detection_contents(again) == _detection_contents(detection_root)
+    other = _write_detection(tmp_path / "other", seed=1)
+    name = "annotations/instances_train.json"
+    assert _detection_contents(other)[name] != _detection_contents(detection_root)[name]
+
+
+def test_detection_files_match_the_exposed_drawing(detection_root: Path) -> None:
+    from mobivision.data.synthetic import detection_image_rng, draw_detection_image
+
+    coco = _load_coco(detection_root / "annotations" / "instances_val.json")
+    for index in range(10):
+        image, objects = draw_detection_image(
+            detection_image_rng(0, "val", index), size=DET_SIZE, empty_fraction=DET_OPTIONS["empty_fraction"]
+        )
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[index + 1]))
+        assert [a["bbox"] for a in anns] == [list(o.bbox) for o in objects]
+        assert [a["category_id"] for a in anns] == [o.category_id for o in objects]
+        with Image.open(detection_root / "val" / f"{index + 1:06d}.jpg") as file:
+            written = np.asarray(file.convert("RGB"), dtype=np.float64)
+        drawn = np.asarray(image, dtype=np.float64)
+        # JPEG (quality 95, chroma subsampled) blurs the pixel noise; 4x4 block means agree closely.
+        blocks = [a.reshape(DET_SIZE // 4, 4, DET_SIZE // 4, 4, 3).mean(axis=(1, 3)) for a in (written, drawn)]
+        assert np.abs(blocks[0] - blocks[1]).mean() < 2
+
+
+@pytest.mark.parametrize("shape", ["circle", "square", "triangle", "ring", "diamond", "cross"])
+def test_detection_boxes_are_tight(shape: str) -> None:
+    from mobivision.data.synthetic import draw_detection_image
+
+    for seed in range(8):
+        image, (obj,) = draw_detection_image(
+            np.random.default_rng(seed), size=DET_SIZE, classes=(shape,), max_objects=1, empty_fraction=0, clutter=0
+        )
+        pixels = np.asarray(image)
+        mask = (pixels == obj.color).all(axis=-1)
+        x, y, w, h = obj.bbox
+        inside = np.zeros_like(mask)
+        inside[y : y + h, x : x + w] = True
+        assert not (mask & ~inside).any(), f"{shape} seed {seed}: shape colour outside its box {obj.bbox}"
+        box = mask[y : y + h, x : x + w]
+        assert box[0].any() and box[-1].any() and box[:, 0].any() and box[:, -1].any(), f"{shape}: loose box"
+        assert mask.sum() == obj.area
+        if shape == "triangle":  # extent sqrt(3) r x 1.5 r, not the nominal 2r square
+            assert h < 0.95 * w or y + h == DET_SIZE or y == 0 or x == 0 or x + w == DET_SIZE
+
+
+def test_detection_objects_respect_sizes_and_overlap() -> None:
+    from mobivision.data.synthetic import draw_detection_image
+
+    counts = []
+    for seed in range(30):
+        _, objects = draw_detection_image(np.random.default_rng(seed), size=DET_SIZE, max_overlap=0.3)
+        counts.append(len(objects))
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (o.bbox for o in objects)], dtype=np.float64)
+        for o in objects:
+            assert max(o.bbox[2:]) <= 0.5 * DET_SIZE + 1
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                wh = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None)
+                inter = wh[0] * wh[1]
+                union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
+                assert inter / union <= 0.3 + 1e-9
+    assert max(counts) >= 3 and min(counts) <= 1
+
+
+def test_detection_test_split_is_optional(tmp_path: Path) -> None:
+    root = _write_detection(tmp_path / "data", num_train=3, num_val=2, num_test=2)
+    coco = _load_coco(root / "annotations" / "instances_test.json")
+    assert sorted(coco.getImgIds()) == [1, 2] and len(list((root / "test").glob("*.jpg"))) == 2
+    plain = _write_detection(tmp_path / "plain", num_train=3, num_val=2)
+    assert not (plain / "test").exists() and not (plain / "annotations" / "instances_test.json").exists()
+
+
+def test_detection_complete_tree_is_reused_and_other_options_refused(tmp_path: Path) -> None:
+    root = _write_detection(tmp_path / "data", num_train=4, num_val=2)
+    _age(root)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*.jpg")}
+    assert _write_detection(root, num_train=4, num_val=2) == root
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.jpg")} == before
+    with pytest.raises(MobivisionError, match=str(root)):
+        _write_detection(root, num_train=4, num_val=2, max_objects=2)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.jpg")} == before

@@ -1,0 +1,332 @@
+"""COCO detection reader (pycocotools), the detection dataset and its collate function.
+
+The MobileNets paper (Howard et al., 2017, Sec. 4.6) trains SSD and Faster R-CNN on COCO trainval35k and
+reports AP on minival. This module reads a COCO ``instances_*.json`` file (Lin et al., "Microsoft COCO:
+Common Objects in Context", 2014) into validated ``DetectionRecord``s:
+
+- category ids (1..90 with gaps in COCO) map to contiguous labels 1..C in sorted-id order; label 0 is the
+  background of SSD (Liu et al., 2016, Sec. 2.2). A map saved in a checkpoint can be passed back in;
+- ``iscrowd=1`` annotations are not training targets (the COCO evaluator ignores them too) and are counted;
+- ``[x, y, w, h]`` boxes become absolute ``xyxy`` float32 clipped to the image; boxes degenerate after clipping
+  (narrower or lower than 1 px, outside the image, NaN) are dropped and reported in one warning;
+- images without boxes are kept, so negatives flow through training and evaluation;
+- a missing image file raises ``DataError`` naming it, or with ``on_error="skip"`` is counted and reported.
+
+The json is parsed here rather than by ``COCO(annotation_file)`` because pycocotools prints to stdout and fails
+on a malformed file with a bare ``JSONDecodeError``/``KeyError`` that names neither the file nor the entry; the
+validated dict is then indexed by pycocotools' own ``createIndex``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset, get_worker_info
+
+from mobivision.data.records import BadRecords, load_rgb
+from mobivision.errors import DataError
+
+log = logging.getLogger("mobivision")
+
+MIN_BOX_SIZE = 1.0
+"""Boxes narrower or lower than this many pixels (after clipping to the image) are not training targets."""
+
+_REQUIRED_KEYS = {
+    "images": ("id", "file_name", "width", "height"),
+    "annotations": ("id", "image_id", "category_id", "bbox"),
+    "categories": ("id", "name"),
+}
+_SHOWN_IDS = 20
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionRecord:
+    """One image and its boxes, as the reader validated them (compared by identity: it holds arrays).
+
+    Attributes:
+        image_id: The COCO image id.
+        path: The image file.
+        width: Image width in pixels, from the annotation file.
+        height: Image height in pixels, from the annotation file.
+        boxes: float32 ``[N, 4]`` absolute ``xyxy`` pixels, inside the image, at least 1 px wide and high
+            (read-only).
+        labels: int64 ``[N]`` contiguous labels 1..C; 0 is reserved for the background (read-only).
+    """
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class CocoData:
+    """What ``read_coco`` returns.
+
+    Attributes:
+        records: One record per kept image, in increasing image id.
+        class_names: Name of contiguous label ``i + 1`` at index ``i``.
+        category_ids: COCO category id of contiguous label ``i + 1`` at index ``i`` (store it in checkpoints).
+        annotation_file: The json file read.
+    """
+
+    records: list[DetectionRecord]
+    class_names: list[str]
+    category_ids: list[int]
+    annotation_file: Path
+
+
+def read_coco(
+    annotation_file: str | Path,
+    image_dir: str | Path,
+    *,
+    category_ids: Sequence[int] | None = None,
+    on_error: str = "raise",
+    keep_empty: bool = True,
+) -> CocoData:
+    """Read a COCO detection annotation file into validated records.
+
+    Args:
+        annotation_file: ``instances_*.json`` in COCO format.
+        image_dir: Folder that ``file_name`` entries are relative to.
+        category_ids: The label map of a trained model (``CocoData.category_ids`` saved in its checkpoint):
+            contiguous label ``i + 1`` is COCO category ``category_ids[i]``. A category of the file outside
+            it raises ``DataError``. Default: the file's category ids in increasing order.
+        on_error: ``"raise"``: a record that cannot be used (missing image file, annotation of an unknown
+            image, image without a positive size) raises ``DataError`` naming it; ``"skip"``: such records
+            are dropped, counted and listed in one warning.
+        keep_empty: Keep images that have no box left (negatives). ``False`` drops them (logged).
+
+    Returns:
+        The records, class names, category ids and the annotation file.
+
+    Raises:
+        DataError: The file is missing, is not valid json, lacks a required key, or holds a category outside
+            ``category_ids``; or a bad record with ``on_error="raise"``.
+    """
+    annotation_file = Path(annotation_file)
+    image_dir = Path(image_dir)
+    source = str(annotation_file)
+    bad = BadRecords(source, on_error)
+    dataset = _load_json(annotation_file)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
+
+    file_ids = sorted(coco.cats)
+    if category_ids is None:
+        category_ids = file_ids
+    else:
+        category_ids = [int(c) for c in category_ids]
+        unknown = sorted(set(file_ids) - set(category_ids))
+        if unknown:
+            names = [coco.cats[c]["name"] for c in unknown]
+            raise DataError(f"{source}: categories {unknown} ({names}) are not in the model's label map {category_ids}")
+    label_of = {cid: label for label, cid in enumerate(category_ids, start=1)}
+    class_names = [str(coco.cats[c]["name"]) if c in coco.cats else f"category_{c}" for c in category_ids]
+
+    unknown_images = sorted(set(coco.imgToAnns) - set(coco.imgs), key=str)
+    for image_id in unknown_images:
+        ann_ids = [a["id"] for a in coco.imgToAnns[image_id]]
+        bad.add(f"annotations {ann_ids[:5]} refer to image id {image_id}, which is not in 'images'")
+
+    records: list[DetectionRecord] = []
+    crowd = dropped = empty = 0
+    dropped_images: list[int] = []
+    for image_id in sorted(coco.imgs):
+        image = coco.imgs[image_id]
+        path = image_dir / str(image["file_name"])
+        width, height = image["width"], image["height"]
+        if not _positive_number(width) or not _positive_number(height):
+            bad.add(f"image id {image_id} ({path}): width and height must be positive, got {width}x{height}")
+            continue
+        if not path.is_file():
+            bad.add(f"image file not found: {path} (image id {image_id})")
+            continue
+        boxes, labels, n_crowd = _image_boxes(coco.imgToAnns.get(image_id, []), label_of, source)
+        crowd += n_crowd
+        boxes = np.clip(boxes, 0, np.array([width, height, width, height], dtype=np.float32))
+        keep = ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIZE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIZE)
+        if not keep.all():  # NaN compares False, so NaN boxes are dropped too
+            dropped += int((~keep).sum())
+            dropped_images.append(image_id)
+            boxes, labels = boxes[keep], labels[keep]
+        if not len(boxes):
+            empty += 1
+            if not keep_empty:
+                continue
+        boxes.setflags(write=False)
+        labels.setflags(write=False)
+        records.append(
+            DetectionRecord(
+                image_id=int(image_id), path=path, width=int(width), height=int(height), boxes=boxes, labels=labels
+            )
+        )
+    bad.report()
+
+    if crowd:
+        log.info("%s: %d crowd annotations (iscrowd=1) excluded from the training targets", source, crowd)
+    if dropped:
+        shown = dropped_images[:_SHOWN_IDS]
+        more = f" (and {len(dropped_images) - _SHOWN_IDS} more)" if len(dropped_images) > _SHOWN_IDS else ""
+        log.warning(
+            "%s: dropped %d degenerate boxes (under %g px wide or high after clipping to the image, outside it, "
+            "or NaN) in %d images; image ids: %s%s",
+            source,
+            dropped,
+            MIN_BOX_SIZE,
+            len(dropped_images),
+            shown,
+            more,
+        )
+    if empty:
+        action = "kept as negatives" if keep_empty else "dropped (keep_empty=False)"
+        log.info("%s: %d images without boxes %s", source, empty, action)
+    if not records:
+        raise DataError(f"{source}: no usable images (image_dir {image_dir})")
+    return CocoData(
+        records=records, class_names=class_names, category_ids=list(category_ids), annotation_file=annotation_file
+    )
+
+
+def _load_json(annotation_file: Path) -> dict[str, Any]:
+    """The annotation file as a dict, with the keys ``createIndex`` and the reader rely on checked."""
+    if not annotation_file.is_file():
+        raise DataError(f"COCO annotation file not found: {annotation_file}")
+    try:
+        with open(annotation_file, encoding="utf-8") as f:
+            dataset = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{annotation_file}:{exc.lineno}:{exc.colno}: not valid json: {exc.msg}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read COCO annotation file {annotation_file}: {exc}") from exc
+    if not isinstance(dataset, dict):
+        raise DataError(f"{annotation_file}: expected a json object with 'images', 'annotations', 'categories'")
+    for key, fields in _REQUIRED_KEYS.items():
+        entries = dataset.get(key)
+        if not isinstance(entries, list):
+            what = "is missing" if entries is None else f"must be a list, got {type(entries).__name__}"
+            raise DataError(f"{annotation_file}: top-level key '{key}' {what} (expected COCO instances format)")
+        for index, entry in enumerate(entries):
+            missing = [name for name in fields if not isinstance(entry, dict) or name not in entry]
+            if missing:
+                ident = f" (id {entry['id']})" if isinstance(entry, dict) and "id" in entry else ""
+                raise DataError(f"{annotation_file}: {key}[{index}]{ident} lacks {missing}; required: {list(fields)}")
+    categories = {c["id"] for c in dataset["categories"]}
+    for index, ann in enumerate(dataset["annotations"]):
+        bbox = ann["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise DataError(
+                f"{annotation_file}: annotations[{index}] (id {ann['id']}): bbox must be 4 numbers [x, y, w, h], "
+                f"got {bbox!r}"
+            )
+        if ann["category_id"] not in categories:
+            raise DataError(
+                f"{annotation_file}: annotations[{index}] (id {ann['id']}): category_id {ann['category_id']} "
+                f"is not among the file's categories {sorted(categories)}"
+            )
+    return dataset
+
+
+def _image_boxes(
+    anns: list[dict[str, Any]], label_of: dict[int, int], source: str
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Non-crowd boxes of one image as unclipped ``xyxy`` float32, their labels, and the crowd count."""
+    targets = [a for a in anns if not a.get("iscrowd", 0)]
+    boxes = np.array([a["bbox"] for a in targets], dtype=np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]  # [x, y, w, h] -> [x0, y0, x1, y1]
+    labels = np.array([label_of[a["category_id"]] for a in targets], dtype=np.int64)
+    return boxes.astype(np.float32), labels, len(anns) - len(targets)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_number(value: object) -> bool:
+    return _is_number(value) and math.isfinite(value) and value > 0
+
+
+class DetectionDataset(Dataset):
+    """Detection records plus an albumentations bbox-aware transform (``mobivision.data.detection_transforms``).
+
+    A sample is ``{"image": float CHW tensor, "target": {"boxes": float32 [N, 4] xyxy in the transformed
+    image's pixels, "labels": int64 [N]}, "meta": {"image_id", "path", "size": (orig_h, orig_w),
+    "input_size": (h, w)}}``; an image without boxes gives ``[0, 4]`` and ``[0]`` tensors.
+
+    Attributes:
+        boxes_seen: Boxes fed to the transform so far.
+        boxes_lost: Of those, boxes the transform removed: crops that leave a box's centre (IoU crop) or its
+            whole extent out, and boxes under 1 px wide or high after resizing. Both counters are per process:
+            with DataLoader workers each worker counts its own copy and the main process sees zero.
+    """
+
+    def __init__(self, records: list[DetectionRecord], *, transform: Callable[..., dict[str, Any]]) -> None:
+        self.records = records
+        self.transform = transform
+        self.boxes_seen = 0
+        self.boxes_lost = 0
+        self._worker_seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        self._seed_worker()
+        record = self.records[index]
+        image = load_rgb(record.path)
+        if image.shape[:2] != (record.height, record.width):
+            raise DataError(
+                f"{record.path} (image id {record.image_id}) is {image.shape[1]}x{image.shape[0]} pixels but its "
+                f"annotation says {record.width}x{record.height}; the boxes would not fit it"
+            )
+        out = self.transform(image=image, bboxes=record.boxes, labels=record.labels)
+        boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))
+        labels = torch.as_tensor(np.asarray(out["labels"], dtype=np.int64).reshape(-1))
+        self.boxes_seen += len(record.boxes)
+        self.boxes_lost += len(record.boxes) - len(boxes)
+        tensor = out["image"]
+        return {
+            "image": tensor,
+            "target": {"boxes": boxes, "labels": labels},
+            "meta": {
+                "image_id": record.image_id,
+                "path": str(record.path),
+                "size": (record.height, record.width),
+                "input_size": (int(tensor.shape[-2]), int(tensor.shape[-1])),
+            },
+        }
+
+    def _seed_worker(self) -> None:
+        # albumentations 2.x draws from RNGs seeded when the Compose is built; forked DataLoader workers would
+        # all inherit the same state and repeat each other's augmentations. Reseed from torch's per-worker seed
+        # (which changes every epoch and follows torch.manual_seed) the first time each worker is used.
+        info = get_worker_info()
+        if info is None or info.seed == self._worker_seed:
+            return
+        self._worker_seed = info.seed
+        if hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(info.seed % 2**32)
+
+
+def detection_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images (all the same size after the transform); keep targets and metas as lists of dicts."""
+    return {
+        "image": torch.stack([sample["image"] for sample in batch]),
+        "target": [sample["target"] for sample in batch],
+        "meta": [sample["meta"] for sample in batch],
+    }
