@@ -1,10 +1,27 @@
 """mobivision: one MobileNet backbone under many mobile vision tasks.
 
-Public API: ``create_model``, ``create_backbone``, ``list_models``, ``profile``.
+Public API: ``create_model``, ``create_backbone``, ``create_detector``, ``list_models``, ``list_detectors``,
+``detector_preset``, ``profile``.
 """
 
-from mobivision.factory import create_backbone, create_model, list_models
+from mobivision.factory import (
+    create_backbone,
+    create_detector,
+    create_model,
+    detector_preset,
+    list_detectors,
+    list_models,
+)
 from mobivision.profile import ModelCost, profile
 
-__all__ = ["ModelCost", "create_backbone", "create_model", "list_models", "profile"]
+__all__ = [
+    "ModelCost",
+    "create_backbone",
+    "create_detector",
+    "create_model",
+    "detector_preset",
+    "list_detectors",
+    "list_models",
+    "profile",
+]
 __version__ = "0.1.0"

@@ -93,6 +93,7 @@ class MobileNetV1Backbone(Backbone):
         if padding not in PADDINGS:
             raise ConfigError(f"padding must be one of {PADDINGS}, got {padding!r}")
         self.width_mult = width_mult
+        self.padding = padding
         self.default_out_features = DEFAULT_OUT_FEATURES
         layers, specs = self._build_layers(
             width_mult=width_mult,

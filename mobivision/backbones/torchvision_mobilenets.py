@@ -10,6 +10,7 @@ Sec. 6.3; torchvision's ``ssdlite320_mobilenet_v3_large``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 from torch import nn
@@ -23,17 +24,38 @@ from mobivision.errors import ConfigError
 EXPANSION_TAP = "stride16_expansion"
 
 
-def build_torchvision_mobilenet(name: str, *, width_mult: float, output_stride: int) -> nn.Module:
-    """The torchvision classifier network ``name`` at ``width_mult`` (random weights)."""
+def build_torchvision_mobilenet(
+    name: str,
+    *,
+    width_mult: float,
+    output_stride: int,
+    bn_eps: float | None = None,
+    bn_momentum: float | None = None,
+    reduced_tail: bool = False,
+) -> nn.Module:
+    """The torchvision classifier network ``name`` at ``width_mult`` (random weights).
+
+    ``bn_eps`` / ``bn_momentum`` replace torchvision's BatchNorm defaults (its SSDLite uses 1e-3 / 0.03);
+    ``reduced_tail`` halves MobileNetV3's last stage (torchvision's SSDLite without a pretrained backbone).
+    """
     validate_width(width_mult)
+    norm_layer = None
+    if bn_eps is not None or bn_momentum is not None:
+        norm_layer = partial(
+            nn.BatchNorm2d, eps=1e-5 if bn_eps is None else bn_eps, momentum=0.1 if bn_momentum is None else bn_momentum
+        )
     if name == "mobilenet_v2":
         if output_stride != 32:
             raise ConfigError(f"mobilenet_v2 supports output_stride 32 only, got {output_stride!r}")
-        return MobileNetV2(width_mult=width_mult)
+        if reduced_tail:
+            raise ConfigError("reduced_tail is a MobileNetV3 option; mobilenet_v2 has no reduced tail")
+        return MobileNetV2(width_mult=width_mult, norm_layer=norm_layer)
     if output_stride not in (16, 32):
         raise ConfigError(f"{name} supports output_stride 16 or 32, got {output_stride!r}")
-    settings, last_channel = mobilenetv3._mobilenet_v3_conf(name, width_mult=width_mult, dilated=output_stride == 16)
-    return mobilenetv3.MobileNetV3(settings, last_channel)
+    settings, last_channel = mobilenetv3._mobilenet_v3_conf(
+        name, width_mult=width_mult, reduced_tail=reduced_tail, dilated=output_stride == 16
+    )
+    return mobilenetv3.MobileNetV3(settings, last_channel, norm_layer=norm_layer)
 
 
 def _block_stride(block: nn.Module) -> int:
@@ -65,6 +87,7 @@ class TorchvisionMobileNetBackbone(Backbone):
         name: ``mobilenet_v2``, ``mobilenet_v3_large`` or ``mobilenet_v3_small``.
         width_mult: Width multiplier.
         output_stride: 32, or 16 for V3 (dilated last stage, as torchvision's DeepLab/LR-ASPP).
+        bn_eps / bn_momentum / reduced_tail: See ``build_torchvision_mobilenet``.
         out_features: Endpoint names; default all ``stride*`` taps except the expansion.
     """
 
@@ -74,11 +97,21 @@ class TorchvisionMobileNetBackbone(Backbone):
         *,
         width_mult: float = 1.0,
         output_stride: int = 32,
+        bn_eps: float | None = None,
+        bn_momentum: float | None = None,
+        reduced_tail: bool = False,
         out_features: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         self.width_mult = width_mult
-        self.features = build_torchvision_mobilenet(name, width_mult=width_mult, output_stride=output_stride).features
+        self.features = build_torchvision_mobilenet(
+            name,
+            width_mult=width_mult,
+            output_stride=output_stride,
+            bn_eps=bn_eps,
+            bn_momentum=bn_momentum,
+            reduced_tail=reduced_tail,
+        ).features
         self._taps, self._expansion_block = self._find_taps(output_stride)
         self.default_out_features = tuple(n for n in self.all_feature_specs if n != EXPANSION_TAP)
         self._select_features(out_features)

@@ -89,13 +89,26 @@ def test_create_backbone_returns_high_to_low_resolution(name: str, out_features:
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
-@pytest.mark.parametrize(
-    ("option", "value"), [("padding", "tf"), ("bn_eps", 1e-3), ("bn_momentum", 0.01), ("min_depth", 16)]
-)
+@pytest.mark.parametrize(("option", "value"), [("padding", "tf"), ("min_depth", 16)])
 @pytest.mark.parametrize("constructor", [create_model, create_backbone])
 def test_v1_only_options_are_rejected_for_torchvision_models(constructor, name: str, option: str, value) -> None:
     with pytest.raises(ConfigError, match=option):
         constructor(name, **{option: value})
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_large"])
+def test_batchnorm_settings_reach_torchvision_models(name: str) -> None:
+    backbone = create_backbone(name, width_mult=0.5, bn_eps=1e-3, bn_momentum=0.03)
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.eps == 1e-3 and m.momentum == 0.03 for m in norms)
+
+
+def test_reduced_tail_halves_the_last_mobilenet_v3_stage() -> None:
+    full = create_backbone("mobilenet_v3_large", out_features=["stride32"])
+    reduced = create_backbone("mobilenet_v3_large", out_features=["stride32"], reduced_tail=True)
+    assert reduced.feature_specs["stride32"].channels == full.feature_specs["stride32"].channels // 2 == 480
+    with pytest.raises(ConfigError, match="reduced_tail"):
+        create_backbone("mobilenet_v2", reduced_tail=True)
 
 
 def test_v1_options_are_applied() -> None:
