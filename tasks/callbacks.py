@@ -82,7 +82,8 @@ class PlainProgress(L.Callback):
             flush=True,
         )
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the module's own on_validation_epoch_end, so metrics it logs there (COCO mAP) are shown.
         if trainer.sanity_checking:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

@@ -64,6 +64,11 @@ class ClassificationTask(TaskModule):
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
 
+    @property
+    def chance_level(self) -> float:
+        """Top-1 accuracy of guessing uniformly, printed beside the results."""
+        return 1.0 / len(self.class_names)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 

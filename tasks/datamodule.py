@@ -1,4 +1,9 @@
-"""Lightning data module for image classification: readers + albumentations presets + loaders."""
+"""Lightning data modules: readers + albumentations presets + loaders, for classification and detection.
+
+``SplitDataModule`` holds what both share (loader options, the train/val/test loaders, normalisation);
+each subclass reads its format and chooses its transforms. ``task_inputs()`` is what the task needs from
+the data (the label map), passed by the runner when it builds the task.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,89 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from mobivision.data.coco import DetectionDataset, detection_collate, read_coco
+from mobivision.data.detection_transforms import (
+    detection_eval_transform,
+    ssd_train_transform,
+    ssdlite_train_transform,
+)
 from mobivision.data.image_folder import read_csv_list, read_image_folder
 from mobivision.data.records import ClassificationDataset, ImageRecord
-from mobivision.data.synthetic import write_shapes_classification
+from mobivision.data.synthetic import write_shapes_classification, write_shapes_detection
 from mobivision.data.transforms import classification_eval_transform, classification_train_transform
 from mobivision.errors import ConfigError
 
 FORMATS = ("image_folder", "csv")
 
 
-class ClassificationDataModule(L.LightningDataModule):
+class SplitDataModule(L.LightningDataModule):
+    """Train/val/test datasets in ``self.datasets`` and their loaders.
+
+    Args:
+        resolution: Square input size.
+        batch_size / eval_batch_size: Training and evaluation batch sizes.
+        num_workers / pin_memory / persistent_workers: DataLoader options.
+        mean / std: Normalisation on [0, 1] pixels (the runner fills in the backbone's default).
+    """
+
+    collate_fn = None
+
+    def __init__(
+        self,
+        *,
+        resolution: int,
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
+        mean: list[float] | None,
+        std: list[float] | None,
+    ) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.loader_options = {
+            "num_workers": num_workers,
+            "pin_memory": pin_memory,
+            "persistent_workers": persistent_workers and num_workers > 0,
+        }
+        self.mean = tuple(mean) if mean is not None else (0.5, 0.5, 0.5)
+        self.std = tuple(std) if std is not None else (0.5, 0.5, 0.5)
+        self.class_names: list[str] = []
+        self.datasets: dict[str, Dataset] = {}
+
+    def task_inputs(self) -> dict[str, Any]:
+        """Keyword arguments the task needs from the data (its label map)."""
+        return {"class_names": self.class_names}
+
+    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise ConfigError(f"data has no {split} split configured, so there is no {split} data")
+        size = self.batch_size if split == "train" else self.eval_batch_size
+        return DataLoader(
+            self.datasets[split],
+            batch_size=size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            collate_fn=self.collate_fn,
+            **self.loader_options,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class ClassificationDataModule(SplitDataModule):
     """Splits of an ImageFolder tree (``root/<split>/<class>/``) or CSV lists (``root/<split>``).
 
     Args:
@@ -51,27 +127,24 @@ class ClassificationDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         on_error: str = "raise",
     ) -> None:
-        super().__init__()
+        super().__init__(
+            resolution=resolution,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            mean=mean,
+            std=std,
+        )
         if format not in FORMATS:
             raise ConfigError(f"data.format must be one of {FORMATS}, got {format!r}")
         self.format = format
         self.root = Path(root)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
-        self.resolution = resolution
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.loader_options = {
-            "num_workers": num_workers,
-            "pin_memory": pin_memory,
-            "persistent_workers": persistent_workers and num_workers > 0,
-        }
-        self.mean = tuple(mean) if mean is not None else (0.5, 0.5, 0.5)
-        self.std = tuple(std) if std is not None else (0.5, 0.5, 0.5)
         self.augment = dict(augment or {})
         self.synthetic = synthetic
         self.on_error = on_error
-        self.class_names: list[str] = []
-        self.datasets: dict[str, ClassificationDataset] = {}
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -115,19 +188,107 @@ class ClassificationDataModule(L.LightningDataModule):
             return classification_train_transform(**common, **options)
         return classification_eval_transform(**common, crop_pct=self.augment.get("crop_pct", 0.875))
 
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise ConfigError(f"data.{split}_split is not set, so there is no {split} data under {self.root}")
-        size = self.batch_size if split == "train" else self.eval_batch_size
-        return DataLoader(
-            self.datasets[split], batch_size=size, shuffle=shuffle, drop_last=shuffle, **self.loader_options
+
+DETECTION_RECIPES = ("ssd", "ssdlite")
+
+
+class DetectionDataModule(SplitDataModule):
+    """COCO-format splits: an annotation json and an image folder per split, relative to ``root``.
+
+    Args:
+        root: Dataset folder.
+        splits: ``{"train": {"annotations": ..., "images": ...}, "val": ..., "test": ...}``; a missing or
+            null split is skipped.
+        recipe: Training augmentation, ``ssd`` (photometric, zoom-out, IoU crop, flip) or ``ssdlite``
+            (IoU crop, flip); evaluation always resizes.
+        augment: Options of the recipe's transform (``max_zoom_out``, ``hflip``, ``iou_crop``, ...).
+        synthetic: Options of ``write_shapes_detection`` to write the demo dataset at ``root`` first.
+        on_error: ``raise`` or ``skip`` (and report) images whose file is missing.
+        **See ``SplitDataModule`` for the loader arguments.**
+    """
+
+    collate_fn = staticmethod(detection_collate)
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        splits: dict[str, dict[str, str] | None],
+        recipe: str = "ssdlite",
+        resolution: int = 320,
+        batch_size: int = 24,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        augment: dict[str, Any] | None = None,
+        synthetic: dict[str, Any] | None = None,
+        on_error: str = "raise",
+    ) -> None:
+        super().__init__(
+            resolution=resolution,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            mean=mean,
+            std=std,
         )
+        if recipe not in DETECTION_RECIPES:
+            raise ConfigError(f"data.recipe must be one of {DETECTION_RECIPES}, got {recipe!r}")
+        unknown = sorted(set(splits) - {"train", "val", "test"})
+        if unknown:
+            raise ConfigError(f"data.splits: unknown splits {unknown}; expected train, val, test")
+        for split, paths in splits.items():
+            if paths is not None and set(paths) != {"annotations", "images"}:
+                raise ConfigError(f"data.splits.{split} needs exactly the keys 'annotations' and 'images', got {paths}")
+        self.root = Path(root)
+        self.splits = {k: v for k, v in splits.items() if v}
+        self.recipe = recipe
+        self.augment = dict(augment or {})
+        self.synthetic = synthetic
+        self.on_error = on_error
+        self.category_ids: list[int] = []
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What inference needs to pre-process images like evaluation did."""
+        return {"resolution": self.resolution, "mean": list(self.mean), "std": list(self.std)}
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    def task_inputs(self) -> dict[str, Any]:
+        return {"class_names": self.class_names, "category_ids": self.category_ids}
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def prepare_data(self) -> None:
+        if self.synthetic:
+            write_shapes_detection(self.root, **self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.prepare_data()
+        for split in ("train", "val", "test"):
+            if split not in self.splits:
+                continue
+            paths = self.splits[split]
+            data = read_coco(
+                self.root / paths["annotations"],
+                self.root / paths["images"],
+                category_ids=self.category_ids or None,
+                on_error=self.on_error,
+            )
+            if not self.category_ids:
+                self.class_names, self.category_ids = data.class_names, data.category_ids
+            dataset = DetectionDataset(data.records, transform=self._transform(split))
+            dataset.coco_gt = str(data.annotation_file)  # what COCOeval scores this split against
+            dataset.image_ids = [r.image_id for r in data.records]
+            self.datasets[split] = dataset
+
+    def _transform(self, split: str):
+        common = {"resolution": self.resolution, "mean": self.mean, "std": self.std}
+        if split != "train":
+            return detection_eval_transform(**common)
+        preset = ssd_train_transform if self.recipe == "ssd" else ssdlite_train_transform
+        return preset(**common, **self.augment)

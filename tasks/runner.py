@@ -98,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         backbone=_container(cfg.backbone),
         optimizer=_container(cfg.optimizer),
         scheduler=_container(cfg.scheduler),
-        class_names=datamodule.class_names,
+        **datamodule.task_inputs(),
         data_meta=datamodule.meta,
         run_config=_container(cfg),
         _recursive_=False,
@@ -116,7 +116,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("test_after_training") and datamodule.splits.get("test"):
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         summary["test"] = _metrics(results)
-    summary["chance"] = 1.0 / len(datamodule.class_names)
+        _write_evaluation(task, output_dir, "test", summary)
+    if hasattr(task, "chance_level"):
+        summary["chance"] = task.chance_level
     summary["seconds"] = round(time.monotonic() - started, 1)
     _write_summary(output_dir, summary)
     _print_metrics(summary)
@@ -156,9 +158,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
     results = trainer.test(task, dataloaders=loader, verbose=False)
     summary = {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "test": _metrics(results)}
+    _write_evaluation(task, Path(cfg.paths.output_dir), cfg.split, summary)
     _write_summary(Path(cfg.paths.output_dir), summary)
     _print_metrics(summary)
     return summary
+
+
+def _write_evaluation(task: TaskModule, output_dir: Path, split: str, summary: dict[str, Any]) -> None:
+    """Task-specific evaluation files (detection: results json, per-class table, predictions picture)."""
+    writer = getattr(task, "write_evaluation", None)
+    if writer is not None and task.trainer.is_global_zero:
+        files = writer(output_dir, split)
+        summary["files"] = [str(f) for f in files]
+        table = next((f for f in files if f.suffix == ".md"), None)
+        if table is not None:
+            print(f"per-class AP ({split}):\n{table.read_text()}", flush=True)
 
 
 def _print_metrics(summary: dict[str, Any]) -> None:
@@ -167,7 +181,9 @@ def _print_metrics(summary: dict[str, Any]) -> None:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(summary[stage].items()))
             print(f"[{stage}] {shown}", flush=True)
     if "chance" in summary:
-        print(f"(chance level: {summary['chance']:.4f}; outputs in {summary['output_dir']})", flush=True)
+        print(f"(chance level: {summary['chance']:.4f})", flush=True)
+    if "output_dir" in summary:
+        print(f"outputs in {summary['output_dir']}", flush=True)
 
 
 def _user_error(exc: BaseException) -> BaseException | None:

@@ -24,7 +24,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict:
     cfg = compose_train(
         tmp,
         [
-            "experiment=demo",
+            "experiment=demo_classification",
             "data.synthetic.images_per_class=150",
             "trainer.max_epochs=20",
         ],

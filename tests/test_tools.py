@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def run_tool(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def quick_train_args(data_dir: Path) -> list[str]:
     return [
-        "experiment=demo",
+        "experiment=demo_classification",
         "debug=fast",
         f"paths.data_dir={data_dir}",
         "data.synthetic.images_per_class=10",
@@ -37,7 +38,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cwd = tmp_path_factory.mktemp("cli")
     result = run_tool("train.py", *quick_train_args(cwd / "data"), cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"cwd": cwd, "result": result, "best": next((cwd / "runs" / "demo").glob("*/checkpoints/best.ckpt"))}
+    return {
+        "cwd": cwd,
+        "result": result,
+        "best": next((cwd / "runs" / "demo_classification").glob("*/checkpoints/best.ckpt")),
+    }
 
 
 def test_train_cli_prints_metrics_and_writes_a_run_folder(trained: dict) -> None:
@@ -90,3 +95,20 @@ def test_eval_cli_on_a_truncated_checkpoint_is_an_error(tmp_path: Path, trained:
     result = run_tool("eval.py", f"ckpt_path={broken}", cwd=tmp_path)
     assert result.returncode == 2
     assert "broken.ckpt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_cli_lists_the_top_k_classes_of_a_classifier(tmp_path: Path, trained: dict) -> None:
+    images = next((trained["cwd"] / "data").glob("demo_shapes_cls/test"))
+    result = run_tool(
+        "predict.py", str(trained["best"]), str(images), "--top-k", "3", "--out", str(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(predictions) == len(list(images.rglob("*.png")))
+    for item in predictions:
+        probabilities = [t["probability"] for t in item["top_k"]]
+        assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) <= 1.0 + 1e-4
+        assert item["image"] in result.stdout
+    bad = run_tool("predict.py", str(trained["best"]), str(images), "--top-k", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--top-k" in bad.stderr

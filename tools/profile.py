@@ -11,6 +11,11 @@ Examples::
     python tools/profile.py --no-latency --json     # machine-readable, no timing
     python tools/profile.py --plot chart.png        # MACs vs latency and vs top-1
     python tools/profile.py --budget-ms 10          # which pairs run in 10 ms, best top-1 first
+    python tools/profile.py --detectors             # SSD/SSDLite presets beside their published size
+
+``--detectors`` profiles every ``list_detectors()`` preset with 91 classes (COCO with TF's label map) at
+its resolution, beside the published figures: the paper's SSD300-MobileNet (Table 13: 1.2 B mult-adds,
+6.8 M parameters) and torchvision's SSDLite320-MobileNetV3-Large (0.583 G mult-adds, 3.44 M parameters).
 """
 
 from __future__ import annotations
@@ -38,7 +43,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", type=Path, metavar="PNG", help="draw MACs vs latency and vs top-1 to PNG")
     parser.add_argument("--budget-ms", type=positive_float, metavar="MS", help="list pairs within this latency")
     parser.add_argument("--budget-mparams", type=positive_float, metavar="M", help="list pairs within M params")
+    parser.add_argument("--detectors", action="store_true", help="profile the detector presets instead")
     return parser
+
+
+# Published (multiply-adds in millions, parameters in millions) of the detectors we can compare.
+PUBLISHED_DETECTORS = {
+    "ssd300_mobilenet_v1": (1200.0, 6.8, "MobileNets paper, Table 13"),
+    "ssdlite320_mobilenet_v3_large": (583.0, 3.44, "torchvision model card"),
+}
+
+
+def detector_rows() -> list[dict[str, Any]]:
+    """MACs and parameters of each detector preset (91 classes) beside the published figures."""
+    from mobivision import create_detector, detector_preset, list_detectors, profile
+
+    rows = []
+    for name in list_detectors():
+        preset = detector_preset(name)
+        model = create_detector(preset["head"], backbone=preset["backbone"], num_classes=91)
+        cost = profile(model, preset["resolution"])
+        mmacs, mparams, source = PUBLISHED_DETECTORS.get(name, (None, None, ""))
+        rows.append(
+            {
+                "name": name,
+                "resolution": preset["resolution"],
+                "mmacs": cost.mmacs,
+                "mparams": cost.mparams,
+                "published_mmacs": mmacs,
+                "published_mparams": mparams,
+                "source": source,
+            }
+        )
+    return rows
+
+
+def print_detector_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Detectors, 91 classes (MACs counted by PyTorch's FLOP counter)", box=box.SIMPLE_HEAD)
+    for column in ("model", "input", "MACs (M)", "params (M)", "published MACs", "published params", "source"):
+        table.add_column(column, justify="left" if column in ("model", "source") else "right")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            str(row["resolution"]),
+            f"{row['mmacs']:.0f}",
+            f"{row['mparams']:.3f}",
+            "-" if row["published_mmacs"] is None else f"{row['published_mmacs']:g}",
+            "-" if row["published_mparams"] is None else f"{row['published_mparams']:g}",
+            row["source"],
+        )
+    Console().print(table)
 
 
 def _pct(value: float) -> str:
@@ -129,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--budget-ms needs latency; drop --no-latency")
     if args.plot is not None and not args.plot.parent.is_dir():
         parser.error(f"--plot: folder {args.plot.parent} does not exist")
+    if args.detectors:
+        rows = detector_rows()
+        print(json.dumps(rows, indent=2)) if args.json else print_detector_table(rows)
+        return 0
     from mobivision.tfslim_table import fit_budget, profile_rows  # after parsing: argument errors are immediate
 
     rows = profile_rows(latency=not args.no_latency, threads=args.threads)
