@@ -4,6 +4,10 @@ The expected digest comes from the URL fragment (``https://host/w.pth#sha256=<he
 package hashes. Without one, the digest of the first download is recorded next to the file and every
 later cache hit is checked against it, so a corrupted cache is caught. ``.tgz`` / ``.tar.gz`` archives
 (the form TF-Slim released its checkpoints in) are unpacked into a folder beside them.
+
+Two generic helpers serve dataset preparation scripts (``datasets/*/prepare.py``) too: ``fetch_to``
+downloads a URL to a chosen file atomically (with the same optional ``#sha256=`` check), and ``unpack_zip``
+extracts a zip archive after refusing any member that would land outside the target folder.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 
 from mobivision.errors import WeightFileError
 
@@ -111,3 +116,84 @@ def _unpack(archive: Path) -> Path:
             raise WeightFileError(f"{archive}: cannot unpack archive: {exc}") from exc
         os.replace(tmp, target)
     return target
+
+
+def fetch_to(url: str, destination: str | os.PathLike, *, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``destination`` atomically, checking an optional ``#sha256=<hex>`` fragment.
+
+    The bytes stream into a ``.part`` file beside ``destination`` that is renamed only once the transfer is
+    complete (and as long as the server announced), so an interrupted download never leaves a file at
+    ``destination``; an existing ``destination`` is replaced. No cache is involved.
+
+    Args:
+        url: ``http(s)://`` or ``file://`` URL, optionally ending in ``#sha256=<64 hex digits>``.
+        destination: The file to write; its folder is created.
+        timeout: Seconds to wait for the connection and for each read.
+
+    Returns:
+        ``destination`` as a ``Path``.
+
+    Raises:
+        WeightFileError: The download failed or was cut short, the fragment is malformed, or the digest does
+            not match (the file is then removed).
+    """
+    url, expected = _expected_digest(url)
+    destination = Path(destination)
+    _fetch(url, destination, timeout=timeout)
+    if expected is not None:
+        _check_digest(destination, expected, url)
+    return destination
+
+
+def _zip_member_path(name: str, archive: Path) -> PurePosixPath:
+    """The relative path of a zip member, refusing absolute paths, drive letters and ``..`` parts."""
+    normalized = name.replace("\\", "/")
+    path = PurePosixPath(normalized)
+    if path.is_absolute() or (len(normalized) > 1 and normalized[1] == ":") or ".." in path.parts:
+        raise WeightFileError(
+            f"{archive}: refusing to unpack member {name!r}: absolute paths and '..' would write outside the target"
+        )
+    return path
+
+
+def unpack_zip(archive: str | os.PathLike, target: str | os.PathLike) -> int:
+    """Extract a zip archive into ``target``, refusing members that would land outside it.
+
+    Every member name is checked before anything is written: an absolute path, a drive letter or a ``..``
+    part rejects the whole archive. Integrity is checked by ``zipfile`` while extracting: a truncated archive
+    (no central directory) cannot be opened, and a member whose CRC-32 does not match raises. A failure can
+    leave some members extracted, so callers record completion themselves (e.g. with a marker file written
+    after this returns).
+
+    Args:
+        archive: The ``.zip`` file.
+        target: The folder to extract into (created); existing files of the same names are overwritten.
+
+    Returns:
+        The number of files extracted.
+
+    Raises:
+        WeightFileError: The archive is unreadable, truncated or corrupted, or holds an unsafe member name.
+    """
+    archive, target = Path(archive), Path(target)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [(info, _zip_member_path(info.filename, archive)) for info in zf.infolist()]
+            target.mkdir(parents=True, exist_ok=True)
+            count = 0
+            for info, relative in members:
+                if not relative.parts:
+                    continue
+                path = target.joinpath(*relative.parts)
+                if info.is_dir():
+                    path.mkdir(parents=True, exist_ok=True)
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as source, open(path, "wb") as out:
+                    shutil.copyfileobj(source, out, _CHUNK)
+                count += 1
+    except WeightFileError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as exc:
+        raise WeightFileError(f"{archive}: cannot unpack zip archive (truncated or corrupted?): {exc}") from exc
+    return count
