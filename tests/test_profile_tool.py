@@ -119,3 +119,35 @@ def test_bad_arguments_exit_nonzero(args: list[str], message: str) -> None:
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_detectors_are_profiled_beside_the_published_figures() -> None:
+    result = run_tool("--detectors", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    ssd = rows["ssd300_mobilenet_v1"]
+    assert ssd["resolution"] == 300 and ssd["published_mparams"] == 6.8
+    assert abs(ssd["mparams"] - 6.8) / 6.8 < 0.01 and abs(ssd["mmacs"] - 1200) / 1200 < 0.05
+    v3 = rows["ssdlite320_mobilenet_v3_large"]
+    assert v3["mparams"] == pytest.approx(3.44006, abs=1e-5)  # torchvision's num_params: 3,440,060
+    assert v3["mmacs"] == pytest.approx(583, rel=0.01)
+
+
+def test_detector_benchmark_compares_like_with_like() -> None:
+    env = {**os.environ, "COLUMNS": "250"}
+    args = ["detector", "--repeats", "1", "--train-batch", "2", "--threads", "1", "--json"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "benchmark.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["model"]: row for row in json.loads(result.stdout)["results"]}
+    assert set(rows) == {"ours_v1", "ours_v3", "torchvision_v3"}
+    assert rows["ours_v3"]["params"] == rows["torchvision_v3"]["params"] == 3_440_060
+    assert rows["torchvision_v3"]["latency_vs_torchvision"] == 1.0
+    for row in rows.values():  # one repeat on a shared machine: only the signs are stable
+        assert row["latency_ms"] > 0 and row["postprocess_share"] > 0 and row["train_images_per_s"] > 0

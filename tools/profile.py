@@ -92,7 +92,7 @@ def print_detector_table(rows: list[dict[str, Any]]) -> None:
             "-" if row["published_mparams"] is None else f"{row['published_mparams']:g}",
             row["source"],
         )
-    Console().print(table)
+    Console(width=max(Console().width, 130)).print(table)
 
 
 def _pct(value: float) -> str:
