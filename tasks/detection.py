@@ -160,7 +160,7 @@ class DetectionTask(TaskModule):
         self.log_dict(
             {f"{stage}/{names.get(k, k)}": float(v) for k, v in metrics.items() if k != "per_class"},
             prog_bar=stage == "val",
-            rank_zero_only=True,
+            sync_dist=True,  # the broadcast values are equal on every rank; this only tells Lightning so
         )
         self._results = []
 

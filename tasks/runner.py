@@ -120,8 +120,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if hasattr(task, "chance_level"):
         summary["chance"] = task.chance_level
     summary["seconds"] = round(time.monotonic() - started, 1)
-    _write_summary(output_dir, summary)
-    _print_metrics(summary)
+    if trainer.is_global_zero:
+        _write_summary(output_dir, summary)
+        _print_metrics(summary)
     return summary
 
 
@@ -159,8 +160,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results = trainer.test(task, dataloaders=loader, verbose=False)
     summary = {"checkpoint": str(cfg.ckpt_path), "split": cfg.split, "test": _metrics(results)}
     _write_evaluation(task, Path(cfg.paths.output_dir), cfg.split, summary)
-    _write_summary(Path(cfg.paths.output_dir), summary)
-    _print_metrics(summary)
+    if trainer.is_global_zero:
+        _write_summary(Path(cfg.paths.output_dir), summary)
+        _print_metrics(summary)
     return summary
 
 

@@ -382,7 +382,7 @@ def print_detector_report(report: dict[str, Any]) -> None:
             f"{100 * row['postprocess_share']:.1f}%",
             f"{row['train_images_per_s']:.1f}",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 130)).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
