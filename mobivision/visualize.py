@@ -17,6 +17,8 @@ def draw_detections(image: np.ndarray, results: Sequence[Mapping[str, Any]], cla
     ``results`` are COCO-style dicts (``bbox`` as ``[x, y, w, h]`` in the image's pixels, ``score``) with
     a ``label`` index into ``class_names`` or a ``category_name``.
     """
+    if not results:  # draw_bounding_boxes warns on an empty box list
+        return np.array(image, dtype=np.uint8)
     boxes = torch.tensor([r["bbox"] for r in results], dtype=torch.float32).reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]
     names = [r.get("category_name") or class_names[r["label"]] for r in results]
