@@ -1,8 +1,12 @@
-"""Argument types shared by the command-line tools in ``tools/``."""
+"""What the command-line tools in ``tools/`` share: argument types and the exit-code convention."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+
+from mobivision.errors import MobivisionError
 
 
 def positive_int(text: str) -> int:
@@ -19,3 +23,13 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def exit_code(action: Callable[[], object]) -> int:
+    """Run ``action``; a user mistake (``MobivisionError``) becomes one ``error: ...`` line on stderr and 2."""
+    try:
+        action()
+    except MobivisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

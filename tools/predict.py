@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mobivision.cli import positive_int
-from mobivision.errors import ConfigError, MobivisionError
+from mobivision.cli import exit_code, positive_int
+from mobivision.errors import ConfigError
 from tasks.classification import ClassificationTask
 from tasks.detection import DetectionTask
 from tasks.predict import find_images, predict_classes, predict_detections
@@ -56,12 +56,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        run(args)
-    except MobivisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run(args))
 
 
 if __name__ == "__main__":

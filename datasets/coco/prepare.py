@@ -47,6 +47,7 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 from mobivision.backbones.download import fetch_to, is_url, sha256_of, unpack_zip  # noqa: E402
+from mobivision.cli import exit_code  # noqa: E402
 from mobivision.errors import ConfigError, DataError, MobivisionError  # noqa: E402
 
 BASE_URL = "http://images.cocodataset.org/"
@@ -246,12 +247,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0, or 2 after one ``error: ...`` line on stderr)."""
-    try:
-        run(parse_args(argv))
-    except MobivisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":
