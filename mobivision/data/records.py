@@ -2,12 +2,14 @@
 
 Readers validate while they load: a bad record (missing file, unknown label) is reported with its id and
 file and either raises or, with ``on_error="skip"``, is counted and listed in one warning. Nothing is
-dropped silently.
+dropped silently. A record may carry the object's box (CUB-200-2011, Stanford Dogs); the dataset can then
+crop to it, as fine-grained recognition commonly does with the annotated bird or dog box.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from mobivision.errors import DataError
+from mobivision.errors import ConfigError, DataError
 
 log = logging.getLogger("mobivision")
 
@@ -27,11 +29,20 @@ ON_ERROR = ("raise", "skip")
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image and its label, as a reader found it."""
+    """One image and its label, as a reader found it.
+
+    Attributes:
+        image_id: The dataset's id of the image (used in messages and ``meta``).
+        path: The image file.
+        label: Class index (0-based).
+        box: Optional object box ``(x0, y0, x1, y1)`` in pixels of the original image (pixel ``i`` spans
+            ``[i, i + 1)``); ``ClassificationDataset`` crops to it.
+    """
 
     image_id: str
     path: Path
     label: int
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -67,15 +78,58 @@ def load_rgb(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {exc}") from exc
 
 
+def crop_to_box(
+    image: np.ndarray, box: tuple[float, float, float, float], *, margin: float = 0.0, source: str = "image"
+) -> np.ndarray:
+    """The part of ``image`` inside ``box`` enlarged by ``margin``, clipped to the image.
+
+    Each side moves out by ``margin`` times the box's width (left, right) or height (top, bottom), so
+    ``margin=0.1`` makes a box 1.2 times as wide and high; the result is then widened to whole pixels
+    (floor of the low edges, ceil of the high ones) and clipped to the image.
+
+    Args:
+        image: An ``H x W x C`` array.
+        box: ``(x0, y0, x1, y1)`` in pixels.
+        margin: Fraction of the box's size added on each side (>= 0).
+        source: What to name in an error (the image file).
+
+    Returns:
+        A view of ``image``.
+
+    Raises:
+        DataError: The box does not overlap the image.
+    """
+    x0, y0, x1, y1 = box
+    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+    height, width = image.shape[:2]
+    left, top = max(0, math.floor(x0 - dx)), max(0, math.floor(y0 - dy))
+    right, bottom = min(width, math.ceil(x1 + dx)), min(height, math.ceil(y1 + dy))
+    if right <= left or bottom <= top:
+        raise DataError(f"{source}: box {tuple(box)} does not overlap the {width}x{height} image")
+    return image[top:bottom, left:right]
+
+
 class ClassificationDataset(Dataset):
-    """Records plus an albumentations-style transform (``transform(image=...)["image"]``)."""
+    """Records plus an albumentations-style transform (``transform(image=...)["image"]``).
+
+    A record with a ``box`` is cropped to it (``crop_to_box`` with ``crop_margin``) before the transform;
+    ``meta["size"]`` stays the original image's ``(height, width)``.
+    """
 
     def __init__(
-        self, records: list[ImageRecord], *, class_names: list[str], transform: Callable[..., dict[str, Any]]
+        self,
+        records: list[ImageRecord],
+        *,
+        class_names: list[str],
+        transform: Callable[..., dict[str, Any]],
+        crop_margin: float = 0.0,
     ) -> None:
+        if crop_margin < 0:
+            raise ConfigError(f"crop_margin must be >= 0 (a fraction of the box size per side), got {crop_margin}")
         self.records = records
         self.class_names = class_names
         self.transform = transform
+        self.crop_margin = crop_margin
 
     def __len__(self) -> int:
         return len(self.records)
@@ -83,8 +137,11 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image = load_rgb(record.path)
+        size = image.shape[:2]
+        if record.box is not None:
+            image = crop_to_box(image, record.box, margin=self.crop_margin, source=str(record.path))
         return {
             "image": self.transform(image=image)["image"],
             "target": torch.tensor(record.label, dtype=torch.long),
-            "meta": {"image_id": record.image_id, "path": str(record.path), "size": image.shape[:2]},
+            "meta": {"image_id": record.image_id, "path": str(record.path), "size": size},
         }

@@ -314,3 +314,130 @@ def test_detection_complete_tree_is_reused_and_other_options_refused(tmp_path: P
     with pytest.raises(MobivisionError, match=str(root)):
         _write_detection(root, num_train=4, num_val=2, max_objects=2)
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.jpg")} == before
+
+
+# --- write_fine_grained_shapes: one bird, classes told apart by small details ------------------------------------
+
+FG_PER_CLASS = 20  # 14 / 3 / 3
+FG_SIZE = 64
+
+
+def _write_fine_grained(root: Path, **options: object) -> Path:
+    from mobivision.data.synthetic import write_fine_grained_shapes
+
+    return write_fine_grained_shapes(root, **{"images_per_class": FG_PER_CLASS, "size": FG_SIZE, **options})
+
+
+@pytest.fixture(scope="module")
+def fine_grained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_fine_grained(tmp_path_factory.mktemp("fine_grained") / "data")
+
+
+def _load(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert (image.size, image.mode) == ((FG_SIZE, FG_SIZE), "RGB")
+        return np.asarray(image).astype(np.int64)
+
+
+def test_fine_grained_tree_and_classes(fine_grained_root: Path) -> None:
+    from mobivision.data.synthetic import BIRD_SPECIES
+
+    expected = sorted(f"spot_{spot}_{color}" for spot in ("front", "back") for color in ("red", "blue", "yellow"))
+    assert [s.name for s in BIRD_SPECIES[:6]] == [
+        "spot_front_red",
+        "spot_back_red",
+        "spot_front_blue",
+        "spot_back_blue",
+        "spot_front_yellow",
+        "spot_back_yellow",
+    ]
+    assert len({s.name for s in BIRD_SPECIES}) == len(BIRD_SPECIES) == 12
+    records, names = read_image_folder(fine_grained_root / "train")
+    assert names == expected and len(records) == 6 * EXPECTED["train"]
+    for split, count in EXPECTED.items():
+        for name in expected:
+            files = sorted((fine_grained_root / split / name).glob("*.png"))
+            assert [p.name for p in files] == [f"{name}_{i:04d}.png" for i in range(count)]
+
+
+def test_fine_grained_is_reproducible(fine_grained_root: Path, tmp_path: Path) -> None:
+    assert _contents(_write_fine_grained(tmp_path / "again")) == _contents(fine_grained_root)
+    first, other = _contents(fine_grained_root), _contents(_write_fine_grained(tmp_path / "other", seed=1))
+    assert first.keys() == other.keys()
+    assert all(first[name] != other[name] for name in first)
+
+
+def _spot(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    return (image == color).all(axis=-1)
+
+
+def test_fine_grained_spot_is_the_class_detail(fine_grained_root: Path) -> None:
+    from mobivision.data.synthetic import SPOT_COLORS
+
+    for split in EXPECTED:
+        for folder in sorted((fine_grained_root / split).iterdir()):
+            _, spot, color = folder.name.split("_")
+            for path in sorted(folder.glob("*.png")):
+                image = _load(path)
+                mask = _spot(image, SPOT_COLORS[color])
+                rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+                # At least 5 px across, so it survives a random-resized crop of scale 0.6-1 resized to 64 px.
+                assert mask.sum() >= 25 and min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 >= 5, path
+                others = [c for name, c in SPOT_COLORS.items() if name != color]
+                assert not any(_spot(image, c).any() for c in others), f"{path}: a spot of another colour"
+                body = _modal_mask(image)
+                offset = np.argwhere(mask)[:, 1].mean() - np.argwhere(body)[:, 1].mean()
+                assert (offset > 2) if spot == "front" else (offset < -2), f"{path}: spot {offset:+.1f} px"
+
+
+def test_fine_grained_classes_share_scenes_and_global_statistics(fine_grained_root: Path) -> None:
+    classes = sorted(p.name for p in (fine_grained_root / "train").iterdir())
+    means = {name: [] for name in classes}
+    for i in range(EXPECTED["train"]):
+        images = {name: _load(fine_grained_root / "train" / name / f"{name}_{i:04d}.png") for name in classes}
+        for name, image in images.items():
+            means[name].append(image.reshape(-1, 3).mean(axis=0))
+            changed = (image != images[classes[0]]).any(axis=-1).mean()
+            assert name == classes[0] or 0.005 < changed < 0.06, f"{name} {i}: {changed:.3f} of the pixels differ"
+    per_class = np.array([np.mean(m, axis=0) for m in means.values()])
+    spread = np.std(np.concatenate(list(means.values())), axis=0)
+    assert spread.min() > 10, f"scenes barely vary: std of the image means {spread}"
+    assert np.abs(per_class - per_class.mean(axis=0)).max() < 3, f"class mean colours differ: {per_class}"
+
+
+def test_fine_grained_stripe_and_species_share_the_scene() -> None:
+    from mobivision.data.synthetic import BIRD_SPECIES, BirdSpecies, draw_bird
+
+    assert [s.stripe for s in BIRD_SPECIES] == [False] * 6 + [True] * 6
+    for seed in range(10):
+        plain, striped = (
+            np.asarray(draw_bird(np.random.default_rng(seed), BirdSpecies("back", "blue", stripe)), dtype=np.int64)
+            for stripe in (False, True)
+        )
+        bar = (plain != striped).any(axis=-1)
+        assert 15 <= bar.sum() < 0.03 * FG_SIZE**2, f"seed {seed}: bar of {bar.sum()} px"
+        body = _modal_mask(plain)
+        assert body[bar].all(), f"seed {seed}: the bar leaves the body"
+        contrast = np.abs(striped[bar].mean(axis=0) - plain[bar].mean(axis=0)).mean()
+        assert contrast > 40, f"seed {seed}: bar contrast {contrast:.0f}"
+
+
+def test_fine_grained_reuse_and_other_options(tmp_path: Path) -> None:
+    root = _write_fine_grained(tmp_path / "data", images_per_class=4, num_classes=3)
+    assert sorted(p.name for p in (root / "train").iterdir()) == ["spot_back_red", "spot_front_blue", "spot_front_red"]
+    _age(root)
+    before = _mtimes(root)
+    assert _write_fine_grained(root, images_per_class=4, num_classes=3) == root
+    assert _mtimes(root) == before
+    with pytest.raises(MobivisionError, match=str(root)):
+        _write_fine_grained(root, images_per_class=4, num_classes=4)
+    with pytest.raises(MobivisionError, match=str(root)):
+        write_shapes_classification(root, images_per_class=4, size=FG_SIZE)
+    assert _mtimes(root) == before
+
+
+@pytest.mark.parametrize(("per_class", "classes"), [(2, 6), (20, 1), (20, 13)])
+def test_fine_grained_refuses_bad_options(tmp_path: Path, per_class: int, classes: int) -> None:
+    with pytest.raises(MobivisionError, match="num_classes"):
+        _write_fine_grained(tmp_path, images_per_class=per_class, num_classes=classes)
+    assert not any(tmp_path.iterdir())

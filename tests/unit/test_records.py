@@ -1,0 +1,89 @@
+"""Unit tests of ``mobivision.data.records``: boxes on records and cropping to them in ``ClassificationDataset``.
+
+Records without a box (every reader but CUB / Stanford Dogs with ``use_boxes``) must give the whole image, as
+before boxes existed; a boxed record is cropped to its box enlarged by ``crop_margin`` and clipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mobivision.data.records import ClassificationDataset, ImageRecord, crop_to_box
+from mobivision.data.transforms import classification_eval_transform, classification_train_transform
+from mobivision.errors import ConfigError, DataError
+
+IMAGE = np.arange(10 * 8 * 3, dtype=np.uint8).reshape(10, 8, 3)  # 10 rows, 8 columns
+
+
+def _identity(image: np.ndarray) -> dict[str, np.ndarray]:
+    return {"image": image}
+
+
+@pytest.fixture
+def image_file(tmp_path: Path) -> Path:
+    path = tmp_path / "image.png"
+    Image.fromarray(IMAGE).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("box", "margin", "rows", "columns"),
+    [
+        ((2, 3, 6, 7), 0.0, (3, 7), (2, 6)),  # whole pixels: exactly the box
+        ((2.5, 3.2, 5.5, 6.9), 0.0, (3, 7), (2, 6)),  # fractions widen to whole pixels
+        ((2, 3, 6, 7), 0.25, (2, 8), (1, 7)),  # 1 px (0.25 of 4) more on every side
+        ((2, 3, 6, 7), 1.0, (0, 10), (0, 8)),  # clipped to the image
+        ((-5, 8, 3, 20), 0.0, (8, 10), (0, 3)),  # a box partly outside
+    ],
+)
+def test_crop_to_box(box: tuple, margin: float, rows: tuple[int, int], columns: tuple[int, int]) -> None:
+    crop = crop_to_box(IMAGE, box, margin=margin)
+    np.testing.assert_array_equal(crop, IMAGE[rows[0] : rows[1], columns[0] : columns[1]])
+
+
+def test_box_outside_the_image_is_an_error() -> None:
+    with pytest.raises(DataError, match=r"photo.jpg: box \(9.0, 1.0, 12.0, 4.0\) does not overlap the 8x10 image"):
+        crop_to_box(IMAGE, (9.0, 1.0, 12.0, 4.0), source="photo.jpg")
+
+
+def test_records_without_box_give_the_whole_image(image_file: Path) -> None:
+    record = ImageRecord(image_id="a", path=image_file, label=1)
+    assert record.box is None
+    dataset = ClassificationDataset([record], class_names=["x", "y"], transform=_identity)
+    sample = dataset[0]
+    np.testing.assert_array_equal(sample["image"], IMAGE)
+    assert sample["meta"] == {"image_id": "a", "path": str(image_file), "size": (10, 8)}
+    assert sample["target"] == torch.tensor(1)
+
+
+def test_boxed_record_is_cropped_before_the_transform(image_file: Path) -> None:
+    record = ImageRecord(image_id="a", path=image_file, label=0, box=(2.0, 3.0, 6.0, 7.0))
+    seen = []
+
+    def transform(image: np.ndarray) -> dict[str, np.ndarray]:
+        seen.append(image.shape)
+        return {"image": image}
+
+    sample = ClassificationDataset([record], class_names=["x"], transform=transform, crop_margin=0.25)[0]
+    assert seen == [(6, 6, 3)]
+    np.testing.assert_array_equal(sample["image"], IMAGE[2:8, 1:7])
+    assert sample["meta"]["size"] == (10, 8)  # the original image's
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_crop_feeds_the_albumentations_presets(image_file: Path, train: bool) -> None:
+    preset = classification_train_transform if train else classification_eval_transform
+    transform = preset(resolution=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    record = ImageRecord(image_id="a", path=image_file, label=0, box=(1.5, 2.0, 6.0, 9.0))
+    sample = ClassificationDataset([record], class_names=["x"], transform=transform, crop_margin=0.1)[0]
+    assert sample["image"].shape == (3, 16, 16) and sample["image"].dtype == torch.float32
+
+
+def test_negative_crop_margin_is_refused() -> None:
+    with pytest.raises(ConfigError, match="crop_margin"):
+        ClassificationDataset([], class_names=[], transform=_identity, crop_margin=-0.1)
