@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from mobivision import create_model
+from mobivision.evaluation.classification import write_classification_report
 from tasks.base import TaskModule
 
 
@@ -80,17 +82,54 @@ class ClassificationTask(TaskModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> None:
+    def _evaluate(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> torch.Tensor:
         logits = self(batch["image"])
         self.log(f"{stage}/loss", self._loss(logits, batch["target"]), batch_size=len(logits), sync_dist=True)
         metrics.update(logits, batch["target"])
         self.log_dict(metrics, batch_size=len(logits), prog_bar=stage == "val")
+        return logits
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        logits = self._evaluate(batch, self.test_metrics, "test")
+        self._test_outputs.append((logits.softmax(-1).float().cpu(), batch["target"].cpu(), batch["meta"]["path"]))
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
+
+    def on_test_epoch_end(self) -> None:
+        """Keep every test image's probabilities (gathered from all processes, padded repeats removed)."""
+        chunks = [self._test_outputs]
+        if self.trainer.world_size > 1:
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, self._test_outputs)
+            chunks = gathered
+        seen: dict[str, tuple[torch.Tensor, int]] = {}
+        for probabilities, targets, paths in (batch for chunk in chunks for batch in chunk):
+            for p, t, path in zip(probabilities, targets.tolist(), paths, strict=True):
+                seen.setdefault(path, (p, t))
+        self._test_outputs = []
+        self.last_evaluation = {
+            "paths": list(seen),
+            "probabilities": torch.stack([p for p, _ in seen.values()]) if seen else torch.zeros(0),
+            "targets": torch.tensor([t for _, t in seen.values()], dtype=torch.long),
+        }
+
+    def write_evaluation(self, output_dir: Path, split: str) -> list[Path]:
+        """After a test run: confusion matrix picture, per-class accuracy, most-confused pairs, predictions."""
+        evaluation = getattr(self, "last_evaluation", None)
+        if not evaluation or not evaluation["paths"]:
+            return []
+        return write_classification_report(
+            output_dir,
+            split,
+            probabilities=evaluation["probabilities"],
+            targets=evaluation["targets"],
+            images=evaluation["paths"],
+            class_names=self.class_names,
+        )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return {"probabilities": self(batch["image"]).softmax(-1), "meta": batch["meta"]}

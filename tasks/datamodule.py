@@ -14,6 +14,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from mobivision.data.coco import DetectionDataset, detection_collate, read_coco
+from mobivision.data.cub import read_cub
 from mobivision.data.detection_transforms import (
     detection_eval_transform,
     ssd_train_transform,
@@ -21,11 +22,13 @@ from mobivision.data.detection_transforms import (
 )
 from mobivision.data.image_folder import read_csv_list, read_image_folder
 from mobivision.data.records import ClassificationDataset, ImageRecord
-from mobivision.data.synthetic import write_shapes_classification, write_shapes_detection
+from mobivision.data.stanford_dogs import read_stanford_dogs
+from mobivision.data.synthetic import write_fine_grained_shapes, write_shapes_classification, write_shapes_detection
 from mobivision.data.transforms import classification_eval_transform, classification_train_transform
 from mobivision.errors import ConfigError
 
-FORMATS = ("image_folder", "csv")
+FORMATS = ("image_folder", "csv", "cub", "stanford_dogs")
+SYNTHETIC_WRITERS = {"shapes": write_shapes_classification, "fine_grained": write_fine_grained_shapes}
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -94,17 +97,22 @@ class SplitDataModule(L.LightningDataModule):
 
 
 class ClassificationDataModule(SplitDataModule):
-    """Splits of an ImageFolder tree (``root/<split>/<class>/``) or CSV lists (``root/<split>``).
+    """Splits of an ImageFolder tree (``root/<split>/<class>/``), CSV lists (``root/<split>``), or the official
+    files of CUB-200-2011 / Stanford Dogs (splits ``train`` and ``test``; their test split doubles as validation).
 
     Args:
-        format: ``image_folder`` or ``csv``.
+        format: ``image_folder``, ``csv``, ``cub`` or ``stanford_dogs``.
         root: Dataset folder.
-        train_split / val_split / test_split: Sub-folder (image_folder) or CSV file name (csv); None to skip.
+        train_split / val_split / test_split: Sub-folder (image_folder), CSV file name (csv) or official split
+            name (cub, stanford_dogs); None to skip.
+        use_boxes: CUB / Stanford Dogs: crop each image to its annotated box (enlarged by ``crop_margin``, a
+            fraction of the box size on each side) before the transform.
         resolution: Square input size.
         mean / std: Normalisation on [0, 1] pixels (the runner fills in the backbone's default).
         augment: ``scale``, ``hflip``, ``color_jitter`` for training, ``crop_pct`` for evaluation.
-        synthetic: Options of ``write_shapes_classification`` to write a demo dataset at ``root`` first.
-        on_error: ``raise`` or ``skip`` (and report) bad CSV records.
+        synthetic: Options of a synthetic writer to write a demo dataset at ``root`` first; ``kind`` picks
+            it: ``shapes`` (``write_shapes_classification``, the default) or ``fine_grained``.
+        on_error: ``raise`` or ``skip`` (and report) bad records.
     """
 
     def __init__(
@@ -126,6 +134,8 @@ class ClassificationDataModule(SplitDataModule):
         augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
         on_error: str = "raise",
+        use_boxes: bool = False,
+        crop_margin: float = 0.0,
     ) -> None:
         super().__init__(
             resolution=resolution,
@@ -137,6 +147,10 @@ class ClassificationDataModule(SplitDataModule):
             mean=mean,
             std=std,
         )
+        if use_boxes and format not in ("cub", "stanford_dogs"):
+            raise ConfigError(f"data.use_boxes needs box annotations: format cub or stanford_dogs, not {format!r}")
+        self.use_boxes = use_boxes
+        self.crop_margin = crop_margin
         if format not in FORMATS:
             raise ConfigError(f"data.format must be one of {FORMATS}, got {format!r}")
         self.format = format
@@ -158,14 +172,22 @@ class ClassificationDataModule(SplitDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic:
-            write_shapes_classification(self.root, **self.synthetic)
+            options = dict(self.synthetic)
+            kind = options.pop("kind", "shapes")
+            if kind not in SYNTHETIC_WRITERS:
+                raise ConfigError(f"data.synthetic.kind must be one of {sorted(SYNTHETIC_WRITERS)}, got {kind!r}")
+            SYNTHETIC_WRITERS[kind](self.root, **options)
 
     def _read(self, split: str) -> tuple[list[ImageRecord], list[str]]:
         known = self.class_names or None
-        location = self.root / self.splits[split]
+        name = self.splits[split]
+        if self.format == "cub":
+            return read_cub(self.root, split=name, use_boxes=self.use_boxes, on_error=self.on_error)
+        if self.format == "stanford_dogs":
+            return read_stanford_dogs(self.root, split=name, use_boxes=self.use_boxes, on_error=self.on_error)
         if self.format == "image_folder":
-            return read_image_folder(location, class_names=known)
-        return read_csv_list(location, image_root=self.root, class_names=known, on_error=self.on_error)
+            return read_image_folder(self.root / name, class_names=known)
+        return read_csv_list(self.root / name, image_root=self.root, class_names=known, on_error=self.on_error)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -178,7 +200,7 @@ class ClassificationDataModule(SplitDataModule):
             records, names = self._read(split)
             self.class_names = self.class_names or names
             self.datasets[split] = ClassificationDataset(
-                records, class_names=self.class_names, transform=self._transform(split)
+                records, class_names=self.class_names, transform=self._transform(split), crop_margin=self.crop_margin
             )
 
     def _transform(self, split: str):

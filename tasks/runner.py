@@ -167,7 +167,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _write_evaluation(task: TaskModule, output_dir: Path, split: str, summary: dict[str, Any]) -> None:
-    """Task-specific evaluation files (detection: results json, per-class table, predictions picture)."""
+    """Task-specific evaluation files (detection: results json, per-class AP table, predictions picture;
+    classification: confusion matrix, per-class accuracy, most-confused pairs, predictions CSV)."""
     writer = getattr(task, "write_evaluation", None)
     if writer is not None and task.trainer.is_global_zero:
         files = writer(output_dir, split)

@@ -82,3 +82,17 @@ def test_load_task_rejects_foreign_and_truncated_files(tmp_path: Path, demo_run:
         load_task(truncated)
     with pytest.raises(WeightFileError, match="not found"):
         load_task(tmp_path / "missing.ckpt")
+
+
+def test_test_reports_agree_with_the_logged_metrics(demo_run: dict) -> None:
+    out = Path(demo_run["summary"]["output_dir"])
+    with open(out / "per_class_test.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["class"] for r in rows] == ["circle", "cross", "diamond", "ring", "square", "triangle"]
+    correct, support = sum(int(r["correct"]) for r in rows), sum(int(r["support"]) for r in rows)
+    assert correct / support == pytest.approx(demo_run["summary"]["test"]["test/top1"], abs=1e-6)
+    with open(out / "predictions_test.csv") as f:
+        predictions = list(csv.DictReader(f))
+    assert len(predictions) == support and all(p["image"].endswith(".png") for p in predictions)
+    assert (out / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "confused_pairs_test.csv").is_file()
