@@ -43,6 +43,11 @@ def finetune_run(scratch_run: dict, compose_train) -> dict:
             "callbacks.backbone_freeze.unfreeze_at_epoch=1",
             "callbacks.ema.decay=0.9",
             "data.resolution=64",
+            # keep the demo data's augmentation: a flip moves the detail to the other end of the body and colour
+            # jitter changes its colour, and both are what tells these classes apart
+            "data.augment.hflip=0.0",
+            "data.augment.color_jitter=0.0",
+            "data.augment.scale=[0.6,1.0]",
         ],
     )
     return {"summary": train(cfg), "cfg": cfg, "out": Path(cfg.paths.output_dir)}
