@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from torch import nn
 
 from mobivision.optim import build_optimizer, build_scheduler, parameter_groups
@@ -45,6 +46,14 @@ class TaskModule(L.LightningModule):
         self.scheduler_cfg = dict(scheduler)
         self.backbone_lr_mult = backbone_lr_mult
         self.data_meta = dict(data_meta or {})
+
+    def gather_from_processes(self, value: Any) -> list[Any]:
+        """``value`` of every process (rank order), for evaluations that must see all predictions at once."""
+        if self.trainer.world_size == 1:
+            return [value]
+        gathered: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(gathered, value)
+        return gathered
 
     def configure_optimizers(self) -> dict[str, Any]:
         head = nn.ModuleList(m for name, m in self.model.named_children() if name != "backbone")

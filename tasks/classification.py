@@ -101,11 +101,7 @@ class ClassificationTask(TaskModule):
 
     def on_test_epoch_end(self) -> None:
         """Keep every test image's probabilities (gathered from all processes, padded repeats removed)."""
-        chunks = [self._test_outputs]
-        if self.trainer.world_size > 1:
-            gathered: list[Any] = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, self._test_outputs)
-            chunks = gathered
+        chunks = self.gather_from_processes(self._test_outputs)
         seen: dict[str, tuple[torch.Tensor, int]] = {}
         for probabilities, targets, paths in (batch for chunk in chunks for batch in chunk):
             for p, t, path in zip(probabilities, targets.tolist(), paths, strict=True):

@@ -144,11 +144,7 @@ class DetectionTask(TaskModule):
         if self.trainer.sanity_checking:
             return
         dataset = loader.dataset
-        chunks = [self._results]
-        if self.trainer.world_size > 1:
-            gathered: list[Any] = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, chunks[0])
-            chunks = gathered
+        chunks = self.gather_from_processes(self._results)
         metrics: dict[str, Any] = {}
         if self.trainer.is_global_zero:
             results = merge_detections(chunks)

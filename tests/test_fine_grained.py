@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tasks.classification import ClassificationTask
 from tasks.runner import load_task, train
 
 
@@ -66,6 +67,12 @@ def test_finetuned_checkpoint_keeps_class_names_and_trained_the_backbone(finetun
     source = load_task(scratch_run["summary"]["best_checkpoint"]).eval()
     assert tuned.class_names == source.class_names and len(tuned.class_names) == 6
     assert tuned.label_smoothing == 0.1 and tuned.backbone_lr_mult == 0.1
+    again = ClassificationTask.load_from_checkpoint(
+        finetune_run["summary"]["last_checkpoint"], map_location="cpu", weights_only=True
+    ).eval()
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(tuned(x), again(x))  # the round trip reproduces predictions
     first_conv = "model.backbone.layers.Conv2d_0.conv.weight"
     assert not torch.equal(tuned.state_dict()[first_conv], source.state_dict()[first_conv])  # unfrozen after epoch 1
 

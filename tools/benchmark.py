@@ -391,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.command == "detector":
         report = run_detector(args)
-        print(json.dumps(report, indent=2)) if args.json else print_detector_report(report)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_detector_report(report)
         return 0
     report = run_backbone(args)
     if args.json:

@@ -185,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--plot: folder {args.plot.parent} does not exist")
     if args.detectors:
         rows = detector_rows()
-        print(json.dumps(rows, indent=2)) if args.json else print_detector_table(rows)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print_detector_table(rows)
         return 0
     from mobivision.tfslim_table import fit_budget, profile_rows  # after parsing: argument errors are immediate
 
