@@ -26,6 +26,24 @@ SPLITS = {"train": 0.7, "val": 0.15, "test": 0.15}
 _MARKER = ".complete"
 
 
+def _already_written(marker: Path, options: str) -> bool:
+    """True if a complete dataset written with ``options`` is there; other options are refused, not reused."""
+    if not marker.exists():
+        return False
+    if marker.read_text() != options:
+        raise DataError(
+            f"{marker.parent} already holds synthetic data written with other options ({marker.read_text().strip()}); "
+            f"requested {options.strip()}. Delete the folder or choose another data.root"
+        )
+    return True
+
+
+def _split_counts(images_per_class: int) -> dict[str, int]:
+    """Images per class in each split (``SPLITS`` fractions, at least one in val and test)."""
+    val = test = max(1, round(images_per_class * SPLITS["val"]))
+    return {"train": images_per_class - val - test, "val": val, "test": test}
+
+
 def _background(rng: np.random.Generator, size: int) -> tuple[Image.Image, np.ndarray]:
     """Smooth colour gradient plus pixel noise (structure to ignore), and its mean colour."""
     y, x = np.mgrid[0:size, 0:size] / size
@@ -93,16 +111,10 @@ def write_shapes_classification(
         raise DataError(f"images_per_class must be >= 3 (one per split), got {images_per_class}")
     options = f"seed={seed} images_per_class={images_per_class} size={size} classes={','.join(classes)}\n"
     marker = root / _MARKER
-    if marker.exists():
-        if marker.read_text() != options:
-            raise DataError(
-                f"{root} already holds synthetic data written with other options ({marker.read_text().strip()}); "
-                f"requested {options.strip()}. Delete the folder or choose another data.root"
-            )
+    if _already_written(marker, options):
         return root
     rng = np.random.default_rng(seed)
-    val = test = max(1, round(images_per_class * SPLITS["val"]))
-    counts = {"train": images_per_class - val - test, "val": val, "test": test}
+    counts = _split_counts(images_per_class)
     for shape in classes:
         for split, count in counts.items():
             folder = root / split / shape
@@ -331,12 +343,7 @@ def write_shapes_detection(
         f"min_size={min_size} max_size={max_size} clutter={clutter} max_overlap={max_overlap}\n"
     )
     marker = root / _MARKER
-    if marker.exists():
-        if marker.read_text() != options:
-            raise DataError(
-                f"{root} already holds synthetic data written with other options ({marker.read_text().strip()}); "
-                f"requested {options.strip()}. Delete the folder or choose another data.root"
-            )
+    if _already_written(marker, options):
         return root
     categories = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(classes)]
     (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -514,15 +521,9 @@ def write_fine_grained_shapes(
         )
     options = f"fine_grained seed={seed} images_per_class={images_per_class} size={size} num_classes={num_classes}\n"
     marker = root / _MARKER
-    if marker.exists():
-        if marker.read_text() != options:
-            raise DataError(
-                f"{root} already holds synthetic data written with other options ({marker.read_text().strip()}); "
-                f"requested {options.strip()}. Delete the folder or choose another data.root"
-            )
+    if _already_written(marker, options):
         return root
-    val = test = max(1, round(images_per_class * SPLITS["val"]))
-    counts = {"train": images_per_class - val - test, "val": val, "test": test}
+    counts = _split_counts(images_per_class)
     for species in BIRD_SPECIES[:num_classes]:
         for split_index, (split, count) in enumerate(counts.items()):
             folder = root / split / species.name
