@@ -34,14 +34,15 @@ class ImageRecord:
     Attributes:
         image_id: The dataset's id of the image (used in messages and ``meta``).
         path: The image file.
-        label: Class index (0-based).
+        label: Class index (0-based), or for multi-label data (face attributes) one value per attribute:
+            1.0 present, 0.0 absent, NaN unknown (left out of the loss and the metrics).
         box: Optional object box ``(x0, y0, x1, y1)`` in pixels of the original image (pixel ``i`` spans
             ``[i, i + 1)``); ``ClassificationDataset`` crops to it.
     """
 
     image_id: str
     path: Path
-    label: int
+    label: int | tuple[float, ...]
     box: tuple[float, float, float, float] | None = None
 
 
@@ -109,6 +110,13 @@ def crop_to_box(
     return image[top:bottom, left:right]
 
 
+def _target(label: int | tuple[float, ...]) -> torch.Tensor:
+    """A class index as a long scalar; attribute values as a float vector."""
+    if isinstance(label, tuple):
+        return torch.tensor(label, dtype=torch.float32)
+    return torch.tensor(label, dtype=torch.long)
+
+
 class ClassificationDataset(Dataset):
     """Records plus an albumentations-style transform (``transform(image=...)["image"]``).
 
@@ -142,6 +150,6 @@ class ClassificationDataset(Dataset):
             image = crop_to_box(image, record.box, margin=self.crop_margin, source=str(record.path))
         return {
             "image": self.transform(image=image)["image"],
-            "target": torch.tensor(record.label, dtype=torch.long),
+            "target": _target(record.label),
             "meta": {"image_id": record.image_id, "path": str(record.path), "size": size},
         }

@@ -87,3 +87,13 @@ def test_crop_feeds_the_albumentations_presets(image_file: Path, train: bool) ->
 def test_negative_crop_margin_is_refused() -> None:
     with pytest.raises(ConfigError, match="crop_margin"):
         ClassificationDataset([], class_names=[], transform=_identity, crop_margin=-0.1)
+
+
+def test_attribute_records_give_float_targets_and_keep_unknowns(image_file: Path) -> None:
+    """Multi-label records (face attributes) carry one float per attribute; NaN (unknown) survives."""
+    records = [ImageRecord("a", image_file, (1.0, 0.0, float("nan"))), ImageRecord("b", image_file, 2)]
+    dataset = ClassificationDataset(records, class_names=["x", "y", "z"], transform=_identity)
+    attributes, label = dataset[0]["target"], dataset[1]["target"]
+    assert attributes.dtype == torch.float32 and attributes[:2].tolist() == [1.0, 0.0]
+    assert torch.isnan(attributes[2])
+    assert label.dtype == torch.long and label.item() == 2
