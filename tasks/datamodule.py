@@ -7,12 +7,16 @@ the data (the label map), passed by the runner when it builds the task.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mobivision.data.celeba import read_attribute_csv, read_celeba
 from mobivision.data.coco import DetectionDataset, detection_collate, read_coco
 from mobivision.data.cub import read_cub
 from mobivision.data.detection_transforms import (
@@ -20,15 +24,20 @@ from mobivision.data.detection_transforms import (
     ssd_train_transform,
     ssdlite_train_transform,
 )
-from mobivision.data.image_folder import read_csv_list, read_image_folder
+from mobivision.data.image_folder import list_images, read_csv_list, read_image_folder
 from mobivision.data.records import ClassificationDataset, ImageRecord
 from mobivision.data.stanford_dogs import read_stanford_dogs
 from mobivision.data.synthetic import write_fine_grained_shapes, write_shapes_classification, write_shapes_detection
+from mobivision.data.synthetic_faces import write_synthetic_faces
 from mobivision.data.transforms import classification_eval_transform, classification_train_transform
 from mobivision.errors import ConfigError
 
 FORMATS = ("image_folder", "csv", "cub", "stanford_dogs")
-SYNTHETIC_WRITERS = {"shapes": write_shapes_classification, "fine_grained": write_fine_grained_shapes}
+SYNTHETIC_WRITERS = {
+    "shapes": write_shapes_classification,
+    "fine_grained": write_fine_grained_shapes,
+    "faces": write_synthetic_faces,
+}
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -42,6 +51,7 @@ class SplitDataModule(L.LightningDataModule):
     """
 
     collate_fn = None
+    formats: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -115,6 +125,8 @@ class ClassificationDataModule(SplitDataModule):
         on_error: ``raise`` or ``skip`` (and report) bad records.
     """
 
+    formats = FORMATS
+
     def __init__(
         self,
         *,
@@ -151,8 +163,8 @@ class ClassificationDataModule(SplitDataModule):
             raise ConfigError(f"data.use_boxes needs box annotations: format cub or stanford_dogs, not {format!r}")
         self.use_boxes = use_boxes
         self.crop_margin = crop_margin
-        if format not in FORMATS:
-            raise ConfigError(f"data.format must be one of {FORMATS}, got {format!r}")
+        if format not in self.formats:
+            raise ConfigError(f"data.format must be one of {self.formats}, got {format!r}")
         self.format = format
         self.root = Path(root)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
@@ -199,9 +211,15 @@ class ClassificationDataModule(SplitDataModule):
                 continue
             records, names = self._read(split)
             self.class_names = self.class_names or names
+            if split == "train":
+                records = self._training_records(records)
             self.datasets[split] = ClassificationDataset(
                 records, class_names=self.class_names, transform=self._transform(split), crop_margin=self.crop_margin
             )
+
+    def _training_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """Hook for subclasses that change the training records (the attribute data adds unlabeled images)."""
+        return records
 
     def _transform(self, split: str):
         common = {"resolution": self.resolution, "mean": self.mean, "std": self.std}
@@ -209,6 +227,93 @@ class ClassificationDataModule(SplitDataModule):
             options = {k: v for k, v in self.augment.items() if k != "crop_pct"}
             return classification_train_transform(**common, **options)
         return classification_eval_transform(**common, crop_pct=self.augment.get("crop_pct", 0.875))
+
+
+class AttributeDataModule(ClassificationDataModule):
+    """Multi-label face attributes: CelebA's official files or a generic attribute CSV (``path,attr1,...``).
+
+    Targets are float vectors (1 present, 0 absent, NaN unknown). For distillation (the MobileNets paper trained
+    its attribute nets on a teacher's outputs) part of the training images may come without labels: with
+    ``labeled_fraction < 1`` a fixed random share of the training split keeps its labels and the rest is
+    unlabeled (or left out with ``keep_unlabeled=false``: the baseline without a teacher), and ``unlabeled_dir``
+    adds every image under a folder as unlabeled. Unlabeled images are learned from the teacher alone.
+
+    Args:
+        format: ``celeba`` (splits ``train``/``val``/``test`` of ``list_eval_partition.txt``) or ``csv``
+            (CSV file names relative to ``root``).
+        attributes: Attribute names to learn, in this order (None: all in the file's order).
+        images: CelebA only: ``aligned`` (``img_align_celeba/``) or ``in_the_wild`` (``img_celeba/`` cropped to
+            ``list_bbox_celeba.txt``, enlarged by ``crop_margin``).
+        labeled_fraction: Share of the training split that keeps its labels (1.0: all).
+        keep_unlabeled: Keep the training images whose labels ``labeled_fraction`` removed (for a teacher), or
+            train on the labeled share only.
+        unlabeled_dir: A folder of extra unlabeled training images (searched recursively).
+        label_seed: Seed of the choice of labeled training images.
+        **See ``ClassificationDataModule`` for the other arguments.**
+    """
+
+    formats = ("celeba", "csv")
+
+    def __init__(
+        self,
+        *,
+        format: str = "celeba",
+        attributes: list[str] | None = None,
+        images: str = "aligned",
+        labeled_fraction: float = 1.0,
+        keep_unlabeled: bool = True,
+        unlabeled_dir: str | None = None,
+        label_seed: int = 0,
+        **options: Any,
+    ) -> None:
+        super().__init__(format=format, **options)
+        if not 0.0 < labeled_fraction <= 1.0:
+            raise ConfigError(f"data.labeled_fraction must be in (0, 1], got {labeled_fraction}")
+        if unlabeled_dir and not keep_unlabeled:
+            raise ConfigError("data.unlabeled_dir adds unlabeled images, but data.keep_unlabeled=false leaves them out")
+        self.attributes = list(attributes) if attributes else None
+        self.images = images
+        self.labeled_fraction = labeled_fraction
+        self.keep_unlabeled = keep_unlabeled
+        self.unlabeled_dir = Path(unlabeled_dir) if unlabeled_dir else None
+        self.label_seed = label_seed
+        self.unlabeled_count = 0
+
+    def _read(self, split: str) -> tuple[list[ImageRecord], list[str]]:
+        wanted = self.class_names or self.attributes
+        name = self.splits[split]
+        if self.format == "celeba":
+            return read_celeba(self.root, split=name, attributes=wanted, images=self.images, on_error=self.on_error)
+        return read_attribute_csv(self.root / name, image_root=self.root, attributes=wanted, on_error=self.on_error)
+
+    def _training_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        unknown = (math.nan,) * len(self.class_names)
+        if self.labeled_fraction < 1.0:
+            order = torch.randperm(len(records), generator=torch.Generator().manual_seed(self.label_seed)).tolist()
+            labeled = set(order[: max(1, round(self.labeled_fraction * len(records)))])
+            records = [
+                r if i in labeled else replace(r, label=unknown)
+                for i, r in enumerate(records)
+                if i in labeled or self.keep_unlabeled
+            ]
+        if self.unlabeled_dir is not None:
+            records = records + [
+                ImageRecord(image_id=str(path), path=path, label=unknown) for path in list_images(self.unlabeled_dir)
+            ]
+        self.unlabeled_count = sum(all(map(math.isnan, r.label)) for r in records)
+        return records
+
+    def task_inputs(self) -> dict[str, Any]:
+        """The attribute names and each attribute's positive rate among the labeled training images."""
+        return {"attribute_names": self.class_names, "positive_rate": self.positive_rate()}
+
+    def positive_rate(self) -> list[float] | None:
+        if "train" not in self.datasets:
+            return None
+        labels = torch.tensor([r.label for r in self.datasets["train"].records], dtype=torch.float64)
+        known = ~labels.isnan()
+        rate = labels.nan_to_num(0.0).sum(0) / known.sum(0).clamp(min=1)
+        return [round(v, 6) for v in rate.tolist()]
 
 
 DETECTION_RECIPES = ("ssd", "ssdlite")

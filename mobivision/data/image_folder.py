@@ -15,6 +15,17 @@ from mobivision.errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def list_images(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursively, sorted); a missing or image-less folder is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"no such image folder: {folder}")
+    images = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not images:
+        raise DataError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return images
+
+
 def read_image_folder(root: str | Path, *, class_names: list[str] | None = None) -> tuple[list[ImageRecord], list[str]]:
     """Records of ``root/<class>/<file>`` with class indices in sorted folder order.
 

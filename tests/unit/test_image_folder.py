@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mobivision.data.image_folder import read_csv_list, read_image_folder
+from mobivision.data.image_folder import list_images, read_csv_list, read_image_folder
 from mobivision.data.records import ClassificationDataset, ImageRecord
 from mobivision.data.transforms import classification_eval_transform
 from mobivision.errors import DataError
@@ -268,3 +268,20 @@ def test_dataset_corrupt_image(corruption: str, tmp_path: Path, eval_transform) 
     with pytest.raises(DataError) as info:
         dataset[0]
     assert str(path) in str(info.value)
+
+
+def test_list_images_recursive_sorted_and_images_only(folder_tree: Path) -> None:
+    assert [p.relative_to(folder_tree).as_posix() for p in list_images(folder_tree)] == [
+        "bird/y.png",
+        "cat/x.png",
+        "dog/a.PNG",
+        "dog/b.png",
+    ]
+
+
+def test_list_images_refuses_missing_or_empty_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=f"no such image folder: {tmp_path / 'missing'}"):
+        list_images(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("text")
+    with pytest.raises(DataError, match=f"{tmp_path}: no image files"):
+        list_images(tmp_path)
