@@ -55,6 +55,26 @@ class TaskModule(L.LightningModule):
         torch.distributed.all_gather_object(gathered, value)
         return gathered
 
+    def gather_per_image(self, batches: list[tuple[torch.Tensor, torch.Tensor, list[str]]]) -> dict[str, Any]:
+        """``(probabilities, targets, paths)`` batches of every process merged once per image path.
+
+        DistributedSampler pads the last batch by repeating images, so each image is kept once, first seen
+        first. Returns ``{"paths": [...], "probabilities": Tensor, "targets": Tensor}`` (empty tensors if none).
+        """
+        seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for probabilities, targets, paths in (
+            batch for chunk in self.gather_from_processes(batches) for batch in chunk
+        ):
+            for p, t, path in zip(probabilities, targets, paths, strict=True):
+                seen.setdefault(path, (p, t))
+        if not seen:
+            return {"paths": [], "probabilities": torch.zeros(0), "targets": torch.zeros(0)}
+        return {
+            "paths": list(seen),
+            "probabilities": torch.stack([p for p, _ in seen.values()]),
+            "targets": torch.stack([t for _, t in seen.values()]),
+        }
+
     def configure_optimizers(self) -> dict[str, Any]:
         head = nn.ModuleList(m for name, m in self.model.named_children() if name != "backbone")
         groups = parameter_groups(

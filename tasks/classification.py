@@ -101,17 +101,8 @@ class ClassificationTask(TaskModule):
 
     def on_test_epoch_end(self) -> None:
         """Keep every test image's probabilities (gathered from all processes, padded repeats removed)."""
-        chunks = self.gather_from_processes(self._test_outputs)
-        seen: dict[str, tuple[torch.Tensor, int]] = {}
-        for probabilities, targets, paths in (batch for chunk in chunks for batch in chunk):
-            for p, t, path in zip(probabilities, targets.tolist(), paths, strict=True):
-                seen.setdefault(path, (p, t))
+        self.last_evaluation = self.gather_per_image(self._test_outputs)
         self._test_outputs = []
-        self.last_evaluation = {
-            "paths": list(seen),
-            "probabilities": torch.stack([p for p, _ in seen.values()]) if seen else torch.zeros(0),
-            "targets": torch.tensor([t for _, t in seen.values()], dtype=torch.long),
-        }
 
     def write_evaluation(self, output_dir: Path, split: str) -> list[Path]:
         """After a test run: confusion matrix picture, per-class accuracy, most-confused pairs, predictions."""

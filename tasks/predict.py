@@ -19,14 +19,14 @@ import torch
 from PIL import Image
 
 from mobivision.data.detection_transforms import detection_eval_transform
+from mobivision.data.image_folder import list_images
 from mobivision.data.records import load_rgb
 from mobivision.data.transforms import classification_eval_transform
 from mobivision.errors import DataError
-from mobivision.visualize import draw_detections
+from mobivision.visualize import draw_detections, draw_text_lines
 from tasks.classification import ClassificationTask
 from tasks.detection import DetectionTask, to_coco_results
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from tasks.face_attributes import AttributeTask
 
 
 def find_images(source: str | Path) -> tuple[Path, list[Path]]:
@@ -36,10 +36,7 @@ def find_images(source: str | Path) -> tuple[Path, list[Path]]:
         return source.parent, [source]
     if not source.is_dir():
         raise DataError(f"no such image file or folder: {source}")
-    images = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise DataError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
-    return source, images
+    return source, list_images(source)
 
 
 def _batches(paths: list[Path], size: int) -> Iterator[list[Path]]:
@@ -79,14 +76,18 @@ def predict_detections(
     return all_results
 
 
+def _classification_transform(meta: dict[str, Any]):
+    """The evaluation pre-processing recorded in a classifier's or attribute model's checkpoint."""
+    return classification_eval_transform(
+        resolution=meta["resolution"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), crop_pct=meta["crop_pct"]
+    )
+
+
 def predict_classes(
     task: ClassificationTask, root: Path, paths: list[Path], out_dir: Path, *, top_k: int, batch_size: int = 32
 ) -> list[dict[str, Any]]:
     """Top-k classes of ``paths``; writes ``predictions.json`` into ``out_dir``."""
-    meta = task.data_meta
-    transform = classification_eval_transform(
-        resolution=meta["resolution"], mean=tuple(meta["mean"]), std=tuple(meta["std"]), crop_pct=meta["crop_pct"]
-    )
+    transform = _classification_transform(task.data_meta)
     k = min(top_k, len(task.class_names))
     predictions = []
     for chunk in _batches(paths, batch_size):
@@ -96,5 +97,38 @@ def predict_classes(
         for path, probs, idx in zip(chunk, probabilities.tolist(), indices.tolist(), strict=True):
             top = [{"class": task.class_names[i], "probability": round(p, 5)} for p, i in zip(probs, idx, strict=True)]
             predictions.append({"image": str(path.relative_to(root)), "top_k": top})
+    (out_dir / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
+    return predictions
+
+
+def predict_attributes(
+    task: AttributeTask, root: Path, paths: list[Path], out_dir: Path, *, top_k: int, batch_size: int = 32
+) -> list[dict[str, Any]]:
+    """Every attribute's probability and decision (at the thresholds tuned on validation) for ``paths``.
+
+    Writes ``predictions.json`` (per image: ``probabilities`` and ``present`` by attribute name, ``present``
+    sorted by probability) and ``<name>.jpg`` pictures with the ``top_k`` most probable present attributes.
+    """
+    transform = _classification_transform(task.data_meta)
+    names = task.class_names
+    predictions = []
+    for chunk in _batches(paths, batch_size):
+        images = [load_rgb(p) for p in chunk]
+        with torch.no_grad():
+            probabilities, present = task.predict_attributes(torch.stack([transform(image=i)["image"] for i in images]))
+        for path, image, probs, flags in zip(chunk, images, probabilities.tolist(), present.tolist(), strict=True):
+            ranked = sorted((i for i, flag in enumerate(flags) if flag), key=lambda i: -probs[i])
+            relative = path.relative_to(root)
+            predictions.append(
+                {
+                    "image": str(relative),
+                    "probabilities": {n: round(p, 5) for n, p in zip(names, probs, strict=True)},
+                    "present": [names[i] for i in ranked],
+                }
+            )
+            lines = [f"{names[i]} {probs[i]:.2f}" for i in ranked[:top_k]] or ["(no attribute present)"]
+            picture = out_dir / relative.with_suffix(".jpg")
+            picture.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(draw_text_lines(image, lines)).save(picture, quality=92)
     (out_dir / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
     return predictions

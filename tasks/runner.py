@@ -168,14 +168,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _write_evaluation(task: TaskModule, output_dir: Path, split: str, summary: dict[str, Any]) -> None:
     """Task-specific evaluation files (detection: results json, per-class AP table, predictions picture;
-    classification: confusion matrix, per-class accuracy, most-confused pairs, predictions CSV)."""
+    classification: confusion matrix, per-class accuracy, most-confused pairs, predictions CSV; attributes:
+    per-attribute table, probabilities CSV); the first Markdown table is printed."""
     writer = getattr(task, "write_evaluation", None)
     if writer is not None and task.trainer.is_global_zero:
         files = writer(output_dir, split)
         summary["files"] = [str(f) for f in files]
         table = next((f for f in files if f.suffix == ".md"), None)
         if table is not None:
-            print(f"per-class AP ({split}):\n{table.read_text()}", flush=True)
+            print(f"{table.stem.replace('_', ' ')}:\n{table.read_text()}", flush=True)
 
 
 def _print_metrics(summary: dict[str, Any]) -> None:
@@ -183,8 +184,11 @@ def _print_metrics(summary: dict[str, Any]) -> None:
         if summary.get(stage):
             shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(summary[stage].items()))
             print(f"[{stage}] {shown}", flush=True)
-    if "chance" in summary:
-        print(f"(chance level: {summary['chance']:.4f})", flush=True)
+    chance = summary.get("chance")
+    if isinstance(chance, dict):
+        print("(chance level: " + ", ".join(f"{k} {v:.4f}" for k, v in chance.items()) + ")", flush=True)
+    elif chance is not None:
+        print(f"(chance level: {chance:.4f})", flush=True)
     if "output_dir" in summary:
         print(f"outputs in {summary['output_dir']}", flush=True)
 

@@ -6,7 +6,9 @@ Usage::
 
 Detectors write ``DIR/predictions.json`` (COCO results with ``category_name``) and one picture per image
 with the boxes drawn; classifiers print the top-k classes with probabilities and write
-``DIR/predictions.json``. A bad input ends with one ``error: ...`` line and exit code 2.
+``DIR/predictions.json``; attribute models write every attribute's probability and decision (at the thresholds
+tuned on validation) to ``DIR/predictions.json`` and one picture per image with the top-k present attributes.
+A bad input ends with one ``error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from mobivision.cli import exit_code, positive_int
 from mobivision.errors import ConfigError
 from tasks.classification import ClassificationTask
 from tasks.detection import DetectionTask
-from tasks.predict import find_images, predict_classes, predict_detections
+from tasks.face_attributes import AttributeTask
+from tasks.predict import find_images, predict_attributes, predict_classes, predict_detections
 from tasks.runner import load_task
 
 
@@ -31,7 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("source", help="an image file or a folder of images")
     parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="detections kept (default 0.3)")
-    parser.add_argument("--top-k", type=positive_int, default=5, help="classes listed per image (default 5)")
+    parser.add_argument(
+        "--top-k", type=positive_int, default=5, help="classes / attributes listed per image (default 5)"
+    )
     return parser.parse_args(argv)
 
 
@@ -45,6 +50,9 @@ def run(args: argparse.Namespace) -> None:
     if isinstance(task, DetectionTask):
         results = predict_detections(task, root, paths, out, score_threshold=args.score_threshold)
         print(f"{len(results)} detections (score >= {args.score_threshold}) on {len(paths)} images")
+    elif isinstance(task, AttributeTask):
+        for item in predict_attributes(task, root, paths, out, top_k=args.top_k):
+            print(f"{item['image']}: {', '.join(item['present'][: args.top_k]) or '(no attribute present)'}")
     elif isinstance(task, ClassificationTask):
         for item in predict_classes(task, root, paths, out, top_k=args.top_k):
             shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top_k"])
