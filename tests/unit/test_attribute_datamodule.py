@@ -71,7 +71,8 @@ def test_labeled_fraction_is_a_fixed_share_chosen_by_the_seed(faces: Path) -> No
 def test_keep_unlabeled_false_trains_on_the_labeled_share_only(faces: Path) -> None:
     kept = _module(faces, labeled_fraction=0.25)
     alone = _module(faces, labeled_fraction=0.25, keep_unlabeled=False)
-    labeled = [r for r, u in zip(kept.datasets["train"].records, _unlabeled(kept.datasets["train"].records)) if not u]
+    records = kept.datasets["train"].records
+    labeled = [r for r, u in zip(records, _unlabeled(records), strict=True) if not u]
     assert alone.datasets["train"].records == labeled and alone.unlabeled_count == 0
 
 
@@ -90,7 +91,7 @@ def test_unlabeled_dir_adds_every_image_below_it(faces: Path, tmp_path: Path) ->
 def test_bad_options_are_refused(faces: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"labeled_fraction must be in \(0, 1\], got 0"):
         _module(faces, labeled_fraction=0)
-    with pytest.raises(ConfigError, match="unlabeled_dir adds unlabeled images, but data.keep_unlabeled=false"):
+    with pytest.raises(ConfigError, match=r"unlabeled_dir adds unlabeled images, but data\.keep_unlabeled=false"):
         _module(faces, unlabeled_dir=str(tmp_path), keep_unlabeled=False)
     with pytest.raises(ConfigError, match=r"data.format must be one of \('celeba', 'csv'\), got 'cub'"):
         _module(faces, format="cub")

@@ -13,10 +13,9 @@ def test_text_is_written_on_a_band_of_an_enlarged_copy() -> None:
     assert picture.shape == (256, 320, 3) and picture.dtype == np.uint8
     assert image.min() == image.max() == 200  # the input is not drawn on
     yellow = (picture[..., 0] > 200) & (picture[..., 1] > 200) & (picture[..., 2] < 100)
-    rows, columns = np.nonzero(yellow)
+    rows = np.nonzero(yellow)[0]
     assert len(rows) > 50  # the text
-    band_bottom = rows.max() + 8
-    assert band_bottom < 256 // 2  # two lines at the top-left
+    assert rows.max() < 256 // 2  # two lines at the top-left
     assert (picture[rows.max() + 12 :] == 200).all()  # below the band the image is unchanged
     assert picture[2, 2].max() < 200  # the band darkens the image under the text
 
