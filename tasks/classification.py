@@ -39,22 +39,10 @@ class ClassificationTask(TaskModule):
         self,
         *,
         class_names: list[str],
-        backbone: dict[str, Any],
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any],
         label_smoothing: float = 0.0,
-        backbone_lr_mult: float = 1.0,
-        data_meta: dict[str, Any] | None = None,
-        run_config: dict[str, Any] | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            backbone_lr_mult=backbone_lr_mult,
-            data_meta=data_meta,
-            run_config=run_config,
-        )
+        super().__init__(**common)
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.label_smoothing = label_smoothing

@@ -64,23 +64,11 @@ class DetectionTask(TaskModule):
         *,
         class_names: list[str],
         category_ids: list[int],
-        backbone: dict[str, Any],
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any],
         head: str = "ssdlite",
         detector: dict[str, Any] | None = None,
-        backbone_lr_mult: float = 1.0,
-        data_meta: dict[str, Any] | None = None,
-        run_config: dict[str, Any] | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            backbone_lr_mult=backbone_lr_mult,
-            data_meta=data_meta,
-            run_config=run_config,
-        )
+        super().__init__(**common)
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.category_ids = [int(c) for c in category_ids]

@@ -43,26 +43,14 @@ class AttributeTask(TaskModule):
         self,
         *,
         attribute_names: list[str],
-        backbone: dict[str, Any],
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any],
         positive_rate: list[float] | None = None,
         pos_weight: bool = False,
         max_pos_weight: float = 10.0,
         teacher: dict[str, Any] | None = None,
         threshold_criterion: str = "accuracy",
-        backbone_lr_mult: float = 1.0,
-        data_meta: dict[str, Any] | None = None,
-        run_config: dict[str, Any] | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            backbone_lr_mult=backbone_lr_mult,
-            data_meta=data_meta,
-            run_config=run_config,
-        )
+        super().__init__(**common)
         self.save_hyperparameters()
         self.class_names = list(attribute_names)
         if pos_weight and positive_rate is None:
