@@ -1,0 +1,522 @@
+"""A synthetic geo-localization dataset written in the geo CSV format, for the demo and the tests.
+
+Each photo is taken in one of ``GEO_REGIONS``, sixteen real-world areas with a few cities each (Western Europe,
+US East Coast, Japan, Fiji and Tonga...), drawn with unequal weights as photo collections are (Europe and North
+America heavy). The place is scattered round a city of the region with a heavy tail: three in four within a few
+km (Gaussian, 3 km per axis), the others tens of km (30 km). The South Pacific region straddles the antimeridian
+(Waiyevo on Taveuni sits 400 m east of 180°, Nuku'alofa at -175°), so code that handles the longitude wrap is
+exercised; every longitude is wrapped into [-180, 180].
+
+The picture depends on where it was taken, so a small CNN can learn the place: each region has its own "look",
+a sky colour over a ground colour at a characteristic horizon height, and a ground texture (stripes of some
+orientation and frequency, dots, checker, grid or waves, in an accent colour); each city of a region adds a
+small colour tint and a landmark silhouette of its own shape on the horizon. Per image, the palette, horizon,
+texture phase, frequency and angle are jittered, 1..4 small clutter shapes of random colour are scattered, and a
+random brightness and pixel noise are applied, so the regions are easy to tell apart by eye but not by one pixel.
+
+``write_synthetic_geo`` writes:
+
+- ``images/000001.jpg``...: ``size`` x ``size`` JPEGs;
+- ``train.csv``, ``val.csv``, ``test.csv``: header ``path,latitude,longitude``, then one line per image with the
+  path relative to the root and the coordinates in degrees with 6 decimals; contiguous blocks of 80/10/10
+  percent of the images.
+
+Image ``i`` (file ``i + 1``) and its place depend only on ``(seed, i)``; the ``.complete`` marker of
+``mobivision.data.synthetic`` is written last, so an interrupted write is redone, and a complete one written with
+other options is refused rather than reused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mobivision.data.synthetic import _MARKER, SHAPES, _already_written, draw_shape
+from mobivision.data.synthetic_faces import partition_counts
+from mobivision.errors import DataError
+
+KM_PER_DEGREE = 6371.0 * math.pi / 180
+"""Kilometres per degree of latitude (and of longitude at the equator) on a sphere of radius 6371 km."""
+
+NEAR_SIGMA_KM, FAR_SIGMA_KM, FAR_FRACTION = 3.0, 30.0, 0.25
+"""The scatter round a city: Gaussian per axis, ``FAR_SIGMA_KM`` for a ``FAR_FRACTION`` of the photos."""
+
+PATTERNS = ("stripes", "dots", "checker", "grid", "waves")
+"""Ground textures a region can have."""
+
+IMAGE_DIR = "images"
+SPLIT_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
+CSV_HEADER = "path,latitude,longitude"
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class GeoCity:
+    """A city photos are taken round: its name and its centre in degrees (longitude in [-180, 180])."""
+
+    name: str
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
+class GeoRegion:
+    """One area of the world and how its photos look.
+
+    Attributes:
+        name: The area, e.g. ``Western Europe``.
+        weight: Probability that a photo is taken there (the weights of ``GEO_REGIONS`` sum to 1).
+        cities: Its cities; a photo's city is uniform among them.
+        sky: RGB of the sky (lighter towards the horizon).
+        ground: RGB of the ground.
+        accent: RGB of the ground texture.
+        pattern: The ground texture, one of ``PATTERNS``.
+        frequency: Texture cycles per image side.
+        angle: Texture orientation in degrees (0: the pattern varies from left to right).
+        horizon: Height of the horizon below the top, as a fraction of the image side.
+    """
+
+    name: str
+    weight: float
+    cities: tuple[GeoCity, ...]
+    sky: tuple[int, int, int]
+    ground: tuple[int, int, int]
+    accent: tuple[int, int, int]
+    pattern: str
+    frequency: float
+    angle: float
+    horizon: float
+
+
+def _cities(*cities: tuple[str, float, float]) -> tuple[GeoCity, ...]:
+    return tuple(GeoCity(*city) for city in cities)
+
+
+GEO_REGIONS: tuple[GeoRegion, ...] = (
+    GeoRegion(
+        "Western Europe",
+        0.16,
+        _cities(
+            ("Paris", 48.8566, 2.3522),
+            ("London", 51.5074, -0.1278),
+            ("Amsterdam", 52.3676, 4.9041),
+            ("Brussels", 50.8503, 4.3517),
+        ),
+        sky=(150, 168, 190),
+        ground=(86, 132, 70),
+        accent=(150, 170, 80),
+        pattern="stripes",
+        frequency=4,
+        angle=90,
+        horizon=0.45,
+    ),
+    GeoRegion(
+        "Mediterranean Europe",
+        0.10,
+        _cities(
+            ("Madrid", 40.4168, -3.7038),
+            ("Barcelona", 41.3874, 2.1686),
+            ("Rome", 41.9028, 12.4964),
+            ("Athens", 37.9838, 23.7275),
+        ),
+        sky=(70, 140, 230),
+        ground=(205, 120, 70),
+        accent=(240, 225, 200),
+        pattern="checker",
+        frequency=5,
+        angle=0,
+        horizon=0.5,
+    ),
+    GeoRegion(
+        "Central Europe",
+        0.07,
+        _cities(
+            ("Berlin", 52.5200, 13.4050),
+            ("Munich", 48.1351, 11.5820),
+            ("Vienna", 48.2082, 16.3738),
+            ("Prague", 50.0755, 14.4378),
+        ),
+        sky=(175, 200, 230),
+        ground=(40, 88, 50),
+        accent=(20, 45, 25),
+        pattern="stripes",
+        frequency=9,
+        angle=0,
+        horizon=0.35,
+    ),
+    GeoRegion(
+        "Northern Europe",
+        0.04,
+        _cities(
+            ("Stockholm", 59.3293, 18.0686),
+            ("Oslo", 59.9139, 10.7522),
+            ("Copenhagen", 55.6761, 12.5683),
+            ("Helsinki", 60.1699, 24.9384),
+        ),
+        sky=(200, 206, 216),
+        ground=(232, 234, 240),
+        accent=(50, 70, 60),
+        pattern="dots",
+        frequency=6,
+        angle=20,
+        horizon=0.55,
+    ),
+    GeoRegion(
+        "US East Coast",
+        0.14,
+        _cities(
+            ("New York", 40.7128, -74.0060),
+            ("Boston", 42.3601, -71.0589),
+            ("Washington", 38.9072, -77.0369),
+            ("Miami", 25.7617, -80.1918),
+        ),
+        sky=(110, 150, 200),
+        ground=(105, 105, 118),
+        accent=(225, 215, 140),
+        pattern="grid",
+        frequency=7,
+        angle=0,
+        horizon=0.25,
+    ),
+    GeoRegion(
+        "US West Coast",
+        0.10,
+        _cities(
+            ("San Francisco", 37.7749, -122.4194),
+            ("Los Angeles", 34.0522, -118.2437),
+            ("Seattle", 47.6062, -122.3321),
+            ("San Diego", 32.7157, -117.1611),
+        ),
+        sky=(100, 190, 240),
+        ground=(210, 180, 100),
+        accent=(130, 100, 50),
+        pattern="stripes",
+        frequency=6,
+        angle=45,
+        horizon=0.55,
+    ),
+    GeoRegion(
+        "Mexico",
+        0.03,
+        _cities(
+            ("Mexico City", 19.4326, -99.1332),
+            ("Guadalajara", 20.6597, -103.3496),
+            ("Oaxaca", 17.0732, -96.7266),
+            ("Cancun", 21.1619, -86.8515),
+        ),
+        sky=(40, 90, 200),
+        ground=(225, 150, 50),
+        accent=(200, 40, 90),
+        pattern="dots",
+        frequency=10,
+        angle=0,
+        horizon=0.45,
+    ),
+    GeoRegion(
+        "Brazil South-East",
+        0.04,
+        _cities(
+            ("Sao Paulo", -23.5505, -46.6333),
+            ("Rio de Janeiro", -22.9068, -43.1729),
+            ("Belo Horizonte", -19.9167, -43.9345),
+        ),
+        sky=(180, 212, 228),
+        ground=(30, 150, 60),
+        accent=(240, 215, 40),
+        pattern="waves",
+        frequency=5,
+        angle=90,
+        horizon=0.4,
+    ),
+    GeoRegion(
+        "North Africa and Middle East",
+        0.04,
+        _cities(
+            ("Cairo", 30.0444, 31.2357),
+            ("Marrakesh", 31.6295, -7.9811),
+            ("Istanbul", 41.0082, 28.9784),
+            ("Dubai", 25.2048, 55.2708),
+        ),
+        sky=(232, 214, 168),
+        ground=(225, 188, 128),
+        accent=(175, 130, 75),
+        pattern="waves",
+        frequency=3,
+        angle=90,
+        horizon=0.6,
+    ),
+    GeoRegion(
+        "East Africa",
+        0.02,
+        _cities(
+            ("Nairobi", -1.2921, 36.8219),
+            ("Arusha", -3.3869, 36.6830),
+            ("Kampala", 0.3476, 32.5825),
+            ("Addis Ababa", 9.0054, 38.7636),
+        ),
+        sky=(240, 165, 85),
+        ground=(165, 140, 60),
+        accent=(60, 45, 25),
+        pattern="dots",
+        frequency=4,
+        angle=45,
+        horizon=0.5,
+    ),
+    GeoRegion(
+        "India North",
+        0.04,
+        _cities(
+            ("Delhi", 28.6139, 77.2090),
+            ("Jaipur", 26.9124, 75.7873),
+            ("Agra", 27.1767, 78.0081),
+            ("Varanasi", 25.3176, 82.9739),
+        ),
+        sky=(215, 205, 188),
+        ground=(175, 90, 60),
+        accent=(235, 175, 60),
+        pattern="stripes",
+        frequency=6,
+        angle=135,
+        horizon=0.4,
+    ),
+    GeoRegion(
+        "Southeast Asia",
+        0.04,
+        _cities(
+            ("Bangkok", 13.7563, 100.5018),
+            ("Singapore", 1.3521, 103.8198),
+            ("Kuala Lumpur", 3.1390, 101.6869),
+            ("Hanoi", 21.0278, 105.8342),
+        ),
+        sky=(228, 234, 232),
+        ground=(100, 190, 70),
+        accent=(60, 120, 150),
+        pattern="stripes",
+        frequency=10,
+        angle=90,
+        horizon=0.3,
+    ),
+    GeoRegion(
+        "East China",
+        0.05,
+        _cities(
+            ("Shanghai", 31.2304, 121.4737),
+            ("Beijing", 39.9042, 116.4074),
+            ("Hangzhou", 30.2741, 120.1551),
+            ("Hong Kong", 22.3193, 114.1694),
+        ),
+        sky=(168, 168, 158),
+        ground=(138, 132, 128),
+        accent=(70, 66, 64),
+        pattern="stripes",
+        frequency=12,
+        angle=0,
+        horizon=0.2,
+    ),
+    GeoRegion(
+        "Japan",
+        0.06,
+        _cities(
+            ("Tokyo", 35.6762, 139.6503),
+            ("Osaka", 34.6937, 135.5023),
+            ("Kyoto", 35.0116, 135.7681),
+            ("Sapporo", 43.0618, 141.3545),
+        ),
+        sky=(150, 190, 232),
+        ground=(222, 160, 182),
+        accent=(120, 60, 80),
+        pattern="checker",
+        frequency=9,
+        angle=45,
+        horizon=0.4,
+    ),
+    GeoRegion(
+        "Australia South-East",
+        0.04,
+        _cities(
+            ("Sydney", -33.8688, 151.2093),
+            ("Melbourne", -37.8136, 144.9631),
+            ("Canberra", -35.2809, 149.1300),
+            ("Brisbane", -27.4698, 153.0251),
+        ),
+        sky=(30, 130, 240),
+        ground=(180, 80, 40),
+        accent=(110, 120, 70),
+        pattern="grid",
+        frequency=4,
+        angle=30,
+        horizon=0.5,
+    ),
+    GeoRegion(
+        "Fiji and Tonga",
+        0.03,
+        _cities(
+            ("Suva", -18.1416, 178.4419),
+            ("Nadi", -17.7765, 177.4356),
+            ("Labasa", -16.4167, 179.3833),
+            ("Waiyevo", -16.7940, -179.9960),
+            ("Nuku'alofa", -21.1394, -175.2049),
+        ),
+        sky=(70, 205, 220),
+        ground=(20, 90, 165),
+        accent=(150, 220, 235),
+        pattern="waves",
+        frequency=8,
+        angle=90,
+        horizon=0.45,
+    ),
+)
+"""The regions, their weights (summing to 1), cities and looks; the last straddles the antimeridian."""
+
+
+def wrap_longitude(longitude: float) -> float:
+    """``longitude`` in degrees wrapped into [-180, 180)."""
+    return (longitude + 180.0) % 360.0 - 180.0
+
+
+def scatter_location(rng: np.random.Generator, city: GeoCity) -> tuple[float, float]:
+    """A place round ``city``: Gaussian offsets in km, ``NEAR_SIGMA_KM`` per axis or, for a ``FAR_FRACTION`` of
+    the draws, ``FAR_SIGMA_KM``; converted to degrees (longitude scaled by ``1 / cos(latitude)``) and wrapped."""
+    sigma = FAR_SIGMA_KM if rng.random() < FAR_FRACTION else NEAR_SIGMA_KM
+    north, east = rng.normal(0.0, sigma, size=2)
+    latitude = city.latitude + north / KM_PER_DEGREE
+    longitude = city.longitude + east / (KM_PER_DEGREE * math.cos(math.radians(city.latitude)))
+    return float(np.clip(latitude, -90.0, 90.0)), wrap_longitude(longitude)
+
+
+def sample_place(rng: np.random.Generator) -> tuple[int, int, float, float]:
+    """A photo's region (by ``GeoRegion.weight``), city (uniform in it) and place (``scatter_location``).
+
+    Returns:
+        ``(region index, city index, latitude, longitude)``: indices into ``GEO_REGIONS`` and its ``cities``.
+    """
+    weights = np.array([region.weight for region in GEO_REGIONS])
+    region = int(rng.choice(len(GEO_REGIONS), p=weights / weights.sum()))
+    city = int(rng.integers(len(GEO_REGIONS[region].cities)))
+    latitude, longitude = scatter_location(rng, GEO_REGIONS[region].cities[city])
+    return region, city, latitude, longitude
+
+
+def _pattern(kind: str, size: int, frequency: float, angle: float, phase: np.ndarray) -> np.ndarray:
+    """A ``size x size`` texture in [0, 1]: ``frequency`` cycles per side along the direction ``angle``."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    t = math.radians(angle)
+    u = 2 * math.pi * frequency * (x * math.cos(t) + y * math.sin(t)) + phase[0]
+    v = 2 * math.pi * frequency * (-x * math.sin(t) + y * math.cos(t)) + phase[1]
+    if kind == "stripes":
+        return (np.sin(u) > 0).astype(np.float64)
+    if kind == "dots":
+        return (np.cos(u) + np.cos(v) > 1.1).astype(np.float64)
+    if kind == "checker":
+        return (np.sin(u) * np.sin(v) > 0).astype(np.float64)
+    if kind == "grid":
+        return ((np.cos(u) > 0.6) | (np.cos(v) > 0.6)).astype(np.float64)
+    if kind == "waves":
+        return 0.5 + 0.5 * np.sin(u + 1.2 * np.sin(v / 2))
+    raise ValueError(f"unknown pattern {kind!r}; expected one of {PATTERNS}")
+
+
+def _city_tint(region: GeoRegion, city: int) -> np.ndarray:
+    """A small RGB offset (12 levels) at an angle on the colour wheel given by the city's index."""
+    turn = 2 * math.pi * city / len(region.cities)
+    return 12.0 * np.cos(turn + np.array([0.0, 2 * math.pi / 3, 4 * math.pi / 3]))
+
+
+def draw_geo_image(rng: np.random.Generator, region: int, city: int, *, size: int = 64) -> Image.Image:
+    """Draw one photo taken in ``GEO_REGIONS[region]`` near its city ``city``.
+
+    The sky (lighter towards the horizon) and the ground take the region's colours, each jittered by up to 18
+    levels per channel; the horizon lies at the region's height plus up to 0.07 of the side either way; the
+    ground carries the region's texture in its accent colour (frequency x 0.85..1.15, angle +-8 degrees, random
+    phase). The city adds its tint (``_city_tint``) and a dark landmark standing on the horizon: shape
+    ``SHAPES[city]``, radius 0.09..0.15 of the side, anywhere along it. Then 1..4 small shapes of random colour
+    and place (clutter), a brightness factor 0.8..1.2 and Gaussian pixel noise (sigma 6).
+
+    Args:
+        rng: The generator (the writer seeds one per image).
+        region: Index into ``GEO_REGIONS``.
+        city: Index into the region's ``cities``.
+        size: Image side in pixels.
+
+    Returns:
+        The RGB image.
+    """
+    look = GEO_REGIONS[region]
+    sky = np.asarray(look.sky, np.float64) + rng.uniform(-18, 18, 3)
+    ground = np.asarray(look.ground, np.float64) + rng.uniform(-18, 18, 3)
+    accent = np.asarray(look.accent, np.float64) + rng.uniform(-18, 18, 3)
+    horizon = round(size * float(np.clip(look.horizon + rng.uniform(-0.07, 0.07), 0.1, 0.9)))
+    texture = _pattern(
+        look.pattern,
+        size,
+        look.frequency * rng.uniform(0.85, 1.15),
+        look.angle + rng.uniform(-8, 8),
+        rng.uniform(0, 2 * math.pi, 2),
+    )
+    rows = np.arange(size, dtype=np.float64)[:, None, None]
+    sky_pixels = sky + (255 - sky) * 0.35 * (rows / max(horizon, 1))  # haze towards the horizon
+    ground_pixels = ground + texture[..., None] * (accent - ground)
+    pixels = np.where(rows < horizon, np.broadcast_to(sky_pixels, (size, size, 3)), ground_pixels)
+    pixels = pixels + _city_tint(look, city)
+
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    radius = rng.uniform(0.09, 0.15) * size
+    landmark = tuple(int(c) for c in rng.uniform(25, 70) + rng.uniform(-10, 10, 3))
+    center = (rng.uniform(0.15, 0.85) * size, horizon - 0.6 * radius)
+    draw_shape(draw, SHAPES[city % len(SHAPES)], center=center, radius=radius, color=landmark)
+    for _ in range(int(rng.integers(1, 5))):
+        clutter = SHAPES[int(rng.integers(len(SHAPES)))]
+        small = rng.uniform(0.03, 0.07) * size
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw_shape(draw, clutter, center=tuple(rng.uniform(0, size, 2)), radius=small, color=color)
+
+    pixels = np.asarray(image, dtype=np.float64) * rng.uniform(0.8, 1.2) + rng.normal(0, 6, (size, size, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def write_synthetic_geo(root: str | Path, *, num_images: int = 2400, size: int = 64, seed: int = 0) -> Path:
+    """Write a synthetic geo-localization set (images and ``train/val/test.csv``) once; later calls reuse it.
+
+    Image ``i`` is named ``images/{i + 1:06d}.jpg``; its place comes from ``sample_place`` and its picture from
+    ``draw_geo_image``, both with ``np.random.default_rng([seed, i])``, so the same seed gives identical files.
+    See the module docstring for the layout and the design. Later calls with the same options reuse the complete
+    dataset.
+
+    Args:
+        root: Output folder (the one holding the CSV files; their paths are relative to it).
+        num_images: Number of images (>= 3: at least one per split).
+        size: Image side in pixels (>= 32, so the textures stay visible).
+        seed: Seed of every image's generator.
+
+    Returns:
+        ``root``.
+
+    Raises:
+        DataError: An option is out of range, or ``root`` holds a complete dataset written with other options.
+    """
+    root = Path(root)
+    if num_images < 3 or size < 32:
+        raise DataError(f"need num_images >= 3 (one per split) and size >= 32, got num_images={num_images} size={size}")
+    options = f"geo seed={seed} num_images={num_images} size={size}\n"
+    marker = root / _MARKER
+    if _already_written(marker, options):
+        return root
+    (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(num_images):
+        path = f"{IMAGE_DIR}/{i + 1:06d}.jpg"
+        rng = np.random.default_rng([seed, i])
+        region, city, latitude, longitude = sample_place(rng)
+        draw_geo_image(rng, region, city, size=size).save(root / path, quality=JPEG_QUALITY)
+        lines.append(f"{path},{latitude:.6f},{longitude:.6f}")
+    start = 0
+    for split, count in partition_counts(num_images).items():
+        (root / SPLIT_FILES[split]).write_text("\n".join([CSV_HEADER, *lines[start : start + count]]) + "\n")
+        start += count
+    marker.write_text(options)
+    return root
