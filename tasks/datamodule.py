@@ -7,6 +7,7 @@ the data (the label map), passed by the runner when it builds the task.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -24,19 +25,25 @@ from mobivision.data.detection_transforms import (
     ssd_train_transform,
     ssdlite_train_transform,
 )
+from mobivision.data.geo_csv import read_geo_csv
 from mobivision.data.image_folder import list_images, read_csv_list, read_image_folder
 from mobivision.data.records import ClassificationDataset, ImageRecord
 from mobivision.data.stanford_dogs import read_stanford_dogs
 from mobivision.data.synthetic import write_fine_grained_shapes, write_shapes_classification, write_shapes_detection
 from mobivision.data.synthetic_faces import write_synthetic_faces
+from mobivision.data.synthetic_geo import write_synthetic_geo
 from mobivision.data.transforms import classification_eval_transform, classification_train_transform
 from mobivision.errors import ConfigError
+from mobivision.geo.cells import assign_cells, cells_to_columns, load_or_build_cells
+
+log = logging.getLogger("mobivision")
 
 FORMATS = ("image_folder", "csv", "cub", "stanford_dogs")
 SYNTHETIC_WRITERS = {
     "shapes": write_shapes_classification,
     "fine_grained": write_fine_grained_shapes,
     "faces": write_synthetic_faces,
+    "geo": write_synthetic_geo,
 }
 
 
@@ -314,6 +321,86 @@ class AttributeDataModule(ClassificationDataModule):
         known = ~labels.isnan()
         rate = labels.nan_to_num(0.0).sum(0) / known.sum(0).clamp(min=1)
         return [round(v, 6) for v in rate.tolist()]
+
+
+class GeoDataModule(ClassificationDataModule):
+    """Geo-localization: CSV lists of (image, latitude, longitude) per split (MP-16, Im2GPS, Im2GPS3k, or the
+    synthetic set) and the S2 cell partitionings the task classifies over.
+
+    The partitionings come from ``partitions.dir/cells_<t_min>_<t_max>.csv`` (written by ``tools/geo_cells.py``);
+    a missing file is built from the training coordinates and written there. Training targets are
+    ``(lat, lon, class per partitioning)``, with -1 where a photo's cell was dropped (under ``t_min``); photos
+    dropped by every partitioning are left out of training, with a warning that counts them. Validation and test
+    targets are ``(lat, lon)``.
+
+    Args:
+        partitions: ``{"dir", "t_min", "t_max": [coarse, ..., fine], "min_level", "max_level"}``.
+        image_root: Folder the CSV paths are relative to, itself relative to each CSV's folder (``images`` for
+            ``mp16/images/<IMG_ID>`` beside ``mp16/mp16_places365.csv``); default: the CSV's folder.
+        **See ``ClassificationDataModule`` for the other arguments (splits are CSV files under ``root``).**
+    """
+
+    formats = ("csv",)
+
+    def __init__(
+        self,
+        *,
+        partitions: dict[str, Any],
+        image_root: str | None = None,
+        format: str = "csv",
+        train_split: str | None = "train.csv",
+        val_split: str | None = "val.csv",
+        test_split: str | None = "test.csv",
+        **options: Any,
+    ) -> None:
+        super().__init__(format=format, train_split=train_split, val_split=val_split, test_split=test_split, **options)
+        unknown = sorted(set(partitions) - {"dir", "t_min", "t_max", "min_level", "max_level"})
+        if unknown:
+            raise ConfigError(
+                f"data.partitions: unknown keys {unknown}; expected dir, t_min, t_max, min_level, max_level"
+            )
+        self.partition_options = dict(partitions)
+        self.image_root = image_root
+        self.partitions: list[dict[str, Any]] = []
+
+    def _read(self, split: str) -> tuple[list[ImageRecord], list[str]]:
+        file = self.root / self.splits[split]
+        return read_geo_csv(file, image_root=file.parent / (self.image_root or ""), on_error=self.on_error), []
+
+    def _training_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        lats = [r.label[0] for r in records]
+        lons = [r.label[1] for r in records]
+        options = self.partition_options
+        t_max = sorted(options["t_max"], reverse=True)  # coarse (large t_max) first
+        classes = []
+        for limit in t_max:
+            file = Path(options["dir"]) / f"cells_{options['t_min']}_{limit}.csv"
+            cells = load_or_build_cells(
+                file,
+                lats,
+                lons,
+                t_min=options["t_min"],
+                t_max=limit,
+                min_level=options.get("min_level", 2),
+                max_level=options.get("max_level", 30),
+            )
+            self.partitions.append({"name": file.stem, **cells_to_columns(cells)})
+            classes.append(assign_cells(cells, lats, lons).tolist())
+        labeled = [
+            replace(r, label=(*r.label, *map(float, c))) for r, *c in zip(records, *classes, strict=True) if max(c) >= 0
+        ]
+        if len(labeled) < len(records):
+            log.warning(
+                "%d of %d training photos lie in cells dropped by every partitioning (under t_min=%d); left out",
+                len(records) - len(labeled),
+                len(records),
+                options["t_min"],
+            )
+        return labeled
+
+    def task_inputs(self) -> dict[str, Any]:
+        """The cells of every partitioning, coarsest first."""
+        return {"partitions": self.partitions}
 
 
 DETECTION_RECIPES = ("ssd", "ssdlite")

@@ -2,8 +2,9 @@
 
 Detection writes COCO-style results (``image_id`` is the file's path relative to the input, boxes in
 original pixels, plus ``category_name``) and one picture per image with boxes, class names and scores
-drawn on it; classification writes the top-k class names with
-probabilities. Pre-processing repeats the evaluation transform recorded in the checkpoint.
+drawn on it; classification writes the top-k class names with probabilities; attributes every probability
+and decision plus a picture; geo-localization the predicted coordinates and the top-k cells. Pre-processing
+repeats the evaluation transform recorded in the checkpoint.
 Pictures are drawn by ``mobivision.visualize`` (torchvision's ``draw_bounding_boxes``).
 """
 
@@ -27,6 +28,7 @@ from mobivision.visualize import draw_detections, draw_text_lines
 from tasks.classification import ClassificationTask
 from tasks.detection import DetectionTask, to_coco_results
 from tasks.face_attributes import AttributeTask
+from tasks.geolocation import GeoTask
 
 
 def find_images(source: str | Path) -> tuple[Path, list[Path]]:
@@ -130,5 +132,26 @@ def predict_attributes(
             picture = out_dir / relative.with_suffix(".jpg")
             picture.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(draw_text_lines(image, lines)).save(picture, quality=92)
+    (out_dir / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
+    return predictions
+
+
+def predict_locations(
+    task: GeoTask, root: Path, paths: list[Path], out_dir: Path, *, top_k: int, batch_size: int = 32
+) -> list[dict[str, Any]]:
+    """Where ``paths`` were taken: the predicted latitude/longitude (the best cell's mean training location) and
+    the ``top_k`` cells of the finest partitioning with their S2 tokens, centres and probabilities; writes
+    ``predictions.json`` into ``out_dir``."""
+    transform = _classification_transform(task.data_meta)
+    cells = task.partitions[-1]
+    predictions = []
+    for chunk in _batches(paths, batch_size):
+        tensors = torch.stack([transform(image=load_rgb(p))["image"] for p in chunk])
+        with torch.no_grad():
+            locations, top = task.locate(tensors, top_k=top_k)
+        for path, (lat, lon), ranked in zip(chunk, locations.tolist(), top.tolist(), strict=True):
+            best = [(cells[int(i)], round(p, 5)) for i, p in ranked]
+            top_cells = [{"token": c.token, "lat": c.lat, "lon": c.lon, "probability": p} for c, p in best]
+            predictions.append({"image": str(path.relative_to(root)), "lat": lat, "lon": lon, "top_k": top_cells})
     (out_dir / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
     return predictions

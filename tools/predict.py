@@ -7,7 +7,8 @@ Usage::
 Detectors write ``DIR/predictions.json`` (COCO results with ``category_name``) and one picture per image
 with the boxes drawn; classifiers print the top-k classes with probabilities and write
 ``DIR/predictions.json``; attribute models write every attribute's probability and decision (at the thresholds
-tuned on validation) to ``DIR/predictions.json`` and one picture per image with the top-k present attributes.
+tuned on validation) to ``DIR/predictions.json`` and one picture per image with the top-k present attributes;
+geo models write each image's predicted latitude/longitude and top-k S2 cells to ``DIR/predictions.json``.
 A bad input ends with one ``error: ...`` line and exit code 2.
 """
 
@@ -24,7 +25,8 @@ from mobivision.errors import ConfigError
 from tasks.classification import ClassificationTask
 from tasks.detection import DetectionTask
 from tasks.face_attributes import AttributeTask
-from tasks.predict import find_images, predict_attributes, predict_classes, predict_detections
+from tasks.geolocation import GeoTask
+from tasks.predict import find_images, predict_attributes, predict_classes, predict_detections, predict_locations
 from tasks.runner import load_task
 
 
@@ -35,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="detections kept (default 0.3)")
     parser.add_argument(
-        "--top-k", type=positive_int, default=5, help="classes / attributes listed per image (default 5)"
+        "--top-k", type=positive_int, default=5, help="classes / attributes / cells listed per image (default 5)"
     )
     return parser.parse_args(argv)
 
@@ -53,6 +55,9 @@ def run(args: argparse.Namespace) -> None:
     elif isinstance(task, AttributeTask):
         for item in predict_attributes(task, root, paths, out, top_k=args.top_k):
             print(f"{item['image']}: {', '.join(item['present'][: args.top_k]) or '(no attribute present)'}")
+    elif isinstance(task, GeoTask):
+        for item in predict_locations(task, root, paths, out, top_k=args.top_k):
+            print(f"{item['image']}: {item['lat']:.4f}, {item['lon']:.4f} (best cell {item['top_k'][0]['token']})")
     elif isinstance(task, ClassificationTask):
         for item in predict_classes(task, root, paths, out, top_k=args.top_k):
             shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top_k"])
