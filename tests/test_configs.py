@@ -47,3 +47,14 @@ def test_unknown_key_is_refused_with_its_name() -> None:
 def test_unknown_group_option_is_refused() -> None:
     with pytest.raises(ConfigCompositionException, match="mobilenet_v9"):
         _compose(["backbone=mobilenet_v9"])
+
+
+def test_distillation_recipe_requires_the_teacher_checkpoint() -> None:
+    """A '???' under task.teacher would merge into the task's null default; the recipe asks at the top level."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationToMissingValueError
+
+    with pytest.raises(InterpolationToMissingValueError, match="Missing mandatory value: teacher_checkpoint"):
+        OmegaConf.to_container(_compose(["experiment=celeba_distill"]).task, resolve=True)
+    cfg = _compose(["experiment=celeba_distill", "teacher_checkpoint=/ckpt/teacher.ckpt"])
+    assert cfg.task.teacher.checkpoint == "/ckpt/teacher.ckpt"
