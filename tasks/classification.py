@@ -7,22 +7,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from mobivision import create_model
 from mobivision.evaluation.classification import write_classification_report
 from tasks.base import TaskModule
 
-
-def _metrics(num_classes: int, prefix: str) -> MetricCollection:
-    metrics = {
-        "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-        "mean_class_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
-    }
-    if num_classes > 5:
-        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-    return MetricCollection(metrics, prefix=prefix)
+TOP_K = 5  # top-5 accuracy is reported for more than 5 classes
 
 
 class ClassificationTask(TaskModule):
@@ -48,11 +39,9 @@ class ClassificationTask(TaskModule):
         self.label_smoothing = label_smoothing
         self.model = create_model(num_classes=len(self.class_names), **self.backbone_cfg)
         self.model.pretrained_cfg["classes"] = self.class_names
-        num_classes = len(self.class_names)
         resolution = self.data_meta.get("resolution", 224)
         self.example_input_array = torch.zeros(1, 3, resolution, resolution)  # model summary: shapes, FLOPs
-        self.val_metrics = _metrics(num_classes, "val/")
-        self.test_metrics = _metrics(num_classes, "test/")
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
 
     @property
     def chance_level(self) -> float:
@@ -70,27 +59,64 @@ class ClassificationTask(TaskModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> torch.Tensor:
-        logits = self(batch["image"])
-        self.log(f"{stage}/loss", self._loss(logits, batch["target"]), batch_size=len(logits), sync_dist=True)
-        metrics.update(logits, batch["target"])
-        self.log_dict(metrics, batch_size=len(logits), prog_bar=stage == "val")
-        return logits
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        """Keep, per image, its loss and top-k classes (+ probabilities on test), scored at the epoch's end."""
+        logits = self(batch["image"]).float()
+        target = batch["target"]
+        losses = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing, reduction="none")
+        top = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1).indices.float()
+        columns = [losses[:, None], top] + ([logits.softmax(-1)] if stage == "test" else [])
+        self._outputs.append((torch.cat(columns, dim=1).cpu(), target.cpu(), self._image_keys(batch)))
+
+    def _image_keys(self, batch: dict[str, Any]) -> list[str]:
+        """The images' paths; batches without them (plain tensors) get keys unique to each sample."""
+        if "meta" in batch:
+            return list(batch["meta"]["path"])
+        start = sum(len(keys) for *_, keys in self._outputs)
+        return [f"<rank {self.global_rank} sample {start + i}>" for i in range(len(batch["target"]))]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+        self._evaluate(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self._evaluate(batch, self.test_metrics, "test")
-        self._test_outputs.append((logits.softmax(-1).float().cpu(), batch["target"].cpu(), batch["meta"]["path"]))
+        self._evaluate(batch, "test")
 
-    def on_test_epoch_start(self) -> None:
-        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
+    def on_validation_epoch_start(self) -> None:
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_epoch_end(self) -> None:
+        self._score("val")
 
     def on_test_epoch_end(self) -> None:
-        """Keep every test image's probabilities (gathered from all processes, padded repeats removed)."""
-        self.last_evaluation = self.gather_per_image(self._test_outputs)
-        self._test_outputs = []
+        """Also keep every test image's probabilities for ``write_evaluation``."""
+        self._score("test")
+
+    def _score(self, stage: str) -> None:
+        """Metrics over every image exactly once: under DDP, DistributedSampler pads the last shard by repeating
+        images, so the outputs of all processes are gathered and merged per image path before scoring."""
+        evaluation = self.gather_per_image(self._outputs)
+        self._outputs = []
+        if not evaluation["paths"]:
+            return
+        rows, targets = evaluation["probabilities"], evaluation["targets"]
+        k = min(TOP_K, len(self.class_names))
+        top = rows[:, 1 : 1 + k].long()
+        predicted = top[:, 0]
+        num_classes = len(self.class_names)
+        metrics = {
+            f"{stage}/loss": rows[:, 0].mean(),
+            f"{stage}/top1": multiclass_accuracy(predicted, targets, num_classes, average="micro"),
+            f"{stage}/mean_class_acc": multiclass_accuracy(predicted, targets, num_classes, average="macro"),
+        }
+        if num_classes > TOP_K:
+            metrics[f"{stage}/top5"] = (top == targets[:, None]).any(dim=1).float().mean()
+        # Every process computed the same values from the same gathered outputs.
+        self.log_dict(metrics, prog_bar=stage == "val", sync_dist=True)
+        if stage == "test":
+            evaluation["probabilities"] = rows[:, 1 + k :]
+            self.last_evaluation = evaluation
 
     def write_evaluation(self, output_dir: Path, split: str) -> list[Path]:
         """After a test run: confusion matrix picture, per-class accuracy, most-confused pairs, predictions."""

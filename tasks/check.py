@@ -1,0 +1,388 @@
+"""``check(cfg)``: everything ``tools/train.py`` would need, verified in seconds, without training.
+
+In order: the config resolves; the data root and each split's file or folder exist; weight and checkpoint
+paths exist (a URL is only reported: it is downloaded to the cache by the first training); the output folder
+can be created; the data module builds and one training batch loads; the task builds and one forward pass
+(and the training loss) on that batch gives finite values. Each step prints a ``✓`` line; the first problem
+prints a ``✗`` line and raises ``CheckError`` (a ``MobivisionError``), which ``run_cli`` turns into one
+``error: <key>: <problem>`` line on stderr and exit code 2.
+
+Nothing is written, except what training itself writes on first use and keeps: a synthetic dataset
+(``data.synthetic``) and the geo task's cell partitionings (``data.partitions.dir``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import urllib.parse
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mobivision.backbones.download import cache_dir, is_url
+from mobivision.errors import MobivisionError
+from mobivision.factory import default_mean_std
+from mobivision.profile import count_macs, count_parameters
+from tasks.runner import _container, _datamodule
+
+log = logging.getLogger("mobivision")
+
+# Keys that may name a file to read before training (absent keys are skipped).
+CHECKPOINT_KEYS = ("task.teacher.checkpoint", "init_from", "ckpt_path", "resume")
+
+
+class CheckError(MobivisionError):
+    """A problem ``check`` found; the message starts with the config key it is about."""
+
+
+class Report:
+    """The ``✓`` / ``!`` / ``✗`` lines, printed as they come and kept in ``lines``."""
+
+    def __init__(self, echo: bool = True) -> None:
+        self.echo = echo
+        self.lines: list[str] = []
+
+    def _add(self, mark: str, text: str) -> None:
+        line = f"{mark} {text}"
+        self.lines.append(line)
+        if self.echo:
+            print(line, flush=True)
+
+    def ok(self, text: str) -> None:
+        self._add("✓", text)
+
+    def warn(self, text: str) -> None:
+        self._add("!", text)
+
+    def fail(self, message: str, cause: BaseException | None = None) -> NoReturn:
+        self._add("✗", message)
+        raise CheckError(message) from cause
+
+
+def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool = True) -> dict[str, Any]:
+    """Check ``cfg`` (the composed train config) step by step; returns the report lines and what was found.
+
+    ``output_dir``: where training would write (default ``cfg.paths.output_dir``); only tested for
+    writability, never created.
+    """
+    report = Report(echo)
+    found: dict[str, Any] = {"lines": report.lines}
+    _check_config(cfg, report)
+    paths = _absolute_paths(cfg)
+    pretrained = _check_weights(cfg, report)
+    _check_output(Path(output_dir) if output_dir is not None else Path(paths["output_dir"]), report)
+    data_cfg = _container(cfg.data)
+    synthetic = bool(data_cfg.get("synthetic"))
+    if not synthetic:
+        _check_data_paths(data_cfg, report)
+    datamodule = _build_datamodule(cfg, data_cfg, report)
+    if synthetic:
+        _check_data_paths(data_cfg, report, written=True)
+    _report_splits(datamodule, report)
+    found["batch"] = batch = _load_batch(datamodule, report)
+    task = _build_task(cfg, datamodule, pretrained, report)
+    _forward(task, batch, report)
+    report.ok("all checks passed: ready to train (nothing trained, no checkpoint written)")
+    return found
+
+
+# --- steps ---------------------------------------------------------------------------------------------------
+
+
+def _check_config(cfg: DictConfig, report: Report) -> None:
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        report.fail(f"{key}: {exc.msg}" if key else f"config: {exc}", exc)
+    backbone = resolved["backbone"]
+    trainer = resolved["trainer"]
+    strategy = trainer.get("strategy")
+    if isinstance(strategy, dict):
+        strategy = strategy.get("_target_", "?").rpartition(".")[2]
+    report.ok(
+        f"config: {resolved.get('task_name')} — task {resolved['task']['_target_'].rpartition('.')[2]}, "
+        f"backbone {backbone['name']} x{backbone.get('width_mult', 1.0)}, "
+        f"data {resolved['data']['_target_'].rpartition('.')[2]} at {resolved['data'].get('resolution')} px "
+        f"(batch {resolved['data'].get('batch_size')}), trainer {trainer.get('accelerator')} x{trainer.get('devices')} "
+        f"({strategy}), {trainer.get('max_epochs')} epochs, seed {resolved.get('seed')}"
+    )
+    _check_ddp_freeze(resolved, report)
+    try:
+        default_mean_std(backbone["name"])
+    except MobivisionError as exc:
+        report.fail(f"backbone.name: {exc}", exc)
+    accelerator = str(trainer.get("accelerator"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        report.warn(f"trainer.accelerator: {accelerator}, but this machine has no CUDA device (fine on a login node)")
+
+
+def _check_ddp_freeze(resolved: dict[str, Any], report: Report) -> None:
+    """DDP without unused-parameter detection fails on the 2nd step while the backbone is frozen (no gradients)."""
+    strategy = resolved["trainer"].get("strategy")
+    if isinstance(strategy, dict):
+        ddp = str(strategy.get("_target_", "")).endswith("DDPStrategy") and not strategy.get("find_unused_parameters")
+    else:
+        ddp = strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+    freeze = ((resolved.get("callbacks") or {}).get("backbone_freeze") or {}).get("unfreeze_at_epoch") or 0
+    if ddp and freeze > 0:
+        report.fail(
+            f"trainer.strategy: DDP without find_unused_parameters, but callbacks.backbone_freeze.unfreeze_at_epoch="
+            f"{freeze} freezes the backbone (its parameters get no gradient); add "
+            "trainer.strategy.find_unused_parameters=true"
+        )
+
+
+def _absolute_paths(cfg: DictConfig) -> dict[str, str]:
+    """``cfg.paths`` made absolute, as training does, but without creating the output folder."""
+    paths = {}
+    for key in ("root_dir", "data_dir", "output_dir"):
+        paths[key] = str(Path(cfg.paths[key]).expanduser().resolve())
+        cfg.paths[key] = paths[key]
+    return paths
+
+
+def _split_paths(data_cfg: dict[str, Any]) -> list[tuple[str, Path, str]]:
+    """``(key, path, kind)`` of every configured split file or folder; official formats name splits, not files."""
+    root = Path(data_cfg["root"])
+    if isinstance(data_cfg.get("splits"), dict):  # detection: COCO annotation file + image folder per split
+        return [
+            (f"data.splits.{split}.{part}", root / paths[part], "file" if part == "annotations" else "folder")
+            for split, paths in data_cfg["splits"].items()
+            if paths
+            for part in ("annotations", "images")
+        ]
+    fmt = data_cfg.get("format")
+    if fmt not in ("image_folder", "csv"):  # cub, stanford_dogs, celeba: their readers name missing files
+        return []
+    kind = "folder" if fmt == "image_folder" else "file"
+    return [
+        (f"data.{split}_split", root / name, kind)
+        for split in ("train", "val", "test")
+        if (name := data_cfg.get(f"{split}_split"))
+    ]
+
+
+def _check_data_paths(data_cfg: dict[str, Any], report: Report, *, written: bool = False) -> None:
+    root = Path(data_cfg["root"])
+    if not root.is_dir():
+        report.fail(f"data.root: {root} {'is not a folder' if root.exists() else 'does not exist'}")
+    if written:
+        report.ok(f"data.root: {root} (synthetic data, written on first use and kept)")
+    else:
+        report.ok(f"data.root: {root}")
+    for key, path, kind in _split_paths(data_cfg):
+        if not path.exists():
+            report.fail(f"{key}: {path} does not exist")
+        if (kind == "folder") != path.is_dir():
+            report.fail(f"{key}: {path} is not a {kind}")
+    if data_cfg.get("format") in ("cub", "stanford_dogs", "celeba"):
+        report.ok(f"data.format: {data_cfg['format']} (official split files, read below)")
+
+
+def _build_datamodule(cfg: DictConfig, data_cfg: dict[str, Any], report: Report):
+    data_cfg = {**data_cfg, "num_workers": 0, "persistent_workers": False}  # one batch: no worker processes
+    partitions = data_cfg.get("partitions") or {}
+    cells_before = set(Path(partitions["dir"]).glob("cells_*.csv")) if partitions.get("dir") else set()
+    try:
+        datamodule = _datamodule(data_cfg, cfg.backbone.name)
+    except (MobivisionError, OmegaConfBaseException) as exc:
+        report.fail(f"data: {exc}", exc)
+    except Exception as exc:
+        cause = exc.__cause__
+        if isinstance(cause, MobivisionError):  # through Hydra's InstantiationException
+            report.fail(f"data: {cause}", cause)
+        raise
+    if partitions.get("dir"):
+        new = sorted(set(Path(partitions["dir"]).glob("cells_*.csv")) - cells_before)
+        if new:
+            report.ok(f"data.partitions.dir: built {', '.join(p.name for p in new)} in {partitions['dir']} (kept)")
+    return datamodule
+
+
+def _report_splits(datamodule: Any, report: Report) -> None:
+    names = getattr(datamodule, "class_names", [])
+    for split, dataset in datamodule.datasets.items():
+        report.ok(f"{split} split: {len(dataset)} images" + (f", {len(names)} classes" if names else ""))
+
+
+def _check_weights(cfg: DictConfig, report: Report) -> str | None:
+    """Weight and checkpoint paths; returns the pretrained source to build the task with (None for a URL)."""
+    pretrained = cfg.backbone.get("pretrained")
+    if pretrained is None:
+        report.ok("backbone.pretrained: none (trained from scratch)")
+    elif is_url(pretrained):
+        cached = _cached_download(str(pretrained))
+        where = f"already in the cache: {cached}" if cached else f"downloaded by the first training to {cache_dir()}"
+        report.ok(f"backbone.pretrained: {pretrained} ({where}); the check builds the network without it")
+        pretrained = None
+    else:
+        path = Path(str(pretrained)).expanduser()
+        if not path.exists() and not Path(f"{path}.index").exists():  # a TF checkpoint is named by its prefix
+            report.fail(f"backbone.pretrained: {path} does not exist")
+        report.ok(f"backbone.pretrained: {path}")
+    for key in CHECKPOINT_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None or value == "auto" or isinstance(value, bool):
+            continue
+        path = Path(str(value)).expanduser()
+        if not path.is_file():
+            report.fail(f"{key}: {path} does not exist")
+        report.ok(f"{key}: {path}")
+    return pretrained
+
+
+def _cached_download(url: str) -> Path | None:
+    """The cache folder ``mobivision.backbones.download`` keeps ``url`` in, if it is there already."""
+    plain = urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(fragment=""))
+    folder = cache_dir() / hashlib.sha256(plain.encode()).hexdigest()[:16]
+    return folder if folder.is_dir() and any(folder.iterdir()) else None
+
+
+def _check_output(output_dir: Path, report: Report) -> None:
+    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        report.fail(f"paths.output_dir: cannot write {output_dir} ({existing} is not a writable folder)")
+    state = "exists" if existing == output_dir else f"created by training, under {existing}"
+    report.ok(f"paths.output_dir: {output_dir} ({state}; writable)")
+
+
+def _load_batch(datamodule: Any, report: Report) -> Any:
+    split = "train" if "train" in datamodule.datasets else "val"
+    loader = datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader()
+    try:
+        batch = next(iter(loader))
+    except StopIteration:
+        report.fail(
+            f"data.batch_size: the {split} split ({len(datamodule.datasets[split])} images) gives no full batch "
+            f"of {datamodule.batch_size}"
+        )
+    except MobivisionError as exc:
+        report.fail(f"data: loading a {split} batch: {exc}", exc)
+    report.ok(f"{split} batch: {describe_batch(batch)}")
+    return batch
+
+
+def _build_task(cfg: DictConfig, datamodule: Any, pretrained: str | None, report: Report) -> Any:
+    backbone = {**_container(cfg.backbone), "pretrained": pretrained}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            task = instantiate(
+                cfg.task,
+                backbone=backbone,
+                optimizer=_container(cfg.optimizer),
+                scheduler=_container(cfg.scheduler),
+                **datamodule.task_inputs(),
+                data_meta=datamodule.meta,
+                run_config=_container(cfg),
+                _recursive_=False,
+                _convert_="all",
+            )
+    except Exception as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, MobivisionError | OmegaConfBaseException):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        report.fail(f"{_key_of(cfg, cause)}: {cause}", cause)
+    params = count_parameters(task.model)
+    try:
+        macs = f", {count_macs(task.model, datamodule.resolution) / 1e6:.1f} M multiply-adds per image"
+    except Exception:  # the count is a courtesy; the forward below reports real problems
+        macs = ""
+    report.ok(f"task: {type(task).__name__}, {params / 1e6:.3f} M parameters{macs} at {datamodule.resolution} px")
+    return task
+
+
+def _key_of(cfg: DictConfig, error: BaseException) -> str:
+    """The config key a task-building error is about: a backbone option it names, else ``task``."""
+    text = str(error)
+    for key in cfg.backbone:
+        if (key != "name" and re.search(rf"\b{key}\b", text)) or (key == "pretrained" and "weights" in text):
+            return f"backbone.{key}"
+    return "task"
+
+
+def _forward(task: Any, batch: Any, report: Report) -> None:
+    task.train()
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_lightning():
+            warnings.simplefilter("ignore")
+            output = task(batch["image"])
+            loss = task.training_step(batch, 0)
+    except MobivisionError as exc:
+        report.fail(f"task: forward pass: {exc}", exc)
+    except Exception as exc:
+        report.fail(f"task: forward pass on the {tuple(batch['image'].shape)} batch: {type(exc).__name__}: {exc}", exc)
+    loss = loss["loss"] if isinstance(loss, dict) else loss
+    value = float(loss)
+    if not math.isfinite(value):
+        report.fail(f"task: the training loss of the first batch is {value}")
+    report.ok(f"forward pass: output {_describe(output)}; training loss {value:.4f}")
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """``self.log`` outside a Trainer warns through Lightning's logger; this is expected here."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+# --- batch summaries -----------------------------------------------------------------------------------------
+
+
+def describe_batch(batch: Any) -> str:
+    """``image float32 [32, 3, 64, 64] in [-1.00, 1.00]; target int64 [32] ...`` for a loader batch."""
+    parts = [f"image {_describe(batch['image'])}"]
+    target = batch.get("target")
+    if target is not None:
+        parts.append(f"target {_describe_target(target)}")
+    return "; ".join(parts)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        text = f"{str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
+        if value.is_floating_point() and value.numel():
+            finite = value[torch.isfinite(value)]
+            if finite.numel():
+                text += f" in [{float(finite.min()):.2f}, {float(finite.max()):.2f}]"
+        return text
+    if isinstance(value, list | tuple):
+        return f"{type(value).__name__} of {len(value)}: " + ", ".join(_describe(v) for v in value[:3])
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
+    return type(value).__name__
+
+
+def _describe_target(target: Any) -> str:
+    if isinstance(target, torch.Tensor):
+        text = _describe(target)
+        if not target.is_floating_point() and target.dim() == 1:
+            classes = torch.unique(target)
+            text += f", {len(classes)} distinct classes ({int(classes.min())}..{int(classes.max())})"
+        elif target.is_floating_point():
+            unknown = int(target.isnan().sum())
+            if unknown:
+                text += f", {unknown} unknown (NaN)"
+        return text
+    if isinstance(target, list) and target and isinstance(target[0], dict):  # detection: one dict per image
+        boxes = sum(len(t.get("boxes", [])) for t in target)
+        return f"{len(target)} images, {boxes} boxes ({', '.join(sorted(target[0]))})"
+    return _describe(target)

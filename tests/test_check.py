@@ -1,0 +1,129 @@
+"""Operability: ``tools/check.py`` (compose, check paths, one batch, one forward pass), ``--cfg job``, and
+``seed=`` reproducibility on CPU. (Unknown keys: tests/test_tools.py; plain progress lines: tests/test_ddp.py.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobivision.data.synthetic import write_shapes_classification
+from tasks.check import check
+from tasks.runner import run_cli, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["experiment=demo_classification", "data.synthetic.images_per_class=10"]
+
+
+def run_tool(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.data_dir`` holding the demo shapes as ``TINY`` configures them (10 images per class)."""
+    folder = tmp_path_factory.mktemp("data")
+    write_shapes_classification(folder / "demo_shapes_cls", images_per_class=10, size=64, seed=0)
+    return folder
+
+
+def test_check_tool_on_a_good_config_reports_the_batch_and_writes_nothing(tmp_path: Path, data_dir: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = run_tool("check.py", *TINY, f"paths.data_dir={data_dir}", cwd=tmp_path, env={"TMPDIR": str(scratch)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "✓ config: demo_classification" in out
+    assert f"✓ data.root: {data_dir / 'demo_shapes_cls'}" in out
+    assert "✓ train split: 36 images, 6 classes" in out and "✓ val split: 12 images, 6 classes" in out
+    assert "✓ train batch: image float32 [32, 3, 64, 64] in [-1.00, 1.00]; target int64 [32]" in out
+    assert "✓ task: ClassificationTask, 0.215 M parameters" in out
+    assert "✓ forward pass: output float32 [32, 6]" in out and "training loss" in out
+    assert f"✓ paths.output_dir: {tmp_path / 'runs' / 'demo_classification'}/" in out
+    assert "✗" not in out and "error:" not in result.stderr
+    # No run folder, no Hydra log, no temporary folder left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"] and not list(scratch.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ([*TINY, "data.synthetic=null", "data.root=/no/such/root"], "data.root: /no/such/root does not exist"),
+        ([*TINY, "data.synthetic=null", "data.root={data}/demo_shapes_cls", "data.val_split=valid"],
+         "data.val_split: {data}/demo_shapes_cls/valid does not exist"),
+        ([*TINY, "backbone.width_mult=0"], "backbone.width_mult: width_mult must be a number > 0, got 0"),
+        ([*TINY, "backbone.pretrained=/no/weights.pth"], "backbone.pretrained: /no/weights.pth does not exist"),
+        (["experiment=cub_finetune"], "data.root: {data}/CUB_200_2011 does not exist"),  # real data, not there
+        (["experiment=cub_finetune", "trainer=ddp"],  # its frozen first epochs would stop DDP at the 2nd step
+         "trainer.strategy: DDP without find_unused_parameters, but callbacks.backbone_freeze.unfreeze_at_epoch=2 "
+         "freezes the backbone (its parameters get no gradient); add trainer.strategy.find_unused_parameters=true"),
+    ],
+)  # fmt: skip
+def test_check_stops_at_the_first_problem_with_one_error_line(
+    tmp_path: Path, data_dir: Path, compose_train, capsys: pytest.CaptureFixture[str], overrides: list[str], error: str
+) -> None:
+    cfg = compose_train(tmp_path, [o.format(data=data_dir) for o in overrides])
+    cfg.paths.data_dir = str(data_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(check, cfg)
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    expected = error.format(data=data_dir)
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {expected}"]
+    assert f"✗ {expected}" in out.splitlines()
+    assert not (tmp_path / "run").exists()  # the output folder is only tested, never created
+
+
+def test_cfg_job_prints_the_composed_config_without_a_run_folder(tmp_path: Path) -> None:
+    result = run_tool("train.py", "--cfg", "job", "experiment=demo_classification", "seed=7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    expected = [
+        "task_name: demo_classification",
+        "seed: 7",
+        "  width_mult: 0.25",
+        "  max_epochs: 15",
+        "  _target_: tasks.classification.ClassificationTask",
+        "  root: ${paths.data_dir}/demo_shapes_cls",
+    ]
+    for line in expected:
+        assert line in out.splitlines(), line
+    assert "hydra:" not in out.splitlines()  # the job's config only
+    assert not list(tmp_path.iterdir())  # Hydra made no run folder
+
+
+def _final_weights(tmp: Path, data_dir: Path, compose_train, seed: int) -> dict[str, torch.Tensor]:
+    cfg = compose_train(
+        tmp,
+        [
+            *TINY,
+            f"seed={seed}",
+            "debug=fast",  # 1 epoch, 2 training batches
+            "data.batch_size=8",
+            "test_after_training=false",
+        ],
+    )
+    cfg.paths.data_dir = str(data_dir)
+    summary = train(cfg)
+    return torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_seed_makes_cpu_training_reproducible(tmp_path: Path, data_dir: Path, compose_train) -> None:
+    """Same seed: bit-identical weights (init, augmentation, shuffling); another seed: different weights."""
+    first = _final_weights(tmp_path / "a", data_dir, compose_train, seed=3)
+    again = _final_weights(tmp_path / "b", data_dir, compose_train, seed=3)
+    other = _final_weights(tmp_path / "c", data_dir, compose_train, seed=4)
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
