@@ -1,13 +1,20 @@
-"""Callbacks: backbone freezing for fine-tuning, and plain progress lines for non-terminal logs."""
+"""Callbacks: backbone freezing for fine-tuning, plain progress lines for non-terminal logs, and what an exact
+resume needs beyond Lightning's own checkpoint (RNG states, mid-epoch checkpoints)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
+
+from mobivision.errors import ConfigError
+from tasks.resume import capture_rng, restore_rng
 
 
 def set_backbone_frozen(backbone: nn.Module, frozen: bool) -> None:
@@ -53,7 +60,7 @@ def _format_seconds(seconds: float) -> str:
 
 class PlainProgress(L.Callback):
     """One line every ``every_n_steps`` training steps with loss, LR and ETA, plus an end-of-epoch line;
-    used instead of a progress bar when output goes to a file (CI, SLURM logs)."""
+    used instead of a progress bar when output goes to a file (CI, SLURM logs). Under DDP only rank 0 prints."""
 
     def __init__(self, *, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
@@ -65,7 +72,7 @@ class PlainProgress(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step = trainer.global_step  # optimizer steps: unchanged on gradient-accumulation batches
-        if step == 0 or step == self._last_step or step % self.every_n_steps:
+        if not trainer.is_global_zero or step == 0 or step == self._last_step or step % self.every_n_steps:
             return
         self._last_step = step
         total = trainer.estimated_stepping_batches
@@ -84,8 +91,91 @@ class PlainProgress(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After the module's own on_validation_epoch_end, so metrics it logs there (COCO mAP) are shown.
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:  # DDP: one line per run, not per process
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         shown = " ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} {shown}", flush=True)
+
+
+class ResumeState(L.Callback):
+    """What a resumed fit needs beyond Lightning's own restore: the global RNG states (torch CPU and CUDA, numpy,
+    python ``random``), kept in every checkpoint, and the training loader's position.
+
+    Both are put back at ``on_train_start``: after Lightning seeded everything and built the loaders (which draw
+    from the RNGs), before the first resumed batch, so the batches, augmentations, dropout and the next epochs'
+    shuffles continue as in an uninterrupted run. Under DDP the states of rank 0 are kept (Lightning seeds every
+    rank alike).
+
+    The loader position: Lightning loads the checkpoint's loader states when it builds the training loader, but
+    ``trainer.estimated_stepping_batches`` (used by ``configure_optimizers`` for the schedule length) builds it
+    before the checkpoint is read, and the states are then never loaded (Lightning issue #20550). They are loaded
+    here in that case, and the loader iterator is made again from them.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": capture_rng()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict.get("rng")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fit_loop = trainer.fit_loop
+        fetcher = getattr(fit_loop, "_data_fetcher", None)
+        if getattr(fit_loop, "_combined_loader_states_to_load", None) and fit_loop.restarting and fetcher is not None:
+            fit_loop._load_combined_loader_states()
+            iter(fetcher)  # a new iterator, from the loaded states
+        if self._pending is not None:
+            restore_rng(self._pending)
+            self._pending = None
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``<dirpath>/last.ckpt`` after every validation (at the end of each training epoch when there is no
+    validation) and, with ``every_n_train_steps > 0``, every that many optimizer steps: the checkpoint ``resume``
+    continues from, mid-epoch included (the loader position is in it).
+
+    ``best.ckpt`` stays with the monitored ``ModelCheckpoint`` (Lightning 2.6's ``save_last`` only writes
+    ``last.ckpt`` when the best one changes). Place this callback after that one: checkpoint callbacks run last,
+    in their order, so ``last.ckpt`` holds the best score of the same validation.
+    """
+
+    def __init__(self, *, dirpath: str, every_n_train_steps: int = 0) -> None:
+        if every_n_train_steps < 0:
+            raise ConfigError(
+                f"every_n_train_steps must be >= 0 (0: after validations only), got {every_n_train_steps}"
+            )
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps
+        self._last_step = -1
+        self._validated_epoch = -1
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    @staticmethod
+    def _fitting(trainer: L.Trainer) -> bool:
+        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and not trainer.fast_dev_run
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)  # every rank calls, rank 0 writes (atomically)
+        self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        step, every = trainer.global_step, self.every_n_train_steps
+        if every and step % every == 0 and step != self._last_step and self._fitting(trainer):
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._fitting(trainer):
+            self._validated_epoch = trainer.current_epoch
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the epoch's validation (if any), which saved already.
+        if self._validated_epoch != trainer.current_epoch and self._fitting(trainer):
+            self._save(trainer)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from mobivision.data.celeba import read_attribute_csv, read_celeba
 from mobivision.data.coco import DetectionDataset, detection_collate, read_coco
@@ -35,6 +38,7 @@ from mobivision.data.synthetic_geo import write_synthetic_geo
 from mobivision.data.transforms import classification_eval_transform, classification_train_transform
 from mobivision.errors import ConfigError
 from mobivision.geo.cells import assign_cells, cells_to_columns, load_or_build_cells
+from tasks.resume import ResumableDataset
 
 log = logging.getLogger("mobivision")
 
@@ -45,6 +49,14 @@ SYNTHETIC_WRITERS = {
     "faces": write_synthetic_faces,
     "geo": write_synthetic_geo,
 }
+
+
+def write_once(writer: Callable[..., Path], root: Path, **options: Any) -> Path:
+    """Run a synthetic-data writer under a file lock beside ``root``: the jobs of a parallel sweep (and DDP ranks)
+    start together, and the first writes while the others wait, then reuse the complete data."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(root.parent / f".{root.name}.lock"):
+        return writer(root, **options)
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -94,12 +106,26 @@ class SplitDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise ConfigError(f"data has no {split} split configured, so there is no {split} data")
         size = self.batch_size if split == "train" else self.eval_batch_size
+        if split == "train":
+            # Resumable mid-epoch: Lightning keeps the loader's state_dict (shuffle order, batches yielded, the
+            # augmentation random state of ResumableDataset) in checkpoints and loads it on resume.
+            return StatefulDataLoader(
+                ResumableDataset(self.datasets[split]),
+                batch_size=size,
+                shuffle=shuffle,
+                drop_last=shuffle,
+                collate_fn=self.collate_fn,
+                **self.loader_options,
+            )
+        # A generator of its own: making an iterator draws a worker seed from it, and with persistent workers a
+        # resumed run makes its first one later than the original run did, which would shift the global RNG.
         return DataLoader(
             self.datasets[split],
             batch_size=size,
             shuffle=shuffle,
             drop_last=shuffle,
             collate_fn=self.collate_fn,
+            generator=torch.Generator(),
             **self.loader_options,
         )
 
@@ -195,7 +221,7 @@ class ClassificationDataModule(SplitDataModule):
             kind = options.pop("kind", "shapes")
             if kind not in SYNTHETIC_WRITERS:
                 raise ConfigError(f"data.synthetic.kind must be one of {sorted(SYNTHETIC_WRITERS)}, got {kind!r}")
-            SYNTHETIC_WRITERS[kind](self.root, **options)
+            write_once(SYNTHETIC_WRITERS[kind], self.root, **options)
 
     def _read(self, split: str) -> tuple[list[ImageRecord], list[str]]:
         known = self.class_names or None
@@ -477,7 +503,7 @@ class DetectionDataModule(SplitDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic:
-            write_shapes_detection(self.root, **self.synthetic)
+            write_once(write_shapes_detection, self.root, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

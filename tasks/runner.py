@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -27,6 +28,7 @@ from mobivision.errors import ConfigError, MobivisionError, WeightFileError
 from mobivision.factory import default_mean_std
 from tasks.base import TaskModule
 from tasks.callbacks import PlainProgress
+from tasks.resume import init_weights, prepare_resume
 
 log = logging.getLogger("mobivision")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,9 +91,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured task, test the best checkpoint, write ``summary.json``; returns the summary."""
     started = time.monotonic()
     _absolute_paths(cfg)
+    # resume: outputs continue in the checkpoint's run folder; a changed configuration is refused (tasks/resume.py)
+    resume_from = prepare_resume(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    if rank_zero_only.rank == 0:  # DDP: Lightning re-runs this script for ranks > 0, in the same folder
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     datamodule = _datamodule(_container(cfg.data), cfg.backbone.name)
     task: TaskModule = instantiate(
         cfg.task,
@@ -104,8 +109,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _recursive_=False,
         _convert_="all",
     )
+    if cfg.get("init_from"):
+        init_weights(task, cfg.init_from)
     trainer = _trainer(cfg)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     summary: dict[str, Any] = {
         "output_dir": str(output_dir),
