@@ -19,3 +19,7 @@ class ConfigError(MobivisionError, ValueError):
 
 class DataError(MobivisionError, ValueError):
     """A dataset file or record is missing or malformed."""
+
+
+class ExportError(MobivisionError, RuntimeError):
+    """An export failed or its result does not reproduce the PyTorch model (the message holds the report)."""

@@ -1,0 +1,296 @@
+"""Export end to end: every task to ONNX (and TorchScript) with parity checked, the detector's in-graph NMS
+against the task's own post-processing on test images, INT8 of a briefly trained classifier with its metric
+reported by ``tools/export.py``, and bad checkpoints as one clear error line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from mobivision.data.coco import read_coco
+from mobivision.data.detection_transforms import detection_eval_transform
+from mobivision.data.records import load_rgb
+from mobivision.data.synthetic import write_shapes_detection
+from mobivision.detection.postprocess import class_scores
+from mobivision.errors import ConfigError, ExportError, WeightFileError
+from mobivision.export import compare_detections, mobile, onnx_session, read_metadata, run_onnx
+from mobivision.geo.cells import cells_to_columns, partition_cells
+from tasks.classification import ClassificationTask
+from tasks.detection import DetectionTask
+from tasks.export import export_task, load_checkpoint, task_graphs
+from tasks.face_attributes import AttributeTask
+from tasks.geolocation import GeoTask
+from tasks.runner import load_task, train
+
+REPO = Path(__file__).resolve().parents[1]
+COMMON = {"optimizer": {"name": "adamw", "lr": 1e-3}, "scheduler": {"name": "cosine"}}
+BACKBONE = {"name": "mobilenet_v1", "width_mult": 0.25}
+META = {"resolution": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_pct": 1.0}
+DETECTOR_SIZE = 128
+
+
+def save_checkpoint(task: L.LightningModule, path: Path) -> Path:
+    """A task checkpoint as training writes it (``on_save_checkpoint`` included), without training."""
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def _geo_partitions() -> list[dict]:
+    rng = np.random.default_rng(0)
+    centres = [(48.9, 2.3), (40.7, -74.0), (-33.9, 151.2)]
+    lats = np.concatenate([rng.normal(lat, 2.0, 150) for lat, _ in centres])
+    lons = np.concatenate([rng.normal(lon, 2.0, 150) for _, lon in centres])
+    partitions = []
+    for t_max in (300, 60):
+        cells, _ = partition_cells(lats, lons, t_min=10, t_max=t_max)
+        partitions.append({"name": f"cells_10_{t_max}", **cells_to_columns(cells)})
+    return partitions
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, calibrate_bn) -> dict:
+    """A tiny classifier, attribute model, geo model and detector: random weights, BatchNorm calibrated on random
+    images (so outputs have a realistic spread), each saved as a checkpoint and loaded back."""
+    folder = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    tasks = {
+        "classifier": ClassificationTask(class_names=list("abcdef"), backbone=BACKBONE, data_meta=META, **COMMON),
+        "attributes": AttributeTask(
+            attribute_names=["glasses", "hat", "smile"], backbone=BACKBONE, data_meta=META, **COMMON
+        ),
+        "geo": GeoTask(partitions=_geo_partitions(), backbone=BACKBONE, data_meta=META, **COMMON),
+        "detector": DetectionTask(
+            class_names=["circle", "square", "triangle"],
+            category_ids=[1, 2, 3],
+            backbone=BACKBONE,
+            data_meta={**META, "resolution": DETECTOR_SIZE},
+            detector={"postprocess": {"max_detections": 50}},
+            **COMMON,
+        ),
+    }
+    tasks["attributes"].thresholds = torch.tensor([0.3, 0.5, 0.7])
+    loaded = {}
+    for name, task in tasks.items():
+        size = task.data_meta["resolution"]
+        calibrate_bn(task.model, torch.randn(8, 3, size, size))
+        loaded[name] = load_task(save_checkpoint(task, folder / f"{name}.ckpt")).eval()
+    return {"tasks": loaded, "folder": folder}
+
+
+@pytest.mark.parametrize("name", ["classifier", "attributes", "geo", "detector"])
+def test_onnx_and_torchscript_export_of_every_task_match_pytorch(tiny: dict, name: str, tmp_path: Path) -> None:
+    task = tiny["tasks"][name]
+    result = export_task(task, tmp_path, formats="onnx,torchscript", parity_images=8, checkpoint="x.ckpt")
+    assert [r.format for r in result.rows] == ["onnx", "torchscript"]
+    assert all(r.ok and r.parity is not None and r.parity.ok for r in result.rows)
+    assert any("random inputs only" in note for note in result.notes)  # no data recorded in these checkpoints
+    print(f"\n{name}:\n{result.table()}")
+    report = json.loads((tmp_path / "export_report.json").read_text())
+    assert [row["format"] for row in report["rows"]] == ["onnx", "torchscript"]
+
+    graph = task_graphs(task)["model"]
+    session = onnx_session(tmp_path / "model.onnx", threads=1)
+    assert [o.name for o in session.get_outputs()] == graph.output_names
+    size = task.data_meta["resolution"]
+    images = torch.randn(5, 3, size, size, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = graph.module(images)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for got, want in zip(run_onnx(session, images), expected, strict=True):
+        assert got.shape == tuple(want.shape)  # dynamic batch: 5 images through a graph traced on 2
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=1e-3)
+
+    metadata = read_metadata(tmp_path / "model.onnx")
+    assert metadata["task"] == f"tasks.{type(task).__module__.split('.')[-1]}.{type(task).__name__}"
+    assert json.loads(metadata["input_size"]) == [size, size]
+    assert json.loads(metadata["mean"]) == [0.5] * 3 and json.loads(metadata["std"]) == [0.25] * 3
+    assert metadata["channel_order"] == "RGB" and metadata["layout"] == "NCHW"
+    assert set(json.loads(metadata["outputs"])) == set(graph.output_names)
+    assert metadata["opset"] == "17" and metadata["source_checkpoint"] == "x.ckpt"
+    if name == "attributes":
+        assert json.loads(metadata["attribute_thresholds"]) == pytest.approx([0.3, 0.5, 0.7])
+        assert json.loads(metadata["attribute_names"]) == ["glasses", "hat", "smile"]
+    elif name == "geo":
+        assert graph.output_names == ["logits_cells_10_300", "logits_cells_10_60", "cell_probabilities"]
+        assert [p["cells"] for p in json.loads(metadata["partitions"])] == [len(c) for c in task.partitions]
+        with torch.no_grad():
+            probabilities = task.cell_probabilities(task(images))
+        np.testing.assert_allclose(run_onnx(session, images)[-1], probabilities.numpy(), atol=1e-5)
+        cells = json.loads((tmp_path / "model.cells.json").read_text())
+        assert [p["tokens"] for p in cells["partitions"]] == [[c.token for c in cells_] for cells_ in task.partitions]
+        assert cells["parents"] == [task.parents_0.tolist()]
+    elif name == "detector":
+        assert json.loads(metadata["class_names"]) == ["circle", "square", "triangle"]
+        assert json.loads(metadata["postprocess"])["max_detections"] == 50
+        assert metadata["score_function"] == "softmax"
+    else:
+        assert json.loads(metadata["class_names"]) == list("abcdef") and metadata["crop_pct"] == "1.0"
+
+
+@pytest.fixture(scope="module")
+def detection_images(tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
+    """Test images of the synthetic shapes set, pre-processed as the detector's evaluation does."""
+    root = write_shapes_detection(tmp_path_factory.mktemp("shapes"), num_train=1, num_val=1, num_test=6, size=96)
+    data = read_coco(root / "annotations" / "instances_test.json", root / "test")
+    transform = detection_eval_transform(resolution=DETECTOR_SIZE, mean=META["mean"], std=META["std"])
+    return torch.stack(
+        [transform(image=load_rgb(r.path), bboxes=np.zeros((0, 4)), labels=[])["image"] for r in data.records]
+    )
+
+
+def test_detector_nms_in_the_graph_equals_the_tasks_postprocessing_on_test_images(
+    tiny: dict, detection_images: torch.Tensor, tmp_path: Path
+) -> None:
+    task = tiny["tasks"]["detector"]
+    model = task.model
+    with torch.no_grad():  # a threshold that about 1% of (anchor, class) scores pass: a real NMS workload
+        scores = class_scores(task(detection_images)["cls_logits"], model.loss_options.classification)
+    options = model.postprocess_options
+    model.postprocess_options = replace(options, score_threshold=float(scores.flatten().quantile(0.99)))
+    try:
+        result = export_task(task, tmp_path, formats=["onnx-nms"], parity_images=0)
+        with torch.no_grad():
+            expected = task.detect(detection_images)
+    finally:
+        model.postprocess_options = options
+    assert result.rows[0].ok, result.rows[0].check
+    boxes, scores_, labels, count = run_onnx(onnx_session(tmp_path / "model_nms.onnx"), detection_images)
+    counts = [len(d["scores"]) for d in expected]
+    print(f"\ndetections per test image: onnx {count.tolist()}, pytorch {counts}")
+    assert count.tolist() == counts
+    assert sum(counts) >= 20 and min(counts) < 50  # detections on every image, and NMS / the threshold bit
+    padded = [np.zeros((len(expected), 50, 4)), np.zeros((len(expected), 50)), np.zeros((len(expected), 50), int)]
+    for i, d in enumerate(expected):
+        n = counts[i]
+        padded[0][i, :n], padded[1][i, :n], padded[2][i, :n] = d["boxes"], d["scores"], d["labels"]
+        assert sorted(labels[i, :n].tolist()) == sorted(d["labels"].tolist())
+    diffs = compare_detections([*padded, np.array(counts)], [boxes, scores_, labels, count])
+    assert all(d.ok for d in diffs), diffs
+    assert diffs[0].max_abs_diff < 1e-2 and diffs[1].max_abs_diff < 1e-4
+    metadata = read_metadata(tmp_path / "model_nms.onnx")
+    assert set(json.loads(metadata["outputs"])) == {"boxes", "scores", "labels", "num_detections"}
+
+
+@pytest.mark.parametrize("fmt", ["pte", "tflite"])
+def test_mobile_formats_export_and_match_pytorch_where_installed(tiny: dict, fmt: str, tmp_path: Path) -> None:
+    """ExecuTorch / LiteRT are optional packages: without them the format is refused with the install line;
+    with them (``pip install executorch`` / ``litert-torch ai-edge-litert``) the classifier and the detector's raw
+    graph export and pass the parity check. Each export takes 20-40 s, so only with the packages present."""
+    task = tiny["tasks"]["classifier"]
+    if not mobile.available(fmt):
+        with pytest.raises(ConfigError, match=f"format {fmt} needs optional packages: pip install"):
+            export_task(task, tmp_path, formats=[fmt], parity_images=0)
+        pytest.skip(f"{fmt}: {mobile.INSTALL[fmt]} not installed")
+    for name in ("classifier", "detector"):
+        result = export_task(tiny["tasks"][name], tmp_path / name, formats=[fmt], parity_images=0)
+        (row,) = result.rows
+        print(f"\n{name} {fmt}: {row.size_mb:.2f} MB {row.check}")
+        assert row.ok and row.path.suffix == f".{fmt}"
+
+
+def _tool(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "tools" / "export.py"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(tmp_path_factory: pytest.TempPathFactory, compose_train) -> Path:
+    """A width-0.25 classifier trained for ten short epochs on 32 px synthetic shapes of three classes (about 70%
+    validation top-1 against 33% chance)."""
+    tmp = tmp_path_factory.mktemp("int8")
+    cfg = compose_train(
+        tmp,
+        [
+            "experiment=demo_classification",
+            "data.resolution=32",
+            "data.synthetic.size=32",
+            "data.synthetic.images_per_class=100",
+            "+data.synthetic.classes=[square,ring,cross]",
+            "data.batch_size=16",
+            "data.augment.scale=[0.85,1.0]",
+            "optimizer.lr=0.01",
+            "scheduler.warmup_epochs=0",
+            "backbone.bn_momentum=0.1",
+            "trainer.max_epochs=10",
+            "test_after_training=false",
+        ],
+    )
+    return Path(train(cfg)["best_checkpoint"])
+
+
+def test_int8_export_of_a_trained_classifier_reports_its_top1(trained_classifier: Path, tmp_path: Path) -> None:
+    process = _tool(
+        str(trained_classifier), "--out", str(tmp_path), "--formats", "onnx,int8", "--calibration-images", "48",
+        cwd=tmp_path,
+    )  # fmt: skip
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    print(stdout)
+    assert "| int8 " in stdout and "model.int8.onnx" in stdout and "top1 " in stdout
+    report = json.loads((tmp_path / "export_report.json").read_text())
+    rows = {row["format"]: row for row in report["rows"]}
+    assert rows["onnx"]["ok"] and "val images" in " ".join(rows["onnx"]["parity"]["inputs"])
+    fp32, int8 = rows["int8"]["metrics"]["fp32"]["top1"], rows["int8"]["metrics"]["int8"]["top1"]
+    assert fp32 > 0.5  # chance: 1/3
+    assert abs(int8 - fp32) <= 0.15
+    assert rows["int8"]["size_mb"] < rows["onnx"]["size_mb"]
+    assert read_metadata(tmp_path / "model.int8.onnx")["calibration_images"] == "48"
+
+
+def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(
+    trained_classifier: Path, tmp_path: Path
+) -> None:
+    task = load_checkpoint(trained_classifier)
+    with pytest.raises(ExportError, match=r"(?s)int8 export .*model\.int8\.onnx failed its check.*top1 drop"):
+        # a negative allowance fails even an INT8 model as good as the float one
+        export_task(task, tmp_path, formats=["int8"], calibration_images=16, parity_images=0, max_metric_drop=-1.0)
+    assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "export_report.json").is_file()
+
+
+def test_bad_checkpoints_are_one_clear_error_line(tiny: dict, tmp_path: Path) -> None:
+    """A truncated checkpoint and one whose weights do not fit its own configuration, through the tool (run side
+    by side: each start imports torch and Lightning); a missing and a foreign file through the same loader."""
+    good = tiny["folder"] / "classifier.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[:3000])
+    mismatched = tmp_path / "mismatched.ckpt"
+    checkpoint = torch.load(good, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["class_names"] = list("abcdefg")  # 7 classes; the weights hold 6
+    torch.save(checkpoint, mismatched)
+    cases = {truncated: "cannot read checkpoint", mismatched: "weights do not fit the model its configuration builds"}
+    processes = {path: _tool(str(path), "--out", str(tmp_path / "out"), cwd=tmp_path) for path in cases}
+    for path, process in processes.items():
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, (path.name, stderr[-2000:])
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), (path.name, stderr[-2000:])
+        assert cases[path] in lines[0]
+    assert not (tmp_path / "out").exists()
+
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"weight": torch.zeros(3)}}, foreign)
+    with pytest.raises(WeightFileError, match=r"foreign\.ckpt: not a mobivision task checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(WeightFileError, match=r"checkpoint not found: .*missing\.ckpt"):
+        load_checkpoint(tmp_path / "missing.ckpt")
