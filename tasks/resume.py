@@ -74,6 +74,14 @@ _MISSING = "<absent>"
 # resume=auto|<path>
 
 
+def _in_sweep() -> bool:
+    """Whether this run is one job of a Hydra multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def find_last_checkpoint(runs_dir: Path) -> Path | None:
     """The ``<run>/checkpoints/last.ckpt`` under ``runs_dir`` written last (ties: the later run folder name)."""
     if not runs_dir.is_dir():
@@ -195,8 +203,9 @@ def _keep_csv_metrics(run_dir: Path) -> None:
 def prepare_resume(cfg: DictConfig) -> Path | None:
     """The checkpoint to resume from (``resume`` or its older spelling ``ckpt_path``), or None to start fresh.
 
-    ``resume=auto``: the newest ``checkpoints/last.ckpt`` among the run folders beside this run's own folder
-    (the parent of ``paths.output_dir``: ``runs/<task_name>/`` with the default Hydra run dir). When resuming,
+    ``resume=auto``: this run folder's own ``checkpoints/last.ckpt`` if there is one (a requeued job), else the
+    newest among the run folders beside it (the parent of ``paths.output_dir``: ``runs/<task_name>/`` with the
+    default Hydra run dir) — except in a sweep, whose neighbouring folders are the other jobs. When resuming,
     ``paths.output_dir`` becomes the checkpoint's run folder (the folder above ``checkpoints/``; a checkpoint
     elsewhere leaves it unchanged), this session's fresh folder is removed when Hydra left nothing but its own
     files there, and the CSV metrics logged so far are kept as ``metrics_<k>.csv``. A configuration that differs
@@ -217,7 +226,13 @@ def prepare_resume(cfg: DictConfig) -> Path | None:
     session = Path(cfg.paths.output_dir)
     if str(resume) == "auto":
         runs_dir = session.parent
-        checkpoint = find_last_checkpoint(runs_dir)
+        if (session / LAST_CHECKPOINT).is_file():  # this very folder (a requeued SLURM job, a fixed hydra.run.dir)
+            checkpoint = session / LAST_CHECKPOINT
+        elif _in_sweep():  # the folders beside a sweep job are the other jobs' runs, not earlier runs of this one
+            log.info("resume=auto in a sweep: no %s in this job's folder %s; starting fresh", LAST_CHECKPOINT, session)
+            return None
+        else:
+            checkpoint = find_last_checkpoint(runs_dir)
         if checkpoint is None:
             log.info("resume=auto: no run with %s under %s; starting a fresh run", LAST_CHECKPOINT, runs_dir)
             return None

@@ -230,6 +230,9 @@ def test_resume_auto_picks_the_newest_run_or_starts_fresh(
     assert prepare_resume(cfg) == session.parent / "newer" / "checkpoints" / "last.ckpt"
     assert cfg.paths.output_dir == str(session.parent / "newer")
     assert not session.exists()
+    own = session.parent / "older"  # a run folder with its own last.ckpt (a requeued job) resumes itself
+    cfg.paths.output_dir = str(own)
+    assert prepare_resume(cfg) == own / "checkpoints" / "last.ckpt"
 
 
 def test_resume_argument_errors(runs: dict, compose_train, tmp_path: Path) -> None:
