@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -33,7 +32,7 @@ from mobivision.backbones.download import cache_dir, is_url
 from mobivision.errors import MobivisionError
 from mobivision.factory import default_mean_std
 from mobivision.profile import count_macs, count_parameters
-from tasks.runner import _container, _datamodule
+from tasks.runner import _container, build_datamodule, build_task
 
 log = logging.getLogger("mobivision")
 
@@ -195,7 +194,7 @@ def _build_datamodule(cfg: DictConfig, data_cfg: dict[str, Any], report: Report)
     partitions = data_cfg.get("partitions") or {}
     cells_before = set(Path(partitions["dir"]).glob("cells_*.csv")) if partitions.get("dir") else set()
     try:
-        datamodule = _datamodule(data_cfg, cfg.backbone.name)
+        datamodule = build_datamodule(data_cfg, cfg.backbone.name)
     except (MobivisionError, OmegaConfBaseException) as exc:
         report.fail(f"data: {exc}", exc)
     except Exception as exc:
@@ -274,21 +273,10 @@ def _load_batch(datamodule: Any, report: Report) -> Any:
 
 
 def _build_task(cfg: DictConfig, datamodule: Any, pretrained: str | None, report: Report) -> Any:
-    backbone = {**_container(cfg.backbone), "pretrained": pretrained}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            task = instantiate(
-                cfg.task,
-                backbone=backbone,
-                optimizer=_container(cfg.optimizer),
-                scheduler=_container(cfg.scheduler),
-                **datamodule.task_inputs(),
-                data_meta=datamodule.meta,
-                run_config=_container(cfg),
-                _recursive_=False,
-                _convert_="all",
-            )
+            task = build_task(cfg, datamodule, pretrained=pretrained)
     except Exception as exc:
         cause = exc
         while cause is not None and not isinstance(cause, MobivisionError | OmegaConfBaseException):

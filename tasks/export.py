@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 import mobivision
-from mobivision.errors import ConfigError, ExportError, MobivisionError, WeightFileError
+from mobivision.errors import ConfigError, ExportError, MobivisionError
 from mobivision.evaluation.attributes import attribute_metrics
 from mobivision.evaluation.coco import coco_evaluate
 from mobivision.evaluation.geo import geo_metrics
@@ -79,24 +79,10 @@ HIGHER_IS_BETTER = {"top1": True, "mAP": True, "acc_25km": True, "median_km": Fa
 
 
 def load_checkpoint(path: str | Path) -> TaskModule:
-    """``tasks.runner.load_task`` with every failure as one ``WeightFileError`` line: a missing, truncated or
-    foreign file, and a state dict that does not fit the network its own hyper-parameters build."""
+    """The task of a checkpoint in eval mode (``tasks.runner.load_task``: every failure is one error line)."""
     from tasks.runner import load_task
 
-    try:
-        return load_task(path).eval()
-    except MobivisionError:
-        raise
-    except Exception as exc:  # load_state_dict: RuntimeError; odd hyper-parameters: TypeError, KeyError, ...
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = " ".join(lines[:2])[:400] or type(exc).__name__
-        if isinstance(exc, RuntimeError) and "state_dict" in str(exc):
-            raise WeightFileError(
-                f"{path}: the checkpoint's weights do not fit the model its configuration builds ({detail})"
-            ) from exc
-        raise WeightFileError(
-            f"{path}: cannot build the task from the checkpoint ({type(exc).__name__}: {detail})"
-        ) from exc
+    return load_task(path).eval()
 
 
 def task_kind(task: TaskModule) -> str:
@@ -281,7 +267,7 @@ class TaskData:
     @classmethod
     def from_task(cls, task: TaskModule) -> TaskData:
         """Raises ``MobivisionError`` when the checkpoint has no run configuration or the data cannot be read."""
-        from tasks.runner import _datamodule  # the runner builds data modules from configs (Hydra instantiate)
+        from tasks.runner import build_datamodule  # the runner builds data modules from configs (Hydra instantiate)
 
         run_config = task.hparams.get("run_config") if hasattr(task, "hparams") else None
         if not run_config or not run_config.get("data"):
@@ -289,7 +275,7 @@ class TaskData:
         data_cfg = copy.deepcopy(run_config["data"])
         data_cfg["num_workers"] = 0
         data_cfg.pop("persistent_workers", None)
-        datamodule = _datamodule(data_cfg, task.backbone_cfg["name"])
+        datamodule = build_datamodule(data_cfg, task.backbone_cfg["name"])
         return cls(datamodule)
 
     @property

@@ -62,7 +62,8 @@ def _trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     )
 
 
-def _datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.LightningDataModule:
+def build_datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.LightningDataModule:
+    """The data module of ``data_cfg``, set up, with the backbone's default mean/std unless the config sets them."""
     data_cfg = OmegaConf.create(data_cfg)
     mean, std = default_mean_std(backbone_name)
     if data_cfg.get("mean") is None:
@@ -87,6 +88,22 @@ def _metrics(results: list[dict[str, float]] | dict[str, Any]) -> dict[str, floa
     return merged
 
 
+def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, **backbone: Any) -> TaskModule:
+    """The configured task with what it needs from the data (label map, pre-processing); ``backbone`` overrides
+    backbone options (``tools/check.py`` builds it without downloading weights)."""
+    return instantiate(
+        cfg.task,
+        backbone={**_container(cfg.backbone), **backbone},
+        optimizer=_container(cfg.optimizer),
+        scheduler=_container(cfg.scheduler),
+        **datamodule.task_inputs(),
+        data_meta=datamodule.meta,
+        run_config=_container(cfg),
+        _recursive_=False,
+        _convert_="all",
+    )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured task, test the best checkpoint, write ``summary.json``; returns the summary."""
     started = time.monotonic()
@@ -97,18 +114,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:  # DDP: Lightning re-runs this script for ranks > 0, in the same folder
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    datamodule = _datamodule(_container(cfg.data), cfg.backbone.name)
-    task: TaskModule = instantiate(
-        cfg.task,
-        backbone=_container(cfg.backbone),
-        optimizer=_container(cfg.optimizer),
-        scheduler=_container(cfg.scheduler),
-        **datamodule.task_inputs(),
-        data_meta=datamodule.meta,
-        run_config=_container(cfg),
-        _recursive_=False,
-        _convert_="all",
-    )
+    datamodule = build_datamodule(_container(cfg.data), cfg.backbone.name)
+    task = build_task(cfg, datamodule)
     if cfg.get("init_from"):
         init_weights(task, cfg.init_from)
     trainer = _trainer(cfg)
@@ -134,7 +141,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def load_task(checkpoint: str | Path) -> TaskModule:
-    """Load any mobivision task checkpoint; the task class is recorded in the checkpoint."""
+    """Load any mobivision task checkpoint; the task class is recorded in the checkpoint. Every failure (missing,
+    truncated or foreign file, weights that do not fit the configured network) is one ``WeightFileError``."""
     path = Path(checkpoint)
     if not path.is_file():
         raise WeightFileError(f"checkpoint not found: {path}")
@@ -149,7 +157,17 @@ def load_task(checkpoint: str | Path) -> TaskModule:
     if not module_name.startswith("tasks."):
         raise WeightFileError(f"{path}: task class {target!r} is not a mobivision task")
     task_cls = getattr(importlib.import_module(module_name), class_name)
-    return task_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    try:
+        return task_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except MobivisionError:
+        raise
+    except Exception as exc:  # load_state_dict: RuntimeError; odd hyper-parameters: TypeError, KeyError, ...
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:2] if line.strip())[:400]
+        if isinstance(exc, RuntimeError) and "state_dict" in str(exc):
+            raise WeightFileError(
+                f"{path}: the weights do not fit the network its configuration builds ({detail})"
+            ) from exc
+        raise WeightFileError(f"{path}: cannot build the task ({type(exc).__name__}: {detail})") from exc
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -157,7 +175,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     _absolute_paths(cfg)
     task = load_task(cfg.ckpt_path)
     data_cfg = _container(cfg.data) if cfg.get("data") else task.hparams.run_config["data"]
-    datamodule = _datamodule(data_cfg, task.backbone_cfg["name"])
+    datamodule = build_datamodule(data_cfg, task.backbone_cfg["name"])
     if datamodule.class_names != getattr(task, "class_names", datamodule.class_names):
         raise ConfigError(
             f"classes of the data {datamodule.class_names} differ from the checkpoint's {task.class_names}"

@@ -278,7 +278,7 @@ def test_bad_checkpoints_are_one_clear_error_line(tiny: dict, tmp_path: Path) ->
     checkpoint = torch.load(good, map_location="cpu", weights_only=False)
     checkpoint["hyper_parameters"]["class_names"] = list("abcdefg")  # 7 classes; the weights hold 6
     torch.save(checkpoint, mismatched)
-    cases = {truncated: "cannot read checkpoint", mismatched: "weights do not fit the model its configuration builds"}
+    cases = {truncated: "cannot read checkpoint", mismatched: "weights do not fit the network its configuration builds"}
     processes = {path: _tool(str(path), "--out", str(tmp_path / "out"), cwd=tmp_path) for path in cases}
     for path, process in processes.items():
         _, stderr = process.communicate(timeout=300)
