@@ -15,6 +15,16 @@ same network: same multiply-adds and parameters) on
 The two models' measurements alternate (ABAB..., the order flipping each repeat) so that drift of a busy
 machine hits both alike. Compare only the ratios: absolute times depend on the machine and its load.
 
+``latency``: batch-1 CPU latency of a task checkpoint (or of a fresh ``--model`` with random weights) in PyTorch
+eager, ONNX Runtime fp32 and ONNX Runtime INT8 (static QDQ, calibrated on ``--calibration-images`` images of
+the checkpoint's training data, or random pixels without one), beside timm's ``mobilenetv1_100`` in eager and
+in ONNX Runtime, all interleaved. The table: median and p90 ms, time ratio to ``mobivision eager`` (and the
+speed-up), size on disk (ONNX files; eager: the state dict), multiply-adds and parameters. Torch threads and
+ORT intra-op threads are ``--threads`` (ORT: inter-op 1, all graph optimizations). With a checkpoint, the
+task's metric of the fp32 and INT8 files on its validation split. Targets (MobileNetV1-1.0-224): ORT fp32 at
+least 2x faster than eager; INT8 faster still, its metric within 1 point of fp32. The logic is in
+``mobivision.benchmark`` (timing) and ``tasks.benchmark`` (checkpoints, data).
+
 ``detector``: our SSDLite320 on MobileNetV1 and on MobileNetV3-Large against torchvision's
 ``ssdlite320_mobilenet_v3_large`` (target: our V3 variant no slower). Our V3 model gets torchvision's
 random weights (``load_torchvision_ssdlite``), so both compute the same detections. Measured: batch-1
@@ -27,6 +37,9 @@ Usage::
         [--channels-last] [--json]
     python tools/benchmark.py detector [--threads N] [--repeats 10] [--json] [--device cuda]
         [--train-batch 8] [--bf16] [--channels-last]
+    python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
+        [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -36,10 +49,10 @@ import _toolpath  # noqa: F401 (must come first, see tools/_toolpath.py)
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,12 +62,12 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from mobivision import create_model
-from mobivision.cli import positive_float, positive_int
+from mobivision import create_model, list_models
+from mobivision.benchmark import SETTLE_SECONDS, TIMM_PEERS, interleaved_medians
+from mobivision.cli import exit_code, positive_float, positive_int
 from mobivision.profile import count_parameters
 
-COMMANDS = ("backbone", "detector")
-TIMM_PEERS = {1.0: "mobilenetv1_100", 1.25: "mobilenetv1_125"}
+COMMANDS = ("backbone", "detector", "latency")
 TARGET_RATIO = 1.05
 INFERENCE_BATCHES = (1, 32)
 TRAIN_BATCH, TRAIN_RESOLUTION, TRAIN_WARMUP = 16, 160, 3
@@ -63,7 +76,7 @@ INFERENCE_WARMUP = 3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector}")
+    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector,latency}")
     backbone = commands.add_parser("backbone", help="mobilenet_v1 vs timm: inference latency, training images/s")
     backbone.add_argument("--width", type=positive_float, default=1.0, help="width multiplier (default 1.0)")
     backbone.add_argument("--resolution", type=positive_int, default=224, help="inference input size")
@@ -79,7 +92,34 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--train-batch", type=positive_int, default=8, help="training batch size (default 8)")
     detector.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
     detector.add_argument("--channels-last", action="store_true", help="NHWC memory format for models and inputs")
+    add_latency_parser(commands)
     return parser
+
+
+def add_latency_parser(commands: argparse._SubParsersAction) -> None:
+    latency = commands.add_parser(
+        "latency", help="batch-1 CPU latency: eager vs ONNX Runtime fp32 / INT8, beside timm's MobileNetV1"
+    )
+    latency.add_argument("checkpoint", nargs="?", help="a mobivision task checkpoint (.ckpt); else --model")
+    fresh = "no checkpoint: a fresh 1000-class classifier with random weights (default mobilenet_v1)"
+    latency.add_argument("--model", choices=list_models(), help=fresh)
+    latency.add_argument("--width", type=positive_float, help="--model's width multiplier (default 1.0)")
+    latency.add_argument("--resolution", type=positive_int, help="--model's input size (default 224)")
+    latency.add_argument("--threads", type=positive_int, help="torch and ORT intra-op threads (default: torch's)")
+    latency.add_argument("--repeats", type=positive_int, default=50, help="timed rounds (default 50)")
+    latency.add_argument("--warmup", type=int, default=10, help="untimed rounds first (default 10)")
+    settle = "sleep before each timed call so the previous runtime's spinning threads are idle (default: "
+    settle += f"{1e3 * SETTLE_SECONDS:g} with --threads > 1, else 0)"
+    latency.add_argument("--settle-ms", type=float, help=settle)
+    latency.add_argument(
+        "--calibration-images", type=positive_int, default=100, help="INT8 calibration images (default 100)"
+    )
+    latency.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
+    latency.add_argument("--no-timm", action="store_true", help="skip timm's rows")
+    latency.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    latency.add_argument(
+        "--out", type=Path, metavar="DIR", help="keep the model files here (default: a temporary folder, deleted)"
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -106,21 +146,6 @@ def build_models(width: float, *, channels_last: bool) -> tuple[dict[str, nn.Mod
     if channels_last:
         models = {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
     return models, note
-
-
-def interleaved_medians(steps: dict[str, Callable[[], None]], *, warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds of each step, alternating the steps and flipping their order every repeat."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    names = list(steps)
-    for repeat in range(repeats):
-        for name in names if repeat % 2 == 0 else reversed(names):
-            start = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _images(batch: int, resolution: int, *, channels_last: bool) -> torch.Tensor:
@@ -385,8 +410,115 @@ def print_detector_report(report: dict[str, Any]) -> None:
     Console(width=max(Console().width, 130)).print(table)
 
 
+LATENCY_DEFAULTS = {"model": "mobilenet_v1", "width": 1.0, "resolution": 224}
+
+
+def check_latency_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A checkpoint decides the network: --model, --width and --resolution are for the no-checkpoint case."""
+    if args.warmup < 0:
+        parser.error(f"latency --warmup: must be an integer >= 0, got {args.warmup}")
+    if args.settle_ms is not None and args.settle_ms < 0:
+        parser.error(f"latency --settle-ms: must be >= 0, got {args.settle_ms:g}")
+    given = [f"--{name}" for name in LATENCY_DEFAULTS if getattr(args, name) is not None]
+    if args.checkpoint is not None and given:
+        parser.error(f"latency: {', '.join(given)} describe a fresh model; a checkpoint brings its own")
+    for name, value in LATENCY_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
+def run_latency(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the subject (checkpoint or fresh model), time it, score INT8; writes ``--json`` if asked."""
+    from mobivision.benchmark import LatencyConfig
+    from tasks.benchmark import checkpoint_subject, fresh_subject
+    from tasks.benchmark import run_latency as run
+
+    if args.checkpoint is not None:
+        subject = checkpoint_subject(args.checkpoint)
+    else:
+        subject = fresh_subject(args.model, args.width, args.resolution)
+    config = LatencyConfig(
+        threads=args.threads or torch.get_num_threads(),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        settle=None if args.settle_ms is None else args.settle_ms / 1e3,
+        int8=not args.no_int8,
+        timm=not args.no_timm,
+    )
+    with tempfile.TemporaryDirectory(prefix="mobivision-latency-") as tmp:
+        report = run(subject, config, args.out or tmp, calibration_count=args.calibration_images)
+    if args.out is None:
+        report["notes"].append("model files written to a temporary folder, deleted (--out DIR keeps them)")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _yes(value: bool | None) -> str:
+    return "n/a" if value is None else ("yes" if value else "NO")
+
+
+def print_latency_report(report: dict[str, Any]) -> None:
+    config = report["config"]
+    height, width = config["input_size"]
+    table = Table(
+        title=f"{report['subject']}: batch-1 CPU latency @ {height}x{width}, {config['threads']} threads, "
+        f"median of {config['repeats']} interleaved rounds (warm-up {config['warmup']}, "
+        f"{1e3 * config['settle_s']:g} ms settle)",
+        box=box.SIMPLE_HEAD,
+    )
+    columns = ("runtime", "median ms", "p90 ms", "time / eager", "speed-up", "size MB", "MACs (M)", "params (M)")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
+    for row in report["rows"]:
+        table.add_row(
+            row["runtime"],
+            f"{row['median_ms']:.2f}",
+            f"{row['p90_ms']:.2f}",
+            f"{row['time_ratio']:.3f}",
+            f"{1 / row['time_ratio']:.2f}x",
+            f"{row['size_bytes'] / 1e6:.2f}",
+            f"{row['macs'] / 1e6:.1f}",
+            f"{row['params'] / 1e6:.3f}",
+        )
+    console = Console(width=max(Console().width, 130))
+    console.print(table)
+    lines = [
+        f"size MB: 10^6 bytes on disk (eager: torch.save of the state dict; ONNX: model + external data). "
+        f"MACs / params: mobivision.profile counts of the PyTorch network (INT8: the same network). "
+        f"torch {config['torch']}, onnxruntime {config['onnxruntime']}, {config['cpus']} CPUs, "
+        f"flags: {' '.join(config['cpu_flags']) or '-'}; 1-min load average before / after timing: "
+        f"{' / '.join(str(v) for v in config['load_average_1min'])}",
+    ]
+    if report["calibration"]:
+        lines.append(f"INT8 calibration: {report['calibration']}")
+    metric = report["int8_metric"]
+    if metric is not None:
+        lines.append(
+            f"INT8 {metric['metric']} on {metric['split']} ({metric['images']} images): fp32 {metric['fp32']:.4f}, "
+            f"INT8 {metric['int8']:.4f}, change {metric['change_points']:+.2f} points"
+        )
+    elif report["calibration"]:
+        lines.append("INT8 metric: n/a (no checkpoint with a validation split)")
+    goals = report["targets"]
+    lines.append(
+        f"targets: ORT fp32 >= 2x faster than eager: {_yes(goals['ort_fp32_2x_faster_than_eager'])}; "
+        f"INT8 faster than ORT fp32: {_yes(goals['int8_faster_than_fp32'])}; "
+        f"INT8 metric within 1 point: {_yes(goals['int8_metric_change_under_1_point'])}"
+    )
+    for line in [*lines, *report["notes"]]:
+        console.print(line, highlight=False, markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "latency":
+        check_latency_args(parser, args)
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        return exit_code(lambda: print_latency_report(run_latency(args)))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.command == "detector":

@@ -1,0 +1,142 @@
+"""The checkpoint side of ``tools/benchmark.py latency``: what network to time and on what data.
+
+A subject is a network with its input size and pre-processing: a fresh ImageNet-shaped classifier with random
+weights (``fresh_subject``: the latency targets can be measured without a trained checkpoint), or the graph a
+task checkpoint deploys (``checkpoint_subject``: ``tasks.export.task_graphs``, the graph ``tools/export.py``
+writes). ``calibration_images`` takes INT8 calibration images from the checkpoint's training data through the
+evaluation transform (``tasks.export.TaskData``), or random pixels when there is no data.
+``int8_metric_change`` scores the fp32 and INT8 ONNX files with the task's metric on its validation split
+(``tasks.export.evaluate_runner``, as ``tools/export.py --formats int8`` does). The timing itself is
+``mobivision.benchmark.measure_latency``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from mobivision.benchmark import LatencyConfig, measure_latency, random_calibration, targets
+from mobivision.errors import MobivisionError
+from mobivision.factory import create_model, default_mean_std
+from tasks.base import TaskModule
+
+log = logging.getLogger("mobivision")
+
+
+@dataclass
+class Subject:
+    """The network under test and what its inputs look like."""
+
+    label: str
+    model: nn.Module
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    output_names: tuple[str, ...] = ("logits",)
+    arch: tuple[str, float] = ("mobilenet_v1", 1.0)
+    task: TaskModule | None = None
+    data: Any = None  # tasks.export.TaskData of a checkpoint whose data can be read
+    notes: list[str] = field(default_factory=list)
+
+
+def fresh_subject(name: str, width: float, resolution: int) -> Subject:
+    """``create_model(name, width_mult=width)`` with 1000 classes and random weights, at ``resolution``."""
+    model = create_model(name, width_mult=width, num_classes=1000).eval()
+    mean, std = default_mean_std(name)
+    label = f"{name} {width} @ {resolution} (random weights, 1000 classes)"
+    return Subject(label, model, (resolution, resolution), tuple(mean), tuple(std), arch=(name, width))
+
+
+def checkpoint_subject(checkpoint: str | Path) -> Subject:
+    """The graph a task checkpoint deploys, at the checkpoint's resolution, with its data when it can be read."""
+    from tasks.export import TaskData, input_size, load_checkpoint, task_graphs
+
+    task = load_checkpoint(checkpoint)
+    graph = task_graphs(task)["model"]
+    size = input_size(task)
+    name = task.backbone_cfg.get("name", "mobilenet_v1")
+    width = float(task.backbone_cfg.get("width_mult", 1.0))
+    default_mean, default_std = default_mean_std(name)
+    subject = Subject(
+        label=f"{Path(checkpoint).name} ({type(task).__name__}, {name} {width} @ {size[0]})",
+        model=graph.module.eval(),
+        input_size=size,
+        mean=tuple(task.data_meta.get("mean", default_mean)),
+        std=tuple(task.data_meta.get("std", default_std)),
+        output_names=tuple(graph.output_names),
+        arch=(name, width),
+        task=task,
+    )
+    try:
+        subject.data = TaskData.from_task(task)
+    except MobivisionError as exc:
+        subject.notes.append(f"the checkpoint's data cannot be read ({exc}): INT8 calibrated on random pixels")
+    return subject
+
+
+def calibration_images(subject: Subject, count: int) -> tuple[list[np.ndarray], str]:
+    """About ``count`` calibration inputs (``[B, 3, H, W]`` batches) and where they come from."""
+    if subject.data is not None:
+        try:
+            batches = list(subject.data.calibration(count))
+        except MobivisionError as exc:
+            subject.notes.append(f"no calibration images from the checkpoint's data ({exc}): random pixels instead")
+        else:
+            return batches, f"{sum(len(b) for b in batches)} training images of the checkpoint's data (eval transform)"
+    images = random_calibration(count, subject.input_size, subject.mean, subject.std)
+    return images, f"{count} images of uniform random pixels (no checkpoint data): not representative"
+
+
+def int8_metric_change(subject: Subject, fp32: Path, int8: Path, *, threads: int) -> dict[str, Any] | None:
+    """The task's primary metric of the fp32 and the INT8 file on the checkpoint's validation split (None: no
+    data). ``change_points`` is INT8 minus fp32 in points (x 100: the metrics are fractions)."""
+    if subject.task is None or subject.data is None:
+        return None
+    from mobivision.export import onnx_session, run_onnx
+    from tasks.export import PRIMARY_METRIC, evaluate_runner, task_kind
+
+    scores = {}
+    for key, path in (("fp32", fp32), ("int8", int8)):
+        session = onnx_session(path, threads=threads)
+        scores[key] = evaluate_runner(subject.task, lambda x, s=session: run_onnx(s, x), subject.data)
+    metric = PRIMARY_METRIC[task_kind(subject.task)]
+    return {
+        "metric": metric,
+        "split": subject.data.eval_split,
+        "images": len(subject.data.eval_dataset),
+        "fp32": scores["fp32"][metric],
+        "int8": scores["int8"][metric],
+        "change_points": 100 * (scores["int8"][metric] - scores["fp32"][metric]),
+        "all_metrics": scores,
+    }
+
+
+def run_latency(
+    subject: Subject, config: LatencyConfig, out_dir: str | Path, *, calibration_count: int
+) -> dict[str, Any]:
+    """``measure_latency`` on the subject, then the INT8 metric change and the targets; the full report."""
+    calibration, source = calibration_images(subject, calibration_count) if config.int8 else ([], "")
+    report = measure_latency(
+        subject.model,
+        input_size=subject.input_size,
+        calibration=calibration,
+        out_dir=out_dir,
+        config=config,
+        output_names=subject.output_names,
+        arch=subject.arch,
+    )
+    files = report.pop("files")
+    accuracy = None
+    if config.int8:
+        accuracy = int8_metric_change(subject, Path(files["fp32"]), Path(files["int8"]), threads=config.threads)
+    report["subject"] = subject.label
+    report["calibration"] = source or None
+    report["int8_metric"] = accuracy
+    report["targets"] = targets(report["rows"], accuracy)
+    report["notes"] = subject.notes + report["notes"]
+    return report
