@@ -29,7 +29,6 @@ metrics).
 
 from __future__ import annotations
 
-import csv
 import difflib
 import math
 import os
@@ -37,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
 
+from mobivision.data.csv_rows import BadRowError, PathColumn, csv_header, csv_rows, usable_rows
 from mobivision.data.records import BadRecords, ImageRecord
 from mobivision.errors import ConfigError, DataError
 
@@ -418,52 +418,30 @@ def read_attribute_csv(
         raise DataError(f"attribute CSV not found: {file}")
     image_root = Path(image_root)
     bad = BadRecords(str(file), on_error)
-    records: list[ImageRecord] = []
-    seen: dict[str, int] = {}
+    header = [cell.strip() for cell in csv_header(file) or []]
+    if len(header) < 2 or not all(header):
+        raise DataError(
+            f"{file}:1: expected a header row: the image path column, then one column per attribute, got {header}"
+        )
+    names = header[1:]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{file}:1: attribute columns {repeated} appear more than once")
+    columns = select_attributes(names, attributes, source=str(file))
+    paths = PathColumn(file, header, 0)
     first: dict[str, tuple[int, str, str]] = {}  # "zero" / "minus": line, column and value where it showed first
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [cell.strip() for cell in next(reader, [])]
-        if len(header) < 2 or not all(header):
-            raise DataError(
-                f"{file}:1: expected a header row: the image path column, then one column per attribute, got {header}"
-            )
-        names = header[1:]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise DataError(f"{file}:1: attribute columns {repeated} appear more than once")
-        columns = select_attributes(names, attributes, source=str(file))
-        while True:
-            start = reader.line_num + 1
-            row = next(reader, None)
-            if row is None:
-                break
-            if not any(cell.strip() for cell in row):  # blank line
-                continue
-            line = start
-            if len(row) != len(header):
-                raise DataError(
-                    f"{file}:{line}: expected {len(header)} values ({header[0]} + {len(names)} attributes), "
-                    f"got {len(row)}"
-                )
-            relative = row[0].strip()
-            if not relative:
-                raise DataError(f"{file}:{line}: column {header[0]} (the image path) is empty")
-            if relative in seen:
-                raise DataError(f"{file}:{line}: {relative} appears a second time (first on line {seen[relative]})")
-            seen[relative] = line
-            values = [
-                _csv_value(file, line, name, cell.strip(), first) for name, cell in zip(names, row[1:], strict=True)
-            ]
-            path = image_root / relative
-            if not path.is_file():
-                bad.add(f"line {line}: image file not found: {path}")
-                continue
-            records.append(ImageRecord(image_id=relative, path=path, label=tuple(values[c] for c in columns)))
-    bad.report()
-    if not records:
-        raise DataError(f"{file}: no usable rows")
-    return records, [names[c] for c in columns]
+
+    def parse(line: int, row: list[str]) -> ImageRecord:
+        relative = paths.read(line, row)
+        values = [_csv_value(file, line, name, cell.strip(), first) for name, cell in zip(names, row[1:], strict=True)]
+        path = image_root / relative
+        if not path.is_file():
+            raise BadRowError(f"image file not found: {path}")
+        return ImageRecord(image_id=relative, path=path, label=tuple(values[c] for c in columns))
+
+    described = f"{header[0]} + {len(names)} attributes"
+    records = csv_rows(file, parse, bad=bad, width=len(header), columns=described)
+    return usable_rows(file, records, bad), [names[c] for c in columns]
 
 
 def _csv_value(file: Path, line: int, column: str, text: str, first: dict[str, tuple[int, str, str]]) -> float:

@@ -14,12 +14,12 @@ missing image file is a bad record that raises or, with ``on_error="skip"``, is 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mobivision.data.csv_rows import BadRowError, PathColumn, csv_header, csv_rows, usable_rows
 from mobivision.data.records import BadRecords, ImageRecord
 from mobivision.errors import DataError
 
@@ -62,44 +62,26 @@ def read_geo_csv(
         raise DataError(f"geotag CSV not found: {file}")
     root = file.parent if image_root is None else Path(image_root)
     bad = BadRecords(str(file), on_error)
+    header = [cell.strip() for cell in csv_header(file) or []]
+    if not any(header):
+        raise DataError(f"{file}:1: expected a header row naming the image, latitude and longitude columns")
+    paths = PathColumn(file, header, _column(file, header, image_column, IMAGE_COLUMNS, "image path"))
+    lat_index = _column(file, header, lat_column, LAT_COLUMNS, "latitude")
+    lon_index = _column(file, header, lon_column, LON_COLUMNS, "longitude")
     files = _FileIndex()
-    records: list[ImageRecord] = []
-    seen: dict[str, int] = {}
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [cell.strip() for cell in next(reader, [])]
-        if not any(header):
-            raise DataError(f"{file}:1: expected a header row naming the image, latitude and longitude columns")
-        image = _column(file, header, image_column, IMAGE_COLUMNS, "image path")
-        lat_index = _column(file, header, lat_column, LAT_COLUMNS, "latitude")
-        lon_index = _column(file, header, lon_column, LON_COLUMNS, "longitude")
-        while True:
-            line = reader.line_num + 1
-            row = next(reader, None)
-            if row is None:
-                break
-            if not any(cell.strip() for cell in row):  # blank line
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{file}:{line}: expected {len(header)} values ({','.join(header)}), got {len(row)}")
-            relative = row[image].strip()
-            if not relative:
-                raise DataError(f"{file}:{line}: column {header[image]} (the image path) is empty")
-            if relative in seen:
-                raise DataError(f"{file}:{line}: {relative} appears a second time (first on line {seen[relative]})")
-            seen[relative] = line
-            lat = _degrees(file, line, header[lat_index], row[lat_index], "a latitude", 90.0)
-            lon = _degrees(file, line, header[lon_index], row[lon_index], "a longitude", 180.0)
-            path = root / relative
-            if check_images and not files.exists(path):
-                missing_root = "" if root.is_dir() else f" (image_root {root} does not exist)"
-                bad.add(f"line {line}: image file not found: {path}{missing_root}")
-                continue
-            records.append(ImageRecord(image_id=relative, path=path, label=(lat, lon)))
-    bad.report()
-    if not records:
-        raise DataError(f"{file}: no usable rows")
-    return records
+
+    def parse(line: int, row: list[str]) -> ImageRecord:
+        relative = paths.read(line, row)
+        lat = _degrees(file, line, header[lat_index], row[lat_index], "a latitude", 90.0)
+        lon = _degrees(file, line, header[lon_index], row[lon_index], "a longitude", 180.0)
+        path = root / relative
+        if check_images and not files.exists(path):
+            missing_root = "" if root.is_dir() else f" (image_root {root} does not exist)"
+            raise BadRowError(f"image file not found: {path}{missing_root}")
+        return ImageRecord(image_id=relative, path=path, label=(lat, lon))
+
+    records = csv_rows(file, parse, bad=bad, width=len(header), columns=",".join(header))
+    return usable_rows(file, records, bad)
 
 
 def _column(file: Path, header: list[str], name: str | None, candidates: Sequence[str], what: str) -> int:

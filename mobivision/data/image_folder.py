@@ -6,9 +6,9 @@ returns mobivision's ``{"image", "target", "meta"}`` samples; the scan itself is
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from mobivision.data.csv_rows import BadRowError, csv_header, csv_rows, usable_rows
 from mobivision.data.records import BadRecords, ImageRecord
 from mobivision.errors import DataError
 
@@ -74,23 +74,19 @@ def read_csv_list(
         raise DataError(f"CSV list not found: {file}")
     root = Path(image_root) if image_root is not None else file.parent
     bad = BadRecords(str(file), on_error)
-    rows: list[tuple[int, Path, str]] = []
-    with open(file, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["path", "label"]:
-            raise DataError(f"{file}:1: expected the header 'path,label', got {header}")
-        for line, row in enumerate(reader, start=2):
-            if not row:  # blank line
-                continue
-            if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                bad.add(f"line {line}: expected 2 non-empty values 'path,label', got {row}")
-                continue
-            path = root / row[0].strip()
-            if not path.is_file():
-                bad.add(f"line {line}: image file not found: {path}")
-                continue
-            rows.append((line, path, row[1].strip()))
+    header = csv_header(file)
+    if header is None or [h.strip() for h in header[:2]] != ["path", "label"]:
+        raise DataError(f"{file}:1: expected the header 'path,label', got {header}")
+
+    def parse(line: int, row: list[str]) -> tuple[int, Path, str]:
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise BadRowError(f"expected 2 non-empty values 'path,label', got {row}")
+        path = root / row[0].strip()
+        if not path.is_file():
+            raise BadRowError(f"image file not found: {path}")
+        return line, path, row[1].strip()
+
+    rows = csv_rows(file, parse, bad=bad)
     names = list(class_names) if class_names is not None else _class_names_from_labels([r[2] for r in rows])
     records = []
     for line, path, label in rows:
@@ -99,10 +95,7 @@ def read_csv_list(
             bad.add(f"line {line}: unknown label {label!r}; expected one of {names} or 0..{len(names) - 1}")
             continue
         records.append(ImageRecord(image_id=f"{file.name}:{line}", path=path, label=index))
-    bad.report()
-    if not records:
-        raise DataError(f"{file}: no usable rows")
-    return records, names
+    return usable_rows(file, records, bad), names
 
 
 def _class_names_from_labels(labels: list[str]) -> list[str]:

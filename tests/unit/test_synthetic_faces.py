@@ -1,4 +1,4 @@
-"""Unit tests of ``mobivision.data.synthetic_faces``: a synthetic CelebA in the official on-disk format.
+"""Unit tests of ``mobivision.data.synthetic.faces``: a synthetic CelebA in the official on-disk format.
 
 The writer promises CelebA's exact files (aligned and in-the-wild images, attribute, box and partition lists),
 attributes drawn with their priors, reproducibility from the seed, reuse of a complete dataset (the ``.complete``
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobivision.data.synthetic_faces import (
+from mobivision.data.synthetic import (
     FACE_ATTRIBUTE_PRIORS,
     FACE_ATTRIBUTES,
     draw_attributes,

@@ -1,4 +1,4 @@
-"""Unit tests of ``mobivision.data.synthetic_geo``: a synthetic geo-localization set in the geo CSV format.
+"""Unit tests of ``mobivision.data.synthetic.geo``: a synthetic geo-localization set in the geo CSV format.
 
 The writer promises the CSV format (header, paths relative to the root, 6-decimal coordinates, 80/10/10 splits),
 reproducibility from the seed, reuse of a complete dataset (the ``.complete`` marker is written last), places
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobivision.data.synthetic_geo import GEO_REGIONS, GeoCity, scatter_location, write_synthetic_geo
+from mobivision.data.synthetic import GEO_REGIONS, GeoCity, scatter_location, write_synthetic_geo
 from mobivision.errors import DataError
 
 NUM, SIZE = 600, 64

@@ -21,9 +21,9 @@ random brightness and pixel noise are applied, so the regions are easy to tell a
   path relative to the root and the coordinates in degrees with 6 decimals; contiguous blocks of 80/10/10
   percent of the images.
 
-Image ``i`` (file ``i + 1``) and its place depend only on ``(seed, i)``; the ``.complete`` marker of
-``mobivision.data.synthetic`` is written last, so an interrupted write is redone, and a complete one written with
-other options is refused rather than reused.
+Image ``i`` (file ``i + 1``) and its place depend only on ``(seed, i)``; the ``.complete`` marker
+(``write_dataset``) is written last, so an interrupted write is redone, and a complete one written with other
+options is refused rather than reused.
 """
 
 from __future__ import annotations
@@ -35,8 +35,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mobivision.data.synthetic import _MARKER, SHAPES, _already_written, draw_shape
-from mobivision.data.synthetic_faces import partition_counts
+from mobivision.data.synthetic.common import (
+    JPEG_QUALITY,
+    SHAPES,
+    draw_shape,
+    image_file_name,
+    image_rng,
+    partition_counts,
+    rgb,
+    to_image,
+    write_dataset,
+)
 from mobivision.errors import DataError
 
 KM_PER_DEGREE = 6371.0 * math.pi / 180
@@ -51,7 +60,6 @@ PATTERNS = ("stripes", "dots", "checker", "grid", "waves")
 IMAGE_DIR = "images"
 SPLIT_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
 CSV_HEADER = "path,latitude,longitude"
-JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class GeoRegion:
 
 
 def _cities(*cities: tuple[str, float, float]) -> tuple[GeoCity, ...]:
+    """``GeoCity`` of each ``(name, latitude, longitude)``."""
     return tuple(GeoCity(*city) for city in cities)
 
 
@@ -463,27 +472,27 @@ def draw_geo_image(rng: np.random.Generator, region: int, city: int, *, size: in
     pixels = np.where(rows < horizon, np.broadcast_to(sky_pixels, (size, size, 3)), ground_pixels)
     pixels = pixels + _city_tint(look, city)
 
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    image = to_image(pixels)
     draw = ImageDraw.Draw(image)
     radius = rng.uniform(0.09, 0.15) * size
-    landmark = tuple(int(c) for c in rng.uniform(25, 70) + rng.uniform(-10, 10, 3))
+    landmark = rgb(rng.uniform(25, 70) + rng.uniform(-10, 10, 3))
     center = (rng.uniform(0.15, 0.85) * size, horizon - 0.6 * radius)
     draw_shape(draw, SHAPES[city % len(SHAPES)], center=center, radius=radius, color=landmark)
     for _ in range(int(rng.integers(1, 5))):
         clutter = SHAPES[int(rng.integers(len(SHAPES)))]
         small = rng.uniform(0.03, 0.07) * size
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        color = rgb(rng.integers(0, 256, 3))
         draw_shape(draw, clutter, center=tuple(rng.uniform(0, size, 2)), radius=small, color=color)
 
     pixels = np.asarray(image, dtype=np.float64) * rng.uniform(0.8, 1.2) + rng.normal(0, 6, (size, size, 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return to_image(pixels)
 
 
 def write_synthetic_geo(root: str | Path, *, num_images: int = 2400, size: int = 64, seed: int = 0) -> Path:
     """Write a synthetic geo-localization set (images and ``train/val/test.csv``) once; later calls reuse it.
 
     Image ``i`` is named ``images/{i + 1:06d}.jpg``; its place comes from ``sample_place`` and its picture from
-    ``draw_geo_image``, both with ``np.random.default_rng([seed, i])``, so the same seed gives identical files.
+    ``draw_geo_image``, both with ``image_rng(seed, i)``, so the same seed gives identical files.
     See the module docstring for the layout and the design. Later calls with the same options reuse the complete
     dataset.
 
@@ -499,24 +508,22 @@ def write_synthetic_geo(root: str | Path, *, num_images: int = 2400, size: int =
     Raises:
         DataError: An option is out of range, or ``root`` holds a complete dataset written with other options.
     """
-    root = Path(root)
     if num_images < 3 or size < 32:
         raise DataError(f"need num_images >= 3 (one per split) and size >= 32, got num_images={num_images} size={size}")
     options = f"geo seed={seed} num_images={num_images} size={size}\n"
-    marker = root / _MARKER
-    if _already_written(marker, options):
-        return root
-    (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(num_images):
-        path = f"{IMAGE_DIR}/{i + 1:06d}.jpg"
-        rng = np.random.default_rng([seed, i])
-        region, city, latitude, longitude = sample_place(rng)
-        draw_geo_image(rng, region, city, size=size).save(root / path, quality=JPEG_QUALITY)
-        lines.append(f"{path},{latitude:.6f},{longitude:.6f}")
-    start = 0
-    for split, count in partition_counts(num_images).items():
-        (root / SPLIT_FILES[split]).write_text("\n".join([CSV_HEADER, *lines[start : start + count]]) + "\n")
-        start += count
-    marker.write_text(options)
-    return root
+
+    def write(folder: Path) -> None:
+        (folder / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(num_images):
+            path = f"{IMAGE_DIR}/{image_file_name(i)}"
+            rng = image_rng(seed, i)
+            region, city, latitude, longitude = sample_place(rng)
+            draw_geo_image(rng, region, city, size=size).save(folder / path, quality=JPEG_QUALITY)
+            lines.append(f"{path},{latitude:.6f},{longitude:.6f}")
+        start = 0
+        for split, count in partition_counts(num_images).items():
+            (folder / SPLIT_FILES[split]).write_text("\n".join([CSV_HEADER, *lines[start : start + count]]) + "\n")
+            start += count
+
+    return write_dataset(root, options, write)

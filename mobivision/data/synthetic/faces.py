@@ -22,9 +22,9 @@ it unchanged:
 - ``list_eval_partition.txt``: ``<file> 0|1|2`` (train/val/test), contiguous blocks of 80/10/10 percent like
   the real split.
 
-Image ``i`` (file ``i + 1``) depends only on ``(seed, i)``; the ``.complete`` marker of
-``mobivision.data.synthetic`` is written last, so an interrupted write is redone, and a complete one written
-with other options is refused rather than reused.
+Image ``i`` (file ``i + 1``) depends only on ``(seed, i)``; the ``.complete`` marker (``write_dataset``) is
+written last, so an interrupted write is redone, and a complete one written with other options is refused rather
+than reused.
 """
 
 from __future__ import annotations
@@ -36,7 +36,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mobivision.data.synthetic import _MARKER, _already_written, _background, _texture
+from mobivision.data.synthetic.common import (
+    JPEG_QUALITY,
+    desaturate,
+    image_file_name,
+    image_rng,
+    partition_counts,
+    rgb,
+    textured_background,
+    to_image,
+    write_dataset,
+)
 from mobivision.errors import DataError
 
 FACE_ATTRIBUTE_PRIORS: dict[str, float] = {
@@ -54,15 +64,11 @@ FACE_ATTRIBUTE_PRIORS: dict[str, float] = {
 FACE_ATTRIBUTES: tuple[str, ...] = tuple(FACE_ATTRIBUTE_PRIORS)
 """The official CelebA attribute names the drawing controls, in the order of ``list_attr_celeba.txt``."""
 
-PARTITION = {"train": 0.8, "val": 0.1, "test": 0.1}
-"""Fractions of the images in each ``list_eval_partition.txt`` value (0, 1, 2), as contiguous blocks."""
-
 ALIGNED_DIR = "img_align_celeba"
 WILD_DIR = "img_celeba"
 ATTR_FILE = "list_attr_celeba.txt"
 BBOX_FILE = "list_bbox_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
-JPEG_QUALITY = 90
 
 _SUPERSAMPLE = 2  # faces are drawn at twice the size and downsampled, for smooth edges
 _SKIN_LIGHT, _SKIN_DARK = np.array([226.0, 184.0, 152.0]), np.array([140.0, 95.0, 68.0])
@@ -76,7 +82,8 @@ _HAIR_CONTRAST = 60  # least difference, in some channel, between dark hair and 
 
 
 def _rgb(color) -> tuple[int, int, int]:
-    return tuple(int(c) for c in np.clip(np.round(color), 0, 255))
+    """A colour as an RGB tuple, each channel rounded (``rgb`` truncates)."""
+    return rgb(np.round(color))
 
 
 def _saturated(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]):
@@ -92,13 +99,9 @@ def draw_attributes(rng: np.random.Generator) -> dict[str, bool]:
 
 
 def _scene(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    """``_background``'s gradient and noise with faint stripes and blobs, half desaturated, ``width x height``."""
-    image, _ = _background(rng, max(width, height))
-    pixels = np.asarray(image).astype(np.float64)
-    _texture(rng, pixels)
-    grey = pixels.mean(axis=-1, keepdims=True)
-    pixels = (grey + 0.5 * (pixels - grey))[:height, :width]
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    """``textured_background`` half desaturated, ``width x height``."""
+    pixels = desaturate(textured_background(rng, max(width, height)), 0.5)
+    return to_image(pixels[:height, :width])
 
 
 def draw_face(rng: np.random.Generator, attributes: dict[str, bool], *, size: int = 64) -> Image.Image:
@@ -256,20 +259,13 @@ def draw_wild(
     return canvas, (x, y, side, side)
 
 
-def partition_counts(num_images: int) -> dict[str, int]:
-    """Images in each split (``PARTITION`` fractions, at least one each): the first are train, then val, test."""
-    val = max(1, round(num_images * PARTITION["val"]))
-    test = max(1, round(num_images * PARTITION["test"]))
-    return {"train": num_images - val - test, "val": val, "test": test}
-
-
 def write_synthetic_faces(
     root: str | Path, *, num_images: int = 2000, size: int = 64, wild_size: int = 96, seed: int = 0
 ) -> Path:
     """Write a synthetic CelebA (aligned and in-the-wild images, attribute, box and partition lists) once.
 
     Image ``i`` is named ``f"{i + 1:06d}.jpg"``; its attributes come from ``draw_attributes`` and its pictures
-    from ``draw_face`` and ``draw_wild``, all with ``np.random.default_rng([seed, i])``, so the same seed gives
+    from ``draw_face`` and ``draw_wild``, all with ``image_rng(seed, i)``, so the same seed gives
     identical files. See the module docstring for the layout. Later calls with the same options reuse the
     complete dataset.
 
@@ -286,33 +282,31 @@ def write_synthetic_faces(
     Raises:
         DataError: An option is out of range, or ``root`` holds a complete dataset written with other options.
     """
-    root = Path(root)
     if num_images < 3 or size < 32 or wild_size < 16:
         raise DataError(
             f"need num_images >= 3 (one per split), size >= 32 and wild_size >= 16, got num_images={num_images} "
             f"size={size} wild_size={wild_size}"
         )
     options = f"celeba_faces seed={seed} num_images={num_images} size={size} wild_size={wild_size}\n"
-    marker = root / _MARKER
-    if _already_written(marker, options):
-        return root
-    (root / ALIGNED_DIR).mkdir(parents=True, exist_ok=True)
-    (root / WILD_DIR).mkdir(parents=True, exist_ok=True)
-    attr_lines = [f"{num_images}", "".join(f"{name} " for name in FACE_ATTRIBUTES)]
-    bbox_lines = [f"{num_images}", "image_id x_1 y_1 width height"]
-    for i in range(num_images):
-        name = f"{i + 1:06d}.jpg"
-        rng = np.random.default_rng([seed, i])
-        attributes = draw_attributes(rng)
-        face = draw_face(rng, attributes, size=size)
-        wild, (x, y, w, h) = draw_wild(rng, face, wild_size=wild_size)
-        face.save(root / ALIGNED_DIR / name, quality=JPEG_QUALITY)
-        wild.save(root / WILD_DIR / name, quality=JPEG_QUALITY)
-        attr_lines.append(name + "".join(f" {1 if attributes[a] else -1:2d}" for a in FACE_ATTRIBUTES))
-        bbox_lines.append(f"{name} {x:5d} {y:3d} {w:3d} {h:3d}")
-    partition = [str(k) for k, count in enumerate(partition_counts(num_images).values()) for _ in range(count)]
-    partition_lines = [f"{i + 1:06d}.jpg {value}" for i, value in enumerate(partition)]
-    for file, lines in ((ATTR_FILE, attr_lines), (BBOX_FILE, bbox_lines), (PARTITION_FILE, partition_lines)):
-        (root / file).write_text("\n".join(lines) + "\n")
-    marker.write_text(options)
-    return root
+
+    def write(folder: Path) -> None:
+        (folder / ALIGNED_DIR).mkdir(parents=True, exist_ok=True)
+        (folder / WILD_DIR).mkdir(parents=True, exist_ok=True)
+        attr_lines = [f"{num_images}", "".join(f"{name} " for name in FACE_ATTRIBUTES)]
+        bbox_lines = [f"{num_images}", "image_id x_1 y_1 width height"]
+        for i in range(num_images):
+            name = image_file_name(i)
+            rng = image_rng(seed, i)
+            attributes = draw_attributes(rng)
+            face = draw_face(rng, attributes, size=size)
+            wild, (x, y, w, h) = draw_wild(rng, face, wild_size=wild_size)
+            face.save(folder / ALIGNED_DIR / name, quality=JPEG_QUALITY)
+            wild.save(folder / WILD_DIR / name, quality=JPEG_QUALITY)
+            attr_lines.append(name + "".join(f" {1 if attributes[a] else -1:2d}" for a in FACE_ATTRIBUTES))
+            bbox_lines.append(f"{name} {x:5d} {y:3d} {w:3d} {h:3d}")
+        partition = [str(k) for k, count in enumerate(partition_counts(num_images).values()) for _ in range(count)]
+        partition_lines = [f"{image_file_name(i)} {value}" for i, value in enumerate(partition)]
+        for file, lines in ((ATTR_FILE, attr_lines), (BBOX_FILE, bbox_lines), (PARTITION_FILE, partition_lines)):
+            (folder / file).write_text("\n".join(lines) + "\n")
+
+    return write_dataset(root, options, write)
