@@ -1,23 +1,27 @@
 """mobivision: one MobileNet backbone under many mobile vision tasks.
 
-Public API: ``create_model``, ``create_backbone``, ``create_detector``, ``list_models``, ``list_detectors``,
-``detector_preset``, ``profile``.
+Public API: ``create_model``, ``create_backbone``, ``create_detector``, ``create_attribute_model``,
+``create_geolocator``, ``list_models``, ``list_detectors``, ``detector_preset``, ``profile``.
 """
 
 from mobivision.factory import (
+    create_attribute_model,
     create_backbone,
     create_detector,
+    create_geolocator,
     create_model,
     detector_preset,
     list_detectors,
     list_models,
 )
-from mobivision.profile import ModelCost, profile
+from mobivision.profiling import ModelCost, profile
 
 __all__ = [
     "ModelCost",
+    "create_attribute_model",
     "create_backbone",
     "create_detector",
+    "create_geolocator",
     "create_model",
     "detector_preset",
     "list_detectors",

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mobivision.classifier import ImageClassifier
+from mobivision.errors import ConfigError
 
 
 class GeoHead(nn.Module):
@@ -23,7 +24,7 @@ class GeoHead(nn.Module):
     def __init__(self, in_features: int, num_cells: Sequence[int], *, dropout: float = 0.0) -> None:
         super().__init__()
         if not num_cells or min(num_cells) < 1:
-            raise ValueError(f"every partitioning needs at least one cell, got {list(num_cells)}")
+            raise ConfigError(f"every partitioning needs at least one cell, got {list(num_cells)}")
         self.dropout = nn.Dropout(p=dropout)
         self.classifiers = nn.ModuleList(nn.Linear(in_features, n) for n in num_cells)
         for layer in self.classifiers:

@@ -1,11 +1,21 @@
-"""Unit tests of ``mobivision.factory``: the registry, ``create_model`` / ``create_backbone`` and their checks."""
+"""Unit tests of ``mobivision.factory``: the registries, every ``create_*`` and their checks."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 
-from mobivision import create_backbone, create_model, list_models
+from mobivision import (
+    create_attribute_model,
+    create_backbone,
+    create_detector,
+    create_model,
+    detector_preset,
+    list_detectors,
+    list_models,
+)
 from mobivision.errors import ConfigError
 
 NAMES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
@@ -16,7 +26,7 @@ def test_list_models() -> None:
     assert list_models() == NAMES
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list_models())
 def test_create_model_gives_logits(name: str) -> None:
     model = create_model(name, width_mult=0.5, num_classes=5).eval()
     with torch.no_grad():
@@ -118,3 +128,63 @@ def test_v1_options_are_applied() -> None:
         assert model.eval().forward_features(torch.randn(1, 3, SIZE, SIZE)).shape[-1] == SIZE // 16
     with pytest.raises(ConfigError, match="'same'"):
         create_model("mobilenet_v1", padding="same")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_name_builds_a_backbone(name: str) -> None:
+    backbone = create_backbone(name, width_mult=0.25).eval()
+    with torch.no_grad():
+        features = backbone(torch.randn(1, 3, SIZE, SIZE))
+    assert list(features) == list(backbone.feature_specs)
+
+
+@pytest.mark.parametrize("name", list_detectors())
+def test_every_detector_name_builds_the_detector_it_names(name: str) -> None:
+    head, resolution, backbone = re.fullmatch(r"(ssd|ssdlite)(\d+)_(.+)", name).groups()
+    assert detector_preset(name) == {"head": head, "backbone": backbone, "resolution": int(resolution)}
+    model = create_detector(name, num_classes=3, width_mult=0.25).eval()
+    cfg = model.pretrained_cfg
+    assert (cfg["head"], cfg["backbone"], cfg["resolution"]) == (head, backbone, int(resolution))
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, SIZE, SIZE))
+    assert out["cls_logits"].shape == (1, len(out["anchors"]), 3)
+
+
+def test_a_preset_equals_its_head_on_its_backbone() -> None:
+    torch.manual_seed(0)
+    preset = create_detector("ssdlite320_mobilenet_v3_large", num_classes=4, width_mult=0.25, resolution=256)
+    torch.manual_seed(0)
+    explicit = create_detector("ssdlite", backbone="mobilenet_v3_large", num_classes=4, width_mult=0.25, resolution=256)
+    assert preset.pretrained_cfg == explicit.pretrained_cfg
+    pairs = zip(preset.state_dict().items(), explicit.state_dict().items(), strict=True)
+    assert all(k == j and torch.equal(a, b) for (k, a), (j, b) in pairs)
+    same = create_detector("ssd300_mobilenet_v1", backbone="mobilenet_v1", num_classes=4, width_mult=0.25)
+    assert same.pretrained_cfg["resolution"] == 300
+
+
+def test_a_head_name_keeps_its_defaults() -> None:
+    cfg = create_detector("ssd", num_classes=4, width_mult=0.25).pretrained_cfg
+    assert (cfg["head"], cfg["backbone"], cfg["resolution"]) == ("ssd", "mobilenet_v1", 320)
+
+
+def test_a_conflicting_backbone_for_a_preset_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"'ssdlite320_mobilenet_v3_large'.*mobilenet_v3_large.*'mobilenet_v2'"):
+        create_detector("ssdlite320_mobilenet_v3_large", backbone="mobilenet_v2")
+
+
+def test_unknown_detector_or_attribute_backbone_suggests_the_closest() -> None:
+    with pytest.raises(ConfigError, match=r"unknown detector.*did you mean 'ssdlite320_mobilenet_v3_large'"):
+        create_detector("ssdlite320_mobilenet_v3_larg")
+    with pytest.raises(ConfigError, match=r"unknown model 'mobilenet_v'.*did you mean"):
+        create_attribute_model("mobilenet_v", num_attributes=3)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v3_small"])
+def test_attribute_model_gives_one_sigmoid_logit_per_attribute(name: str) -> None:
+    model = create_attribute_model(name, num_attributes=40, width_mult=0.25, dropout=0.0).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 40)
+    assert model.pretrained_cfg["score_function"] == "sigmoid"
+    assert model.pretrained_cfg["architecture"] == name
+    with pytest.raises(ConfigError, match=r"num_attributes.*0"):
+        create_attribute_model(name, num_attributes=0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mobivision import create_model
+from mobivision import create_geolocator, create_model
+from mobivision.errors import ConfigError
 from mobivision.heads.geo import GeoHead, GeoLocator, hierarchical_probabilities
 
 
@@ -23,6 +24,21 @@ def test_locator_has_one_classifier_per_partitioning_on_the_pooled_features() ->
         torch.testing.assert_close(x, pooled @ layer.weight.T + layer.bias)
     assert locator.backbone is classifier.backbone
     assert not any(isinstance(m, torch.nn.Linear) for m in locator.pool.modules())  # the 10 logits are gone
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v3_small"])
+def test_create_geolocator_has_the_structure_of_the_geo_task(name: str) -> None:
+    options = {"width_mult": 0.25, "output_stride": 32}
+    locator = create_geolocator(name, cells_per_partition=[3, 7], dropout=0.1, **options).eval()
+    with torch.no_grad():
+        assert [x.shape for x in locator(torch.rand(2, 3, 64, 64))] == [(2, 3), (2, 7)]
+    # What tasks/geolocation.py assembles, so its checkpoints' state dicts load.
+    task_built = GeoLocator(create_model(num_classes=0, name=name, **options), [3, 7], dropout=0.1)
+    shapes = {k: v.shape for k, v in locator.state_dict().items()}
+    assert list(shapes.items()) == [(k, v.shape) for k, v in task_built.state_dict().items()]
+    assert locator.head.dropout.p == 0.1
+    with pytest.raises(ConfigError, match="at least one cell"):
+        create_geolocator(name, cells_per_partition=[])
 
 
 def test_head_refuses_an_empty_partitioning() -> None:
