@@ -26,14 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobivision.profile import ModelCost, profile
+from mobivision.profiling import ModelCost, profile
 
 # timm's MobileNetV1 of the same width (same network: same multiply-adds and parameters).
 TIMM_PEERS = {1.0: "mobilenetv1_100", 1.25: "mobilenetv1_125"}
 DEFAULT_TIMM_PEER = "mobilenetv1_100"
 REFERENCE_ROW = "mobivision eager"
-ONNX_TARGET_SPEEDUP = 2.0  # ORT fp32 at least 2x faster than eager
-INT8_MAX_METRIC_DROP = 1.0  # points of top-1 (or the task's metric)
 # Sleep before each timed call when there are worker threads: after a call ONNX Runtime's intra-op workers
 # spin-wait for more work (measured: about 40 ms of a full core after each run with 2 threads) and OpenMP's
 # a few ms; on a small machine that steals the cores the next runtime's threads need. One thread: no workers.
@@ -326,16 +324,3 @@ def _ort_version() -> str:
     import onnxruntime as ort
 
     return ort.__version__
-
-
-def targets(rows: list[dict[str, Any]], accuracy: dict[str, Any] | None) -> dict[str, bool | None]:
-    """The issue's targets: ORT fp32 >= 2x faster than eager; INT8 faster than fp32 and within 1 point."""
-    by_name = {row["runtime"]: row for row in rows}
-    fp32 = by_name.get("mobivision ORT fp32")
-    int8 = by_name.get("mobivision ORT INT8")
-    change = None if accuracy is None else accuracy.get("change_points")
-    return {
-        "ort_fp32_2x_faster_than_eager": None if fp32 is None else fp32["time_ratio"] <= 1 / ONNX_TARGET_SPEEDUP,
-        "int8_faster_than_fp32": None if fp32 is None or int8 is None else int8["median_ms"] < fp32["median_ms"],
-        "int8_metric_change_under_1_point": None if change is None else abs(change) < INT8_MAX_METRIC_DROP,
-    }

@@ -1,6 +1,6 @@
 """``SSDDetector``: a MobileNet backbone, SSD extra layers, box predictors, anchors, loss and decoding.
 
-The head contract of DESIGN.md: ``forward(images) -> dict`` of raw outputs (class logits, box offsets
+The head contract (ARCHITECTURE.md, "Layers"): ``forward(images) -> dict`` of raw outputs (class logits, box offsets
 and the anchors they refer to), ``loss(outputs, targets) -> dict`` and ``predict(outputs, image_size)``
 -> boxes, scores and labels per image. Anchors follow the feature-map sizes the backbone really
 produces, so any input size works. Built by ``mobivision.create_detector``.

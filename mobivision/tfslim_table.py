@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from mobivision.factory import create_model
-from mobivision.profile import measure_latency_ms, profile
+from mobivision.profiling import measure_latency_ms, profile
 
 NUM_CLASSES = 1001  # TF-Slim's logits: class 0 is "background".
 MACS_REL_TOL = 0.01

@@ -1,33 +1,84 @@
-"""``TaskModule``: what every task shares (optimizer groups, schedules, checkpoint contents).
+"""``TaskModule``: the task protocol every head plugs into, and what all tasks share.
+
+The tools (train, eval, predict, export, check, collect, benchmark) know tasks only through this protocol, never
+by class (ARCHITECTURE.md, "The task protocol"). A task declares, in its own module:
+
+- ``kind`` and ``primary_metric`` (name and mode): what export, collect and benchmark report;
+- ``make_evaluator(dataset, stage)`` and ``update_evaluator(evaluator, outputs, batch)``: an
+  ``mobivision.evaluation.evaluator.Evaluator`` that owns the split's ground truth; the validation and test loops
+  here gather it from every process, log ``<stage>/<metric>``, and ``write_evaluation`` writes its reports;
+- ``export_graphs()``: the deployable networks (images -> named outputs) with what each output means, and
+  ``export_metadata()``: what a runtime needs besides pre-processing (label map, thresholds, cells...);
+  ``update_evaluator`` takes exactly the main graph's outputs, so the INT8 check scores ONNX Runtime's outputs;
+- ``predict(images, names, options)``: per image the JSON entries, the printed line and the picture a person wants;
+- ``describe_target(target)``: what ``check`` prints of a batch's targets.
 
 A task builds its network from plain configs (``backbone``, ``optimizer``, ``scheduler`` dicts), calls
-``save_hyperparameters()`` so ``Task.load_from_checkpoint(path)`` needs no arguments, and exposes
-``self.model`` with a ``backbone`` attribute (used for the parameter groups and by the freeze callback).
+``save_hyperparameters()`` so ``Task.load_from_checkpoint(path)`` needs no arguments, and exposes ``self.model``
+with a ``backbone`` attribute (used for the parameter groups and by the freeze callback).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
+from mobivision.data.detection_transforms import detection_eval_transform
+from mobivision.data.transforms import classification_eval_transform
+from mobivision.evaluation.evaluator import Evaluator
+from mobivision.export.graphs import ExportGraph
 from mobivision.optim import build_optimizer, build_scheduler, parameter_groups
 
 
+@dataclass(frozen=True)
+class PrimaryMetric:
+    """The metric that ranks checkpoints of a task: its name (without stage prefix) and ``max`` or ``min``."""
+
+    name: str
+    mode: str = "max"
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What a person asks of ``predict``: detections kept from ``score_threshold``, ``top_k`` classes / cells /
+    attributes shown."""
+
+    score_threshold: float = 0.3
+    top_k: int = 5
+
+
+@dataclass
+class ImagePrediction:
+    """One image's prediction: ``entries`` for ``predictions.json`` (detection: one COCO result per box), the
+    ``line`` printed for it (None: nothing) and an optional ``picture`` (``H x W x 3`` uint8) saved beside."""
+
+    entries: list[dict[str, Any]]
+    line: str | None = None
+    picture: np.ndarray | None = field(default=None, repr=False)
+
+
 class TaskModule(L.LightningModule):
-    """Base Lightning module; subclasses set ``self.model`` and implement the steps.
+    """Base Lightning module; subclasses set ``self.model``, the training step and the protocol members.
 
     Args:
         backbone: Model options passed to ``mobivision.create_model`` / ``create_backbone``.
         optimizer: ``{"name": sgd|rmsprop|adamw, "lr": ..., "weight_decay": ..., ...}``.
         scheduler: ``{"name": cosine|step|constant, "warmup_epochs": ..., ...}``.
         backbone_lr_mult: Learning-rate multiplier of the backbone groups (fine-tuning).
-        data_meta: What inference needs from the data: resolution, mean, std.
+        data_meta: What inference needs from the data: resolution, mean, std (and crop_pct).
         run_config: The resolved run configuration, kept in the checkpoint for reproducibility.
     """
 
+    kind: ClassVar[str]
+    primary_metric: ClassVar[PrimaryMetric]
+    default_resolution: ClassVar[int] = 224
     model: nn.Module
 
     def __init__(
@@ -46,6 +97,140 @@ class TaskModule(L.LightningModule):
         self.scheduler_cfg = dict(scheduler)
         self.backbone_lr_mult = backbone_lr_mult
         self.data_meta = dict(data_meta or {})
+        self.evaluator: Evaluator | None = None
+        size = self.input_size
+        self.example_input_array = torch.zeros(1, 3, *size)  # model summary: shapes, FLOPs
+
+    # --- protocol: what each task declares ----------------------------------------------------------------
+
+    def make_evaluator(self, dataset: Any, stage: str) -> Evaluator:
+        """A fresh evaluator of ``dataset`` for ``stage`` (``val``, ``test``; export scores as ``test``)."""
+        raise NotImplementedError
+
+    def update_evaluator(self, evaluator: Evaluator, outputs: Sequence[torch.Tensor], batch: dict[str, Any]) -> None:
+        """Feed ``evaluator`` the outputs of ``export_graphs()["model"]`` on ``batch["image"]``."""
+        raise NotImplementedError
+
+    def export_graphs(self) -> dict[str, ExportGraph]:
+        """``{"model": the main graph}`` plus any extra deployable graph (detectors: ``"nms"``)."""
+        raise NotImplementedError
+
+    def export_metadata(self) -> dict[str, Any]:
+        """Task entries of an exported file's metadata (label map, thresholds, decoding options...)."""
+        return {"class_names": list(getattr(self, "class_names", []))}
+
+    def export_side_files(self, out_dir: Path, name: str) -> list[Path]:
+        """Files written beside the exported graphs (geo: the cells); default none."""
+        return []
+
+    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+        """Predictions of original RGB images (any sizes) named ``names`` (relative paths), pre-processed like
+        evaluation."""
+        raise NotImplementedError
+
+    def describe_target(self, target: Any) -> str:
+        """What ``check`` prints of one batch's targets."""
+        text = describe_value(target)
+        if isinstance(target, torch.Tensor) and not target.is_floating_point() and target.dim() == 1:
+            classes = torch.unique(target)
+            text += f", {len(classes)} distinct classes ({int(classes.min())}..{int(classes.max())})"
+        return text
+
+    @property
+    def chance_level(self) -> float | dict[str, float] | None:
+        """What guessing scores, printed beside the results (None: not stated)."""
+        return None
+
+    # --- pre-processing ---------------------------------------------------------------------------------------
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` the network is evaluated and exported at."""
+        resolution = int(self.data_meta.get("resolution", self.default_resolution))
+        return resolution, resolution
+
+    @property
+    def crop_pct(self) -> float | None:
+        """Share of the resized image the evaluation crop keeps; None: the whole image resized (detection data)."""
+        return self.data_meta.get("crop_pct", 0.875)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """One original RGB image as the evaluation transform of the task's data makes it."""
+        mean, std, resolution = tuple(self.data_meta["mean"]), tuple(self.data_meta["std"]), self.input_size[0]
+        if self.crop_pct is None:
+            transform = detection_eval_transform(resolution=resolution, mean=mean, std=std)
+            return transform(image=image, bboxes=np.zeros((0, 4)), labels=[])["image"]
+        transform = classification_eval_transform(resolution=resolution, mean=mean, std=std, crop_pct=self.crop_pct)
+        return transform(image=image)["image"]
+
+    def preprocessing_text(self) -> str:
+        """The pre-processing in words, for exported metadata."""
+        height, width = self.input_size
+        if self.crop_pct is None:
+            steps = f"resize to {width}x{height} (bilinear, aspect ratio not kept)"
+        else:
+            steps = (
+                f"resize the shorter side to round({height} / {self.crop_pct}) = {round(height / self.crop_pct)} px "
+                f"(bilinear), centre-crop {width}x{height}"
+            )
+        return (
+            f"RGB image, {steps}, scale pixels to [0, 1] (/ 255), subtract mean, divide by std (per channel), "
+            "float32 NCHW"
+        )
+
+    # --- evaluation loops (shared by every task) --------------------------------------------------------------
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
+
+    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+        """Default: the main graph's outputs into the evaluator; tasks override it to log a loss as well."""
+        self.update_evaluator(self.evaluator, self.graph_outputs(batch["image"]), batch)
+
+    def graph_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The outputs ``export_graphs()["model"]`` computes from ``images``."""
+        outputs = self.export_graphs()["model"].module(images)
+        return tuple(outputs) if isinstance(outputs, list | tuple) else (outputs,)
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluator = self.make_evaluator(self.trainer.val_dataloaders.dataset, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.evaluator = self.make_evaluator(self.trainer.test_dataloaders.dataset, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def _finish_evaluation(self, stage: str) -> None:
+        """Every process's predictions, each image once, scored (on rank 0 and broadcast where expensive)."""
+        evaluator = self.evaluator
+        if self.trainer.sanity_checking or evaluator is None:
+            return
+        states = self.gather_from_processes(evaluator.state())
+        if evaluator.rank_zero_only:
+            metrics = evaluator.compute(states) if self.trainer.is_global_zero else {}
+            metrics = self.trainer.strategy.broadcast(metrics)
+        else:
+            metrics = evaluator.compute(states)
+        self.on_evaluated(stage, evaluator)
+        if metrics:
+            # The values are equal on every process; sync_dist only tells Lightning so.
+            self.log_dict(
+                {f"{stage}/{k}": float(v) for k, v in metrics.items()}, prog_bar=stage == "val", sync_dist=True
+            )
+
+    def on_evaluated(self, stage: str, evaluator: Evaluator) -> None:
+        """Hook after an evaluation (attributes: keep the thresholds tuned on validation)."""
+
+    def write_evaluation(self, output_dir: Path, split: str) -> list[Path]:
+        """The last evaluation's report files (call on rank 0 after a test run)."""
+        return self.evaluator.write_report(Path(output_dir), split) if self.evaluator is not None else []
 
     def gather_from_processes(self, value: Any) -> list[Any]:
         """``value`` of every process (rank order), for evaluations that must see all predictions at once."""
@@ -55,25 +240,7 @@ class TaskModule(L.LightningModule):
         torch.distributed.all_gather_object(gathered, value)
         return gathered
 
-    def gather_per_image(self, batches: list[tuple[torch.Tensor, torch.Tensor, list[str]]]) -> dict[str, Any]:
-        """``(probabilities, targets, paths)`` batches of every process merged once per image path.
-
-        DistributedSampler pads the last batch by repeating images, so each image is kept once, first seen
-        first. Returns ``{"paths": [...], "probabilities": Tensor, "targets": Tensor}`` (empty tensors if none).
-        """
-        seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for probabilities, targets, paths in (
-            batch for chunk in self.gather_from_processes(batches) for batch in chunk
-        ):
-            for p, t, path in zip(probabilities, targets, paths, strict=True):
-                seen.setdefault(path, (p, t))
-        if not seen:
-            return {"paths": [], "probabilities": torch.zeros(0), "targets": torch.zeros(0)}
-        return {
-            "paths": list(seen),
-            "probabilities": torch.stack([p for p, _ in seen.values()]),
-            "targets": torch.stack([t for _, t in seen.values()]),
-        }
+    # --- optimisation and checkpoints -----------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
         head = nn.ModuleList(m for name, m in self.model.named_children() if name != "backbone")
@@ -91,8 +258,26 @@ class TaskModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["mobivision"] = {"task": f"{type(self).__module__}.{type(self).__qualname__}"}
+        checkpoint["mobivision"] = {"task": f"{type(self).__module__}.{type(self).__qualname__}"}  # registry.py
         # The weights are in the state dict: a re-load must not look for the original pretrained file.
         backbone = checkpoint.get("hyper_parameters", {}).get("backbone")
         if isinstance(backbone, dict):
             backbone["pretrained"] = None
+
+
+def describe_value(value: Any) -> str:
+    """``float32 [32, 3, 64, 64] in [-1.00, 1.00]`` for a tensor; containers item by item."""
+    if isinstance(value, torch.Tensor):
+        text = f"{str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
+        if value.is_floating_point() and value.numel():
+            finite = value[torch.isfinite(value)]
+            if finite.numel():
+                text += f" in [{float(finite.min()):.2f}, {float(finite.max()):.2f}]"
+        return text
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple target
+        return ", ".join(f"{name} {describe_value(v)}" for name, v in zip(value._fields, value, strict=True))
+    if isinstance(value, list | tuple):
+        return f"{type(value).__name__} of {len(value)}: " + ", ".join(describe_value(v) for v in value[:3])
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {describe_value(v)}" for k, v in value.items()) + "}"
+    return type(value).__name__

@@ -14,7 +14,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from mobivision.errors import ConfigError
-from tasks.resume import capture_rng, restore_rng
+from mobivision.tasks.resume import capture_rng, restore_rng
 
 
 def set_backbone_frozen(backbone: nn.Module, frozen: bool) -> None:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import multiclass_accuracy
 
 from mobivision import create_model
-from mobivision.evaluation.classification import write_classification_report
-from tasks.base import TaskModule
-
-TOP_K = 5  # top-5 accuracy is reported for more than 5 classes
+from mobivision.evaluation.classification import ClassificationEvaluator
+from mobivision.evaluation.evaluator import Evaluator
+from mobivision.export.graphs import ExportGraph, SingleOutput
+from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule
 
 
 class ClassificationTask(TaskModule):
@@ -25,6 +25,9 @@ class ClassificationTask(TaskModule):
         label_smoothing: Cross-entropy label smoothing.
         **See ``TaskModule`` for the shared arguments.**
     """
+
+    kind: ClassVar[str] = "classification"
+    primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("top1", "max")
 
     def __init__(
         self,
@@ -39,9 +42,6 @@ class ClassificationTask(TaskModule):
         self.label_smoothing = label_smoothing
         self.model = create_model(num_classes=len(self.class_names), **self.backbone_cfg)
         self.model.pretrained_cfg["classes"] = self.class_names
-        resolution = self.data_meta.get("resolution", 224)
-        self.example_input_array = torch.zeros(1, 3, resolution, resolution)  # model summary: shapes, FLOPs
-        self._outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
 
     @property
     def chance_level(self) -> float:
@@ -51,86 +51,35 @@ class ClassificationTask(TaskModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch["image"]), batch["target"])
+        loss = F.cross_entropy(self(batch["image"]), batch["target"], label_smoothing=self.label_smoothing)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
         return loss
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        """Keep, per image, its loss and top-k classes (+ probabilities on test), scored at the epoch's end."""
-        logits = self(batch["image"]).float()
-        target = batch["target"]
-        losses = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing, reduction="none")
-        top = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1).indices.float()
-        columns = [losses[:, None], top] + ([logits.softmax(-1)] if stage == "test" else [])
-        self._outputs.append((torch.cat(columns, dim=1).cpu(), target.cpu(), self._image_keys(batch)))
+    # --- protocol ------------------------------------------------------------------------------------------
 
-    def _image_keys(self, batch: dict[str, Any]) -> list[str]:
-        """The images' paths; batches without them (plain tensors) get keys unique to each sample."""
-        if "meta" in batch:
-            return list(batch["meta"]["path"])
-        start = sum(len(keys) for *_, keys in self._outputs)
-        return [f"<rank {self.global_rank} sample {start + i}>" for i in range(len(batch["target"]))]
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
-
-    on_test_epoch_start = on_validation_epoch_start
-
-    def on_validation_epoch_end(self) -> None:
-        self._score("val")
-
-    def on_test_epoch_end(self) -> None:
-        """Also keep every test image's probabilities for ``write_evaluation``."""
-        self._score("test")
-
-    def _score(self, stage: str) -> None:
-        """Metrics over every image exactly once: under DDP, DistributedSampler pads the last shard by repeating
-        images, so the outputs of all processes are gathered and merged per image path before scoring."""
-        evaluation = self.gather_per_image(self._outputs)
-        self._outputs = []
-        if not evaluation["paths"]:
-            return
-        rows, targets = evaluation["probabilities"], evaluation["targets"]
-        k = min(TOP_K, len(self.class_names))
-        top = rows[:, 1 : 1 + k].long()
-        predicted = top[:, 0]
-        num_classes = len(self.class_names)
-        metrics = {
-            f"{stage}/loss": rows[:, 0].mean(),
-            f"{stage}/top1": multiclass_accuracy(predicted, targets, num_classes, average="micro"),
-            f"{stage}/mean_class_acc": multiclass_accuracy(predicted, targets, num_classes, average="macro"),
-        }
-        if num_classes > TOP_K:
-            metrics[f"{stage}/top5"] = (top == targets[:, None]).any(dim=1).float().mean()
-        # Every process computed the same values from the same gathered outputs.
-        self.log_dict(metrics, prog_bar=stage == "val", sync_dist=True)
-        if stage == "test":
-            evaluation["probabilities"] = rows[:, 1 + k :]
-            self.last_evaluation = evaluation
-
-    def write_evaluation(self, output_dir: Path, split: str) -> list[Path]:
-        """After a test run: confusion matrix picture, per-class accuracy, most-confused pairs, predictions."""
-        evaluation = getattr(self, "last_evaluation", None)
-        if not evaluation or not evaluation["paths"]:
-            return []
-        return write_classification_report(
-            output_dir,
-            split,
-            probabilities=evaluation["probabilities"],
-            targets=evaluation["targets"],
-            images=evaluation["paths"],
-            class_names=self.class_names,
+    def make_evaluator(self, dataset: Any, stage: str) -> ClassificationEvaluator:
+        """Per image its loss and top-k classes; on test also its probabilities (for the report)."""
+        return ClassificationEvaluator(
+            self.class_names, label_smoothing=self.label_smoothing, keep_probabilities=stage == "test"
         )
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return {"probabilities": self(batch["image"]).softmax(-1), "meta": batch["meta"]}
+    def update_evaluator(self, evaluator: Evaluator, outputs: Sequence[torch.Tensor], batch: dict[str, Any]) -> None:
+        evaluator.update(outputs[0], batch)
+
+    def export_graphs(self) -> dict[str, ExportGraph]:
+        meaning = "[B, classes] class logits (softmax)"
+        return {"model": ExportGraph(SingleOutput(self.model), ["logits"], {"logits": meaning})}
+
+    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+        """The top-k classes with their probabilities."""
+        k = min(options.top_k, len(self.class_names))
+        with torch.no_grad():
+            logits = self(torch.stack([self.preprocess(image) for image in images]))
+        probabilities, indices = logits.softmax(-1).topk(k, dim=-1)
+        predictions = []
+        for name, probs, idx in zip(names, probabilities.tolist(), indices.tolist(), strict=True):
+            top = [{"class": self.class_names[i], "probability": round(p, 5)} for p, i in zip(probs, idx, strict=True)]
+            line = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
+            predictions.append(ImagePrediction([{"image": name, "top_k": top}], line))
+        return predictions

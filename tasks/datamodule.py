@@ -30,15 +30,20 @@ from mobivision.data.detection_transforms import (
 )
 from mobivision.data.geo_csv import read_geo_csv
 from mobivision.data.image_folder import list_images, read_csv_list, read_image_folder
-from mobivision.data.records import ClassificationDataset, ImageRecord
+from mobivision.data.records import ClassificationDataset, GeoLabel, ImageRecord
 from mobivision.data.stanford_dogs import read_stanford_dogs
-from mobivision.data.synthetic import write_fine_grained_shapes, write_shapes_classification, write_shapes_detection
-from mobivision.data.synthetic_faces import write_synthetic_faces
-from mobivision.data.synthetic_geo import write_synthetic_geo
+from mobivision.data.synthetic import (
+    write_fine_grained_shapes,
+    write_shapes_classification,
+    write_shapes_detection,
+    write_synthetic_faces,
+    write_synthetic_geo,
+)
 from mobivision.data.transforms import classification_eval_transform, classification_train_transform
 from mobivision.errors import ConfigError
+from mobivision.factory import default_mean_std
 from mobivision.geo.cells import assign_cells, cells_to_columns, load_or_build_cells
-from tasks.resume import ResumableDataset
+from mobivision.tasks.resume import ResumableDataset
 
 log = logging.getLogger("mobivision")
 
@@ -93,8 +98,9 @@ class SplitDataModule(L.LightningDataModule):
             "pin_memory": pin_memory,
             "persistent_workers": persistent_workers and num_workers > 0,
         }
-        self.mean = tuple(mean) if mean is not None else (0.5, 0.5, 0.5)
-        self.std = tuple(std) if std is not None else (0.5, 0.5, 0.5)
+        default_mean, default_std = default_mean_std("mobilenet_v1")  # the runner passes the backbone's
+        self.mean = tuple(mean) if mean is not None else default_mean
+        self.std = tuple(std) if std is not None else default_std
         self.class_names: list[str] = []
         self.datasets: dict[str, Dataset] = {}
 
@@ -354,10 +360,10 @@ class GeoDataModule(ClassificationDataModule):
     synthetic set) and the S2 cell partitionings the task classifies over.
 
     The partitionings come from ``partitions.dir/cells_<t_min>_<t_max>.csv`` (written by ``tools/geo_cells.py``);
-    a missing file is built from the training coordinates and written there. Training targets are
-    ``(lat, lon, class per partitioning)``, with -1 where a photo's cell was dropped (under ``t_min``); photos
-    dropped by every partitioning are left out of training, with a warning that counts them. Validation and test
-    targets are ``(lat, lon)``.
+    a missing file is built from the training coordinates and written there. Targets are ``GeoTarget``s: the
+    location (lat, lon, float64) and, for training photos, the integer class in each partitioning, with -1 where a
+    photo's cell was dropped (under ``t_min``); photos dropped by every partitioning are left out of training, with
+    a warning that counts them. Validation and test photos have no cells.
 
     Args:
         partitions: ``{"dir", "t_min", "t_max": [coarse, ..., fine], "min_level", "max_level"}``.
@@ -391,11 +397,12 @@ class GeoDataModule(ClassificationDataModule):
 
     def _read(self, split: str) -> tuple[list[ImageRecord], list[str]]:
         file = self.root / self.splits[split]
-        return read_geo_csv(file, image_root=file.parent / (self.image_root or ""), on_error=self.on_error), []
+        records = read_geo_csv(file, image_root=file.parent / (self.image_root or ""), on_error=self.on_error)
+        return [replace(r, label=GeoLabel(*r.label)) for r in records], []
 
     def _training_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
-        lats = [r.label[0] for r in records]
-        lons = [r.label[1] for r in records]
+        lats = [r.label.lat for r in records]
+        lons = [r.label.lon for r in records]
         options = self.partition_options
         t_max = sorted(options["t_max"], reverse=True)  # coarse (large t_max) first
         classes = []
@@ -413,7 +420,9 @@ class GeoDataModule(ClassificationDataModule):
             self.partitions.append({"name": file.stem, **cells_to_columns(cells)})
             classes.append(assign_cells(cells, lats, lons).tolist())
         labeled = [
-            replace(r, label=(*r.label, *map(float, c))) for r, *c in zip(records, *classes, strict=True) if max(c) >= 0
+            replace(r, label=replace(r.label, cells=tuple(c)))
+            for r, *c in zip(records, *classes, strict=True)
+            if max(c) >= 0
         ]
         if len(labeled) < len(records):
             log.warning(
@@ -495,8 +504,9 @@ class DetectionDataModule(SplitDataModule):
 
     @property
     def meta(self) -> dict[str, Any]:
-        """What inference needs to pre-process images like evaluation did."""
-        return {"resolution": self.resolution, "mean": list(self.mean), "std": list(self.std)}
+        """What inference needs to pre-process images like evaluation did (``crop_pct`` None: the whole image is
+        resized to the input size, no crop)."""
+        return {"resolution": self.resolution, "mean": list(self.mean), "std": list(self.std), "crop_pct": None}
 
     def task_inputs(self) -> dict[str, Any]:
         return {"class_names": self.class_names, "category_ids": self.category_ids}
@@ -521,10 +531,9 @@ class DetectionDataModule(SplitDataModule):
             )
             if not self.category_ids:
                 self.class_names, self.category_ids = data.class_names, data.category_ids
-            dataset = DetectionDataset(data.records, transform=self._transform(split))
-            dataset.coco_gt = str(data.annotation_file)  # what COCOeval scores this split against
-            dataset.image_ids = [r.image_id for r in data.records]
-            self.datasets[split] = dataset
+            self.datasets[split] = DetectionDataset(
+                data.records, transform=self._transform(split), annotation_file=data.annotation_file
+            )
 
     def _transform(self, split: str):
         common = {"resolution": self.resolution, "mean": self.mean, "std": self.std}

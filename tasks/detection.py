@@ -1,51 +1,27 @@
 """Object detection task: SSD / SSDLite on MobileNet (MobileNets paper Sec. 4.7; SSD; MobileNetV2 Sec. 6.3).
 
-Training minimises the SSD loss; validation and test decode detections, map them back to original
-image pixels and COCO category ids, and score them with pycocotools' COCOeval on exactly the images of
-the split. Under several processes the detections are gathered, de-duplicated (DistributedSampler pads
-the last batch by repeating images) and evaluated once, on rank 0; the metrics are then broadcast.
+Training minimises the SSD loss; validation and test decode detections, map them back to original image pixels
+and COCO category ids, and score them with pycocotools' COCOeval on exactly the images of the split
+(``mobivision.evaluation.coco.CocoEvaluator``: under several processes the detections are gathered, each image
+kept once, evaluated on rank 0 and the metrics broadcast).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from mobivision import create_detector
-from mobivision.data.records import load_rgb
-from mobivision.evaluation import coco_evaluate, format_per_class_table, merge_detections
-from mobivision.visualize import draw_detections, image_grid
-from tasks.base import TaskModule
-
-
-def to_coco_results(
-    detections: list[dict[str, torch.Tensor]], meta: list[dict[str, Any]], category_ids: list[int]
-) -> list[dict[str, Any]]:
-    """Detections in input pixels -> COCO result dicts in original image pixels (``[x, y, w, h]``).
-
-    The evaluation transform is a plain resize, so boxes scale back by original size / input size.
-    """
-    results = []
-    for detection, info in zip(detections, meta, strict=True):
-        (orig_h, orig_w), (in_h, in_w) = info["size"], info["input_size"]
-        scale = torch.tensor([orig_w / in_w, orig_h / in_h, orig_w / in_w, orig_h / in_h])
-        boxes = detection["boxes"].float().cpu() * scale
-        boxes[:, 2:] -= boxes[:, :2]
-        for box, score, label in zip(
-            boxes.tolist(), detection["scores"].tolist(), detection["labels"].tolist(), strict=True
-        ):
-            results.append(
-                {
-                    "image_id": info["image_id"],
-                    "category_id": category_ids[label - 1],
-                    "bbox": [round(v, 2) for v in box],
-                    "score": round(score, 5),
-                }
-            )
-    return results
+from mobivision.evaluation.coco import CocoEvaluator, to_coco_results
+from mobivision.evaluation.evaluator import Evaluator
+from mobivision.export import SSDRawOutputs, SSDWithNMS, compare_detections
+from mobivision.export.graphs import ExportGraph
+from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
+from mobivision.visualize import draw_detections
 
 
 class DetectionTask(TaskModule):
@@ -58,6 +34,10 @@ class DetectionTask(TaskModule):
         detector: Further ``create_detector`` options (``extra_depths``, ``anchors``, ``loss``, ``postprocess``).
         **See ``TaskModule`` for the shared arguments.**
     """
+
+    kind: ClassVar[str] = "detection"
+    primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("mAP", "max")
+    default_resolution: ClassVar[int] = 320
 
     def __init__(
         self,
@@ -74,19 +54,15 @@ class DetectionTask(TaskModule):
         self.category_ids = [int(c) for c in category_ids]
         options = dict(self.backbone_cfg)
         name = options.pop("name")
-        resolution = int(self.data_meta.get("resolution", 320))
         self.model = create_detector(
             head,
             backbone=name,
             num_classes=len(self.class_names) + 1,
-            resolution=resolution,
+            resolution=self.input_size[0],
             **options,
             **dict(detector or {}),
         )
         self.model.pretrained_cfg.update(classes=self.class_names, category_ids=self.category_ids)
-        self.example_input_array = torch.zeros(1, 3, resolution, resolution)
-        self._results: list[dict[str, Any]] = []
-        self.last_evaluation: dict[str, Any] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(images)
@@ -102,76 +78,91 @@ class DetectionTask(TaskModule):
         """Detections per image in input pixels (boxes, scores, 1-based labels)."""
         return self.model.predict(self(images), tuple(images.shape[-2:]))
 
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> list[dict[str, torch.Tensor]]:
+    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         outputs = self(batch["image"])
         loss = self.model.loss(outputs, batch["target"])["loss"]
         self.log(f"{stage}/loss", loss, batch_size=len(batch["target"]), sync_dist=True)
-        detections = self.model.predict(outputs, tuple(batch["image"].shape[-2:]))
-        self._results += to_coco_results(detections, batch["meta"], self.category_ids)
-        return detections
+        raw = (outputs["cls_logits"], outputs["bbox_regression"], outputs["anchors"])
+        self.update_evaluator(self.evaluator, raw, batch)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
-        return self._eval_step(batch, "val")
+    # --- protocol ------------------------------------------------------------------------------------------
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
-        return self._eval_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._results = []
-
-    on_test_epoch_start = on_validation_epoch_start
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluate("val", self.trainer.val_dataloaders)
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate("test", self.trainer.test_dataloaders)
-
-    def _evaluate(self, stage: str, loader: Any) -> None:
-        """Gather detections from all processes, evaluate once on rank 0, log the broadcast metrics."""
-        if self.trainer.sanity_checking:
-            return
-        dataset = loader.dataset
-        chunks = self.gather_from_processes(self._results)
-        metrics: dict[str, Any] = {}
-        if self.trainer.is_global_zero:
-            results = merge_detections(chunks)
-            metrics = coco_evaluate(dataset.coco_gt, results, image_ids=dataset.image_ids, per_class=stage == "test")
-            paths = dict(zip(dataset.image_ids, (str(r.path) for r in dataset.records), strict=True))
-            self.last_evaluation = {"stage": stage, "results": results, "metrics": metrics, "paths": paths}
-        metrics = self.trainer.strategy.broadcast(metrics)
-        names = {"AP": "mAP"}
-        self.log_dict(
-            {f"{stage}/{names.get(k, k)}": float(v) for k, v in metrics.items() if k != "per_class"},
-            prog_bar=stage == "val",
-            sync_dist=True,  # the broadcast values are equal on every rank; this only tells Lightning so
+    def make_evaluator(self, dataset: Any, stage: str) -> CocoEvaluator:
+        """COCOeval against the split's annotation file; the per-class table on test."""
+        return CocoEvaluator(
+            dataset.annotation_file,
+            category_ids=self.category_ids,
+            class_names=self.class_names,
+            per_class=stage == "test",
         )
-        self._results = []
 
-    def write_evaluation(self, output_dir: Path, split: str, *, picture_images: int = 8) -> list[Path]:
-        """After a test run: ``results_<split>.json`` (COCO results), ``per_class_<split>.md`` and a picture
-        ``predictions_<split>.jpg`` of the first images with their detections (score >= 0.3)."""
-        if not self.last_evaluation:
-            return []
-        output_dir = Path(output_dir)
-        results = self.last_evaluation["results"]
-        written = [output_dir / f"results_{split}.json", output_dir / f"per_class_{split}.md"]
-        written[0].write_text(json.dumps(results) + "\n")
-        written[1].write_text(format_per_class_table(self.last_evaluation["metrics"]["per_class"]) + "\n")
-        paths = self.last_evaluation["paths"]
-        if paths:
-            names = {c: n for c, n in zip(self.category_ids, self.class_names, strict=True)}
-            pictures = []
-            for image_id, path in list(paths.items())[:picture_images]:
-                shown = [
-                    {**r, "category_name": names[r["category_id"]]}
-                    for r in results
-                    if r["image_id"] == image_id and r["score"] >= 0.3
-                ]
-                pictures.append(draw_detections(load_rgb(Path(path)), shown, self.class_names))
-            written.append(output_dir / f"predictions_{split}.jpg")
-            image_grid(pictures).save(written[-1], quality=92)
-        return written
+    def update_evaluator(self, evaluator: Evaluator, outputs: Sequence[torch.Tensor], batch: dict[str, Any]) -> None:
+        """``outputs``: the raw graph's ``cls_logits``, ``bbox_regression``, ``anchors``."""
+        raw = dict(zip(SSDRawOutputs.output_names, outputs, strict=True))
+        evaluator.update(self.model.predict(raw, tuple(batch["image"].shape[-2:])), batch)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return {"detections": self.detect(batch["image"]), "meta": batch["meta"]}
+    def export_graphs(self) -> dict[str, ExportGraph]:
+        """The raw outputs (decoding left to the runtime) and the graph with decoding and NMS inside."""
+        score = "sigmoid" if self.model.loss_options.classification == "focal" else "softmax"
+        raw = {
+            "cls_logits": f"[B, A, C] class logits per anchor, C = background + classes (score: {score}, drop "
+            "column 0)",
+            "bbox_regression": "[B, A, 4] box offsets (dx, dy, dw, dh) relative to the anchors, scaled by "
+            "box_coder_weights (Faster R-CNN coder)",
+            "anchors": "[A, 4] anchors xyxy in input pixels (constant of the export resolution)",
+        }
+        nms = {
+            "boxes": "[B, K, 4] xyxy in input pixels, best first; rows past num_detections are zero",
+            "scores": "[B, K] scores",
+            "labels": "[B, K] int64 1-based labels (class_names[label - 1]); 0 past num_detections",
+            "num_detections": "[B] int64 detections per image",
+        }
+        return {
+            "model": ExportGraph(SSDRawOutputs(self.model), list(SSDRawOutputs.output_names), raw),
+            "nms": ExportGraph(
+                SSDWithNMS(self.model, self.input_size), list(SSDWithNMS.output_names), nms, compare_detections
+            ),
+        }
+
+    def export_metadata(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "class_names": self.class_names,
+            "category_ids": self.category_ids,
+            "box_coder_weights": list(model.loss_options.box_coder_weights),
+            "score_function": "sigmoid" if model.loss_options.classification == "focal" else "softmax",
+            "postprocess": asdict(model.postprocess_options),
+            "boxes": "xyxy in input pixels; scale x by original width / input width, y likewise",
+        }
+
+    @property
+    def crop_pct(self) -> None:
+        """Detectors see the whole image resized: no crop."""
+        return None
+
+    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+        """COCO-style results per box (``image_id`` = the image's name, boxes in original pixels, ``category_name``)
+        with score >= ``score_threshold``, and a picture with the boxes drawn."""
+        tensors = torch.stack([self.preprocess(image) for image in images])
+        with torch.no_grad():
+            detections = self.detect(tensors)
+        predictions = []
+        for name, image, detection in zip(names, images, detections, strict=True):
+            keep = detection["scores"] >= options.score_threshold
+            kept = {k: v[keep] for k, v in detection.items()}
+            info = {"image_id": name, "size": image.shape[:2], "input_size": tuple(tensors.shape[-2:])}
+            results = to_coco_results([kept], [info], self.category_ids)
+            for result, label in zip(results, kept["labels"].tolist(), strict=True):
+                result["category_name"] = self.class_names[label - 1]
+            shown = ", ".join(f"{r['category_name']} {r['score']:.2f}" for r in results)
+            line = f"{len(results)} detections (score >= {options.score_threshold})" + (f": {shown}" if shown else "")
+            predictions.append(ImagePrediction(results, line, draw_detections(image, results, self.class_names)))
+        return predictions
+
+    def describe_target(self, target: Any) -> str:
+        boxes = sum(len(t.get("boxes", [])) for t in target)
+        return (
+            f"{len(target)} images, {boxes} boxes ({', '.join(sorted(target[0]))})"
+            if target
+            else describe_value(target)
+        )

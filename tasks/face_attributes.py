@@ -10,17 +10,21 @@ the thresholds are saved in the checkpoint and used by test and predict.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mobivision import create_model
+from mobivision import create_attribute_model
 from mobivision.errors import ConfigError
-from mobivision.evaluation.attributes import attribute_metrics, tune_thresholds, write_attribute_report
+from mobivision.evaluation.attributes import AttributeEvaluator
+from mobivision.evaluation.evaluator import Evaluator
+from mobivision.export.graphs import ExportGraph, SingleOutput
 from mobivision.heads.attributes import attribute_loss, decide, positive_weight
-from tasks.base import TaskModule
+from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
+from mobivision.visualize import draw_text_lines
 
 
 class AttributeTask(TaskModule):
@@ -38,6 +42,9 @@ class AttributeTask(TaskModule):
             ``balanced_accuracy``.
         **See ``TaskModule`` for the shared arguments.**
     """
+
+    kind: ClassVar[str] = "attributes"
+    primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("mAP", "max")
 
     def __init__(
         self,
@@ -62,17 +69,14 @@ class AttributeTask(TaskModule):
         self.teacher_cfg = _teacher_options(teacher)
         self.threshold_criterion = threshold_criterion
         num_attributes = len(self.class_names)
-        self.model = create_model(num_classes=num_attributes, **self.backbone_cfg)
+        options = dict(self.backbone_cfg)
+        self.model = create_attribute_model(options.pop("name"), num_attributes=num_attributes, **options)
         self.model.pretrained_cfg["classes"] = self.class_names
         weight = positive_weight(positive_rate, max_weight=max_pos_weight) if pos_weight else None
         self.register_buffer("pos_weight", weight, persistent=False)
         # Tuned on validation; kept in the checkpoint by on_save_checkpoint (a plain tensor, not a buffer, so
         # weight averaging (EMA) never averages it).
         self.thresholds = torch.full((num_attributes,), 0.5)
-        resolution = self.data_meta.get("resolution", 224)
-        self.example_input_array = torch.zeros(1, 3, resolution, resolution)
-        self._outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
-        self.last_evaluation: dict[str, Any] = {}
 
     @property
     def chance_level(self) -> dict[str, float]:
@@ -142,69 +146,64 @@ class AttributeTask(TaskModule):
         self.log_dict({f"train/{k}": losses[k] for k in ("bce", "distill")}, batch_size=size)
         return losses["loss"]
 
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         logits = self(batch["image"]).float()
         loss = F.binary_cross_entropy_with_logits(logits, batch["target"].nan_to_num(0.0), reduction="none")
         known = ~batch["target"].isnan()
         self.log(f"{stage}/loss", loss[known].mean(), batch_size=len(logits), sync_dist=True)
-        self._outputs.append((logits.sigmoid().cpu(), batch["target"].cpu(), batch["meta"]["path"]))
+        self.update_evaluator(self.evaluator, (logits,), batch)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    # --- protocol ------------------------------------------------------------------------------------------
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def make_evaluator(self, dataset: Any, stage: str) -> AttributeEvaluator:
+        """Validation tunes the thresholds on the whole split first (every process sees all of it); test and
+        export score at the thresholds kept in the checkpoint."""
+        tune = self.threshold_criterion if stage == "val" else None
+        return AttributeEvaluator(self.class_names, thresholds=self.thresholds, tune=tune)
 
-    def on_validation_epoch_start(self) -> None:
-        self._outputs = []
+    def update_evaluator(self, evaluator: Evaluator, outputs: Sequence[torch.Tensor], batch: dict[str, Any]) -> None:
+        evaluator.update(outputs[0].float().sigmoid(), batch)
 
-    on_test_epoch_start = on_validation_epoch_start
+    def on_evaluated(self, stage: str, evaluator: Evaluator) -> None:
+        self.thresholds = evaluator.thresholds
 
-    def on_validation_epoch_end(self) -> None:
-        """Tune the thresholds on the whole validation split (every process sees all of it), then score."""
-        evaluation = self.gather_per_image(self._outputs)
-        self._outputs = []
-        if self.trainer.sanity_checking or not evaluation["paths"]:
-            return
-        self.thresholds = tune_thresholds(
-            evaluation["probabilities"], evaluation["targets"], criterion=self.threshold_criterion
-        )
-        self._log_metrics("val", evaluation)
+    def export_graphs(self) -> dict[str, ExportGraph]:
+        meaning = "[B, attributes] logits; sigmoid gives probabilities, present where >= attribute_thresholds"
+        return {"model": ExportGraph(SingleOutput(self.model), ["logits"], {"logits": meaning})}
 
-    def on_test_epoch_end(self) -> None:
-        evaluation = self.gather_per_image(self._outputs)
-        self._outputs = []
-        if evaluation["paths"]:
-            self._log_metrics("test", evaluation)
-
-    def _log_metrics(self, stage: str, evaluation: dict[str, Any]) -> None:
-        metrics = attribute_metrics(evaluation["probabilities"], evaluation["targets"], self.thresholds)
-        # Every process computed the same values from the same gathered outputs.
-        self.log_dict(metrics.summary(f"{stage}/"), prog_bar=stage == "val", sync_dist=True)
-        self.last_evaluation = {**evaluation, "metrics": metrics}
-
-    def write_evaluation(self, output_dir: Path, split: str) -> list[Path]:
-        """After a test run: the per-attribute table (Markdown + CSV) and every image's probabilities."""
-        if not self.last_evaluation:
-            return []
-        return write_attribute_report(
-            output_dir,
-            split,
-            probabilities=self.last_evaluation["probabilities"],
-            targets=self.last_evaluation["targets"],
-            thresholds=self.thresholds,
-            attribute_names=self.class_names,
-            images=self.last_evaluation["paths"],
-        )
+    def export_metadata(self) -> dict[str, Any]:
+        return {
+            "attribute_names": self.class_names,
+            "attribute_thresholds": [round(float(t), 6) for t in self.thresholds],
+        }
 
     def predict_attributes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Probabilities and decisions (at the tuned thresholds) for a batch of pre-processed images."""
         probabilities = self(images).float().sigmoid()
         return probabilities, decide(probabilities, self.thresholds.to(probabilities.device))
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        probabilities, present = self.predict_attributes(batch["image"])
-        return {"probabilities": probabilities, "present": present, "meta": batch["meta"]}
+    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+        """Every attribute's probability and decision (``present`` sorted by probability), and a picture with the
+        ``top_k`` most probable present attributes."""
+        with torch.no_grad():
+            probabilities, present = self.predict_attributes(torch.stack([self.preprocess(i) for i in images]))
+        attributes = self.class_names
+        predictions = []
+        for name, image, probs, flags in zip(names, images, probabilities.tolist(), present.tolist(), strict=True):
+            ranked = sorted((i for i, flag in enumerate(flags) if flag), key=lambda i: -probs[i])
+            entry = {
+                "image": name,
+                "probabilities": {n: round(p, 5) for n, p in zip(attributes, probs, strict=True)},
+                "present": [attributes[i] for i in ranked],
+            }
+            lines = [f"{attributes[i]} {probs[i]:.2f}" for i in ranked[: options.top_k]] or ["(no attribute present)"]
+            shown = ", ".join(entry["present"][: options.top_k]) or "(no attribute present)"
+            predictions.append(ImagePrediction([entry], shown, draw_text_lines(image, lines)))
+        return predictions
+
+    def describe_target(self, target: Any) -> str:
+        unknown = int(target.isnan().sum())
+        return describe_value(target) + (f", {unknown} unknown (NaN)" if unknown else "")
 
     # --- checkpoint ----------------------------------------------------------------------------------------
 
@@ -243,7 +242,7 @@ class Teacher(NamedTuple):
 
 def _load_teacher(checkpoint: str, attribute_names: list[str]) -> Teacher:
     """The teacher of ``attribute_names`` from any mobivision attribute checkpoint."""
-    from tasks.runner import load_task  # the runner imports the task modules; import it late
+    from mobivision.tasks.runner import load_task  # the runner imports the task modules; import it late
 
     teacher = load_task(checkpoint)
     if not isinstance(teacher, AttributeTask):

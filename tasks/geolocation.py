@@ -10,18 +10,24 @@ the baseline that always answers the most common cell.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mobivision import create_model
+from mobivision import create_geolocator
 from mobivision.errors import ConfigError
-from mobivision.evaluation.geo import geo_metrics, write_geo_report
+from mobivision.evaluation.evaluator import Evaluator
+from mobivision.evaluation.geo import GeoEvaluator
+from mobivision.export.geo import GeoOutputs
+from mobivision.export.graphs import ExportGraph
 from mobivision.geo.cells import cells_from_columns, parent_indices
-from mobivision.heads.geo import GeoLocator, hierarchical_probabilities
-from tasks.base import TaskModule
+from mobivision.heads.geo import hierarchical_probabilities
+from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
 
 
 class GeoTask(TaskModule):
@@ -35,6 +41,9 @@ class GeoTask(TaskModule):
         hierarchical: Combine the partitionings' probabilities (else the finest partitioning alone decides).
         **See ``TaskModule`` for the shared arguments.**
     """
+
+    kind: ClassVar[str] = "geo"
+    primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("acc_25km", "max")
 
     def __init__(
         self,
@@ -54,8 +63,8 @@ class GeoTask(TaskModule):
         self.label_smoothing = label_smoothing
         self.hierarchical = hierarchical
         sizes = [len(cells) for cells in self.partitions]
-        classifier = create_model(num_classes=0, **self.backbone_cfg)
-        self.model = GeoLocator(classifier, sizes, dropout=dropout)
+        options = dict(self.backbone_cfg)
+        self.model = create_geolocator(options.pop("name"), cells_per_partition=sizes, dropout=dropout, **options)
         finest = self.partitions[-1]
         # Non-persistent: rebuilt from the hyper-parameters, so a checkpoint holds the cells once.
         locations = [[cell.lat, cell.lon] for cell in finest]
@@ -65,10 +74,6 @@ class GeoTask(TaskModule):
             self.register_buffer(f"parents_{i}", parent, persistent=False)
         baseline = max(finest, key=lambda cell: cell.count)
         self.baseline_location = (baseline.lat, baseline.lon)
-        resolution = self.data_meta.get("resolution", 224)
-        self.example_input_array = torch.zeros(1, 3, resolution, resolution)
-        self._outputs: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
-        self.last_evaluation: dict[str, Any] = {}
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.model(images)
@@ -102,61 +107,80 @@ class GeoTask(TaskModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         target = batch["target"]
-        loss = self._loss(self(batch["image"]), target[:, 2:].long())
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
+        loss = self._loss(self(batch["image"]), target.cells)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(target.cells))
         return loss
 
-    def _eval_step(self, batch: dict[str, Any]) -> None:
-        location, top = self.locate(batch["image"], top_k=5)
-        predicted = torch.cat([location, top[..., 0]], dim=1)  # lat, lon, top-5 cell indices
-        self._outputs.append((predicted.cpu(), batch["target"][:, :2].cpu(), batch["meta"]["path"]))
+    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+        logits = self(batch["image"])
+        self.update_evaluator(self.evaluator, (*logits, self.cell_probabilities(logits)), batch)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
+    # --- protocol ------------------------------------------------------------------------------------------
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
+    def make_evaluator(self, dataset: Any, stage: str) -> GeoEvaluator:
+        """Distances of every photo once; on test also the most-common-cell baseline."""
+        return GeoEvaluator(baseline=self.baseline_location if stage == "test" else None)
 
-    def on_validation_epoch_start(self) -> None:
-        self._outputs = []
+    def update_evaluator(self, evaluator: Evaluator, outputs: Sequence[torch.Tensor], batch: dict[str, Any]) -> None:
+        """``outputs``: the partitionings' logits, then the finest cells' probabilities (the export graph's)."""
+        probabilities = outputs[-1].float()
+        cells = probabilities.topk(min(5, probabilities.shape[-1]), dim=-1).indices
+        evaluator.update((self.cell_locations.to(cells.device)[cells[:, 0]], cells), batch)
 
-    on_test_epoch_start = on_validation_epoch_start
+    def _parents(self) -> list[torch.Tensor]:
+        return [getattr(self, f"parents_{i}") for i in range(len(self.partitions) - 1)]
 
-    def on_validation_epoch_end(self) -> None:
-        self._evaluate("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate("test")
-
-    def _evaluate(self, stage: str) -> None:
-        """Distances need every image once: gather all processes' predictions, then score."""
-        evaluation = self.gather_per_image(self._outputs)
-        self._outputs = []
-        if not evaluation["paths"]:
-            return
-        predicted, truth = evaluation["probabilities"], evaluation["targets"]
-        metrics = geo_metrics(predicted[:, 0], predicted[:, 1], truth[:, 0], truth[:, 1])
-        summary = metrics.summary(f"{stage}/")
-        if stage == "test":
-            lat, lon = (torch.full_like(truth[:, 0], v) for v in self.baseline_location)
-            summary |= geo_metrics(lat, lon, truth[:, 0], truth[:, 1]).summary("test/baseline_")
-        # Every process computed the same values from the same gathered outputs.
-        self.log_dict(summary, prog_bar=stage == "val", sync_dist=True)
-        self.last_evaluation = evaluation
-
-    def write_evaluation(self, output_dir: Path, split: str) -> list[Path]:
-        """After a test run: the Table 11 row beside the paper's, every photo's prediction, and a map."""
-        if not self.last_evaluation:
-            return []
-        predicted, truth = self.last_evaluation["probabilities"], self.last_evaluation["targets"]
-        return write_geo_report(
-            output_dir,
-            split,
-            pred_lat=predicted[:, 0],
-            pred_lon=predicted[:, 1],
-            true_lat=truth[:, 0],
-            true_lon=truth[:, 1],
-            images=self.last_evaluation["paths"],
-            top_cells=predicted[:, 2:].long().tolist(),
-            baseline=self.baseline_location,
+    def export_graphs(self) -> dict[str, ExportGraph]:
+        names = [f"logits_{name}" for name in self.partition_names]
+        meanings = {
+            n: f"[B, {len(cells)}] cell logits of partitioning {p}"
+            for n, p, cells in zip(names, self.partition_names, self.partitions, strict=True)
+        }
+        combination = "hierarchical (times the coarser parents')" if self.hierarchical else "finest softmax"
+        meanings["cell_probabilities"] = (
+            f"[B, {len(self.partitions[-1])}] probabilities over the finest cells, {combination}; the location is "
+            "the mean training location (cells file) of the most probable cell"
         )
+        module = GeoOutputs(self.model, self._parents(), hierarchical=self.hierarchical)
+        return {"model": ExportGraph(module, [*names, "cell_probabilities"], meanings)}
+
+    def export_metadata(self) -> dict[str, Any]:
+        return {
+            "partitions": [
+                {"name": n, "cells": len(c)} for n, c in zip(self.partition_names, self.partitions, strict=True)
+            ],
+            "hierarchical": self.hierarchical,
+            "cells_file": "<name>.cells.json beside this file: tokens, counts, mean lat/lon per cell",
+        }
+
+    def export_side_files(self, out_dir: Path, name: str) -> list[Path]:
+        """``<name>.cells.json``: every partitioning's cells and the finest cells' parent indices."""
+        path = Path(out_dir) / f"{name}.cells.json"
+        payload = {
+            "partitions": [
+                {"name": p["name"], **{k: list(p[k]) for k in ("tokens", "count", "lat", "lon")}}
+                for p in self.hparams["partitions"]
+            ],
+            "parents": [p.tolist() for p in self._parents()],
+            "hierarchical": self.hierarchical,
+            "location": "mean training location (lat, lon) of the finest partitioning's most probable cell",
+        }
+        path.write_text(json.dumps(payload) + "\n")
+        return [path]
+
+    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+        """The predicted latitude/longitude (the best cell's mean training location) and the ``top_k`` cells of the
+        finest partitioning with their S2 tokens, centres and probabilities."""
+        cells = self.partitions[-1]
+        with torch.no_grad():
+            locations, top = self.locate(torch.stack([self.preprocess(i) for i in images]), top_k=options.top_k)
+        predictions = []
+        for name, (lat, lon), ranked in zip(names, locations.tolist(), top.tolist(), strict=True):
+            best = [(cells[int(i)], round(p, 5)) for i, p in ranked]
+            top_cells = [{"token": c.token, "lat": c.lat, "lon": c.lon, "probability": p} for c, p in best]
+            line = f"{lat:.4f}, {lon:.4f} (best cell {top_cells[0]['token']})"
+            predictions.append(ImagePrediction([{"image": name, "lat": lat, "lon": lon, "top_k": top_cells}], line))
+        return predictions
+
+    def describe_target(self, target: Any) -> str:
+        return describe_value(target)

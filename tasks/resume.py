@@ -1,10 +1,10 @@
 """Resuming a fit (``resume=auto|<path>``) and fine-tuning from weights only (``init_from=<path>``).
 
 Lightning restores the model, optimizer, LR scheduler, AMP scaler, epoch, global step and loop progress from a
-checkpoint. What it does not restore is added here and in ``tasks.callbacks``:
+checkpoint. What it does not restore is added here and in ``mobivision.tasks.callbacks``:
 
-* the global RNG states (torch CPU and CUDA, numpy, python ``random``): ``tasks.callbacks.ResumeState`` saves them
-  in every checkpoint and puts them back at ``on_train_start`` of the resumed fit;
+* the global RNG states (torch CPU and CUDA, numpy, python ``random``): ``mobivision.tasks.callbacks.ResumeState``
+  saves them in every checkpoint and puts them back at ``on_train_start`` of the resumed fit;
 * the position in the training data: the training loader is a torchdata ``StatefulDataLoader``, whose
   ``state_dict`` (sampler permutation and batches yielded) Lightning keeps in the checkpoint's loop state and
   loads when it restarts mid-epoch (``ResumeState`` loads it where Lightning misses it);
@@ -12,7 +12,7 @@ checkpoint. What it does not restore is added here and in ``tasks.callbacks``:
   told otherwise, so ``ResumableDataset`` seeds them reproducibly and hands their state to the loader's
   ``state_dict``.
 
-``prepare_resume`` runs at the start of ``tasks.runner.train``: it finds the checkpoint, points
+``prepare_resume`` runs at the start of ``mobivision.tasks.runner.train``: it finds the checkpoint, points
 ``paths.output_dir`` at that checkpoint's run folder (logs, checkpoints and the summary continue there) and
 refuses a changed configuration unless ``resume_force=true``. ``init_weights`` loads ``init_from``.
 """
@@ -57,7 +57,6 @@ RESUME_IGNORED = (
     "test_after_training",
     "resume",
     "resume_force",
-    "ckpt_path",
     "init_from",
     "data.num_workers",
     "data.pin_memory",
@@ -201,7 +200,7 @@ def _keep_csv_metrics(run_dir: Path) -> None:
 
 
 def prepare_resume(cfg: DictConfig) -> Path | None:
-    """The checkpoint to resume from (``resume`` or its older spelling ``ckpt_path``), or None to start fresh.
+    """The checkpoint to resume from (``resume``), or None to start fresh.
 
     ``resume=auto``: this run folder's own ``checkpoints/last.ckpt`` if there is one (a requeued job), else the
     newest among the run folders beside it (the parent of ``paths.output_dir``: ``runs/<task_name>/`` with the
@@ -212,10 +211,7 @@ def prepare_resume(cfg: DictConfig) -> Path | None:
     from the checkpoint's (``RESUME_IGNORED`` aside) raises ConfigError naming each key, unless
     ``resume_force=true``. Call it with absolute paths, before anything is written to ``paths.output_dir``.
     """
-    resume, legacy, init_from = cfg.get("resume"), cfg.get("ckpt_path"), cfg.get("init_from")
-    if resume is not None and legacy is not None:
-        raise ConfigError("resume and ckpt_path are the same option (ckpt_path is its older name); set only resume")
-    resume = resume if resume is not None else legacy
+    resume, init_from = cfg.get("resume"), cfg.get("init_from")
     if resume is not None and init_from is not None:
         raise ConfigError(
             "resume and init_from exclude each other: resume continues a run (weights, optimizer, epoch), "
@@ -441,9 +437,5 @@ class ResumableDataset(Dataset):
                 generator.bit_generator.state = saved["numpy"]
                 version, internal, gauss = saved["python"]
                 py_random.setstate((version, tuple(internal), gauss))
-        info = get_worker_info()
-        if info is not None:
-            if state.get("rng") is not None:
-                restore_rng(state["rng"])
-            if hasattr(self.dataset, "_worker_seed"):  # DetectionDataset reseeds a worker on first use otherwise
-                self.dataset._worker_seed = info.seed
+        if get_worker_info() is not None and state.get("rng") is not None:
+            restore_rng(state["rng"])

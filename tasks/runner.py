@@ -7,9 +7,9 @@ code 2 through ``run_cli``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,13 +26,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mobivision.errors import ConfigError, MobivisionError, WeightFileError
 from mobivision.factory import default_mean_std
-from tasks.base import TaskModule
-from tasks.callbacks import PlainProgress
-from tasks.resume import init_weights, prepare_resume
+from mobivision.tasks.base import TaskModule
+from mobivision.tasks.callbacks import PlainProgress
+from mobivision.tasks.registry import task_class
+from mobivision.tasks.resume import init_weights, prepare_resume
 
 log = logging.getLogger("mobivision")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-OmegaConf.register_new_resolver("mv.root", lambda: str(REPO_ROOT), replace=True)
+# paths.root_dir: the folder the command runs in, so run folders and data never land inside an installed package.
+OmegaConf.register_new_resolver("mv.cwd", os.getcwd, replace=True)
 
 
 def _absolute_paths(cfg: DictConfig) -> None:
@@ -131,7 +132,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         summary["test"] = _metrics(results)
         _write_evaluation(task, output_dir, "test", summary)
-    if hasattr(task, "chance_level"):
+    if task.chance_level is not None:
         summary["chance"] = task.chance_level
     summary["seconds"] = round(time.monotonic() - started, 1)
     if trainer.is_global_zero:
@@ -153,10 +154,10 @@ def load_task(checkpoint: str | Path) -> TaskModule:
         raise WeightFileError(f"{path}: not a mobivision task checkpoint (no 'mobivision.task' entry)") from exc
     except Exception as exc:  # torch.load raises many types for truncated or foreign files
         raise WeightFileError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
-    module_name, _, class_name = target.rpartition(".")
-    if not module_name.startswith("tasks."):
-        raise WeightFileError(f"{path}: task class {target!r} is not a mobivision task")
-    task_cls = getattr(importlib.import_module(module_name), class_name)
+    try:
+        task_cls = task_class(str(target))
+    except WeightFileError as exc:
+        raise WeightFileError(f"{path}: {exc}") from exc
     try:
         return task_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except MobivisionError:
@@ -192,12 +193,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _write_evaluation(task: TaskModule, output_dir: Path, split: str, summary: dict[str, Any]) -> None:
-    """Task-specific evaluation files (detection: results json, per-class AP table, predictions picture;
-    classification: confusion matrix, per-class accuracy, most-confused pairs, predictions CSV; attributes:
-    per-attribute table, probabilities CSV); the first Markdown table is printed."""
-    writer = getattr(task, "write_evaluation", None)
-    if writer is not None and task.trainer.is_global_zero:
-        files = writer(output_dir, split)
+    """The task's evaluation reports (its evaluator's: detection results json, per-class AP table, predictions
+    picture; classification confusion matrix, per-class accuracy, most-confused pairs, predictions CSV; ...); the
+    first Markdown table is printed."""
+    if task.trainer.is_global_zero:
+        files = task.write_evaluation(output_dir, split)
         summary["files"] = [str(f) for f in files]
         table = next((f for f in files if f.suffix == ".md"), None)
         if table is not None:

@@ -1,14 +1,20 @@
 """Shared test fixtures: no network, reference weight files, and paths to the committed TF fixtures.
 
-DESIGN.md (Tests): "no test reaches the network, and a fixture makes any download attempt fail". The
+No test reaches the network: the
 autouse ``_no_network`` fixture turns every non-loopback ``socket.connect`` into ``NetworkAccessError``;
 loopback stays open so download code can be tested against ``127.0.0.1``.
+
+The ``run_tool`` and ``start_tool`` fixtures run a command-line tool (``tools/<name>.py``) as a user would: a
+separate process with one intra-op thread, for the tests whose contract is the exit code and the output.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TF_SLIM_DIR = FIXTURES / "tf_slim_mobilenet_v1_0.25"
 KERAS_DIR = FIXTURES / "keras_mobilenet_0.25"
@@ -208,3 +215,55 @@ def compose_train():
             )
 
     return _compose
+
+
+# One intra-op thread in every tool process too (see pytest_configure); the caller's ``env`` comes last.
+TOOL_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _tool_command(tool: str, args: tuple[object, ...]) -> list[str]:
+    script = REPO / "tools" / f"{tool}.py"
+    if not script.is_file():
+        known = ", ".join(sorted(path.stem for path in (REPO / "tools").glob("*.py")))
+        raise ValueError(f"no tool {tool!r} (tools/{tool}.py); the tools are: {known}")
+    return [sys.executable, str(script), *map(str, args)]
+
+
+def _tool_env(env: dict[str, str] | None) -> dict[str, str]:
+    return {**os.environ, **TOOL_THREADS, **(env or {})}
+
+
+def _run_tool(
+    tool: str, *args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tools/<tool>.py *args`` in ``cwd`` to the end (each argument through ``str``); stdout and stderr
+    captured as text. The exit code is the caller's to check."""
+    return subprocess.run(
+        _tool_command(tool, args), cwd=cwd, env=_tool_env(env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _start_tool(tool: str, *args: object, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``tools/<tool>.py *args`` in the background (stdout and stderr piped, text), for tests that run
+    several processes side by side; the caller waits with ``communicate(timeout=...)``."""
+    return subprocess.Popen(
+        _tool_command(tool, args),
+        cwd=cwd,
+        env=_tool_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_tool():
+    """``run_tool(tool, *args, cwd, env=None, timeout=600) -> CompletedProcess[str]``: run ``tools/<tool>.py``
+    (e.g. ``"train"``, ``"eval"``, ``"profile_model"``) with ``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1``."""
+    return _run_tool
+
+
+@pytest.fixture(scope="session")
+def start_tool():
+    """``start_tool(tool, *args, cwd, env=None) -> Popen[str]``: ``run_tool`` without waiting for the end."""
+    return _start_tool

@@ -3,31 +3,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from mobivision.commands.check import check
 from mobivision.data.synthetic import write_shapes_classification
-from tasks.check import check
-from tasks.runner import run_cli, train
+from mobivision.tasks.runner import run_cli, train
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["experiment=demo_classification", "data.synthetic.images_per_class=10"]
-
-
-def run_tool(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +23,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_check_tool_on_a_good_config_reports_the_batch_and_writes_nothing(tmp_path: Path, data_dir: Path) -> None:
+def test_check_tool_on_a_good_config_reports_the_batch_and_writes_nothing(
+    tmp_path: Path, data_dir: Path, run_tool
+) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    result = run_tool("check.py", *TINY, f"paths.data_dir={data_dir}", cwd=tmp_path, env={"TMPDIR": str(scratch)})
+    result = run_tool("check", *TINY, f"paths.data_dir={data_dir}", cwd=tmp_path, env={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "✓ config: demo_classification" in out
@@ -85,8 +72,8 @@ def test_check_stops_at_the_first_problem_with_one_error_line(
     assert not (tmp_path / "run").exists()  # the output folder is only tested, never created
 
 
-def test_cfg_job_prints_the_composed_config_without_a_run_folder(tmp_path: Path) -> None:
-    result = run_tool("train.py", "--cfg", "job", "experiment=demo_classification", "seed=7", cwd=tmp_path)
+def test_cfg_job_prints_the_composed_config_without_a_run_folder(tmp_path: Path, run_tool) -> None:
+    result = run_tool("train", "--cfg", "job", "experiment=demo_classification", "seed=7", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     expected = [
@@ -94,7 +81,7 @@ def test_cfg_job_prints_the_composed_config_without_a_run_folder(tmp_path: Path)
         "seed: 7",
         "  width_mult: 0.25",
         "  max_epochs: 15",
-        "  _target_: tasks.classification.ClassificationTask",
+        "  _target_: mobivision.tasks.classification.ClassificationTask",
         "  root: ${paths.data_dir}/demo_shapes_cls",
     ]
     for line in expected:

@@ -6,10 +6,8 @@ timm reference and TensorFlow's own logits (REFERENCE.md, TF-Slim checkpoints) a
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,6 @@ from mobivision.backbones.convert import convert_weights, infer_v1_width, read_m
 from mobivision.errors import ConfigError, WeightFileError
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "convert_weights.py"
 
 
 def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -123,25 +120,10 @@ def test_conversion_refuses_to_overwrite_its_input(timm_v1_100, tmp_path) -> Non
         convert_weights(timm_v1_100.pth, tmp_path / "out.pth")
 
 
-def run_tool(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
-    )
-
-
 @pytest.fixture(scope="module")
 def tool():
-    """``tools/convert_weights.py`` imported as a module, to run ``main(argv)`` in-process."""
-    saved_path = list(sys.path)
-    sys.path.insert(0, str(TOOL.parent))  # as when run as a script; tools/_toolpath.py removes it again
-    try:
-        spec = importlib.util.spec_from_file_location("convert_weights_tool", TOOL)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved_path
-    return module
+    """The command behind ``tools/convert_weights.py``, to run ``main(argv)`` in-process."""
+    return importlib.import_module("mobivision.commands.convert")
 
 
 def test_cli_converts_and_reports(tool, timm_v1_100, tmp_path, capsys) -> None:
@@ -159,11 +141,11 @@ def test_cli_rejects_an_unknown_arch(tool, timm_v1_100, tmp_path, capsys) -> Non
     assert info.value.code == 2 and "mobilenet_v4" in capsys.readouterr().err
 
 
-def test_cli_reports_a_truncated_file_in_one_line(timm_v1_100, tmp_path) -> None:
+def test_cli_reports_a_truncated_file_in_one_line(timm_v1_100, tmp_path, run_tool) -> None:
     broken = tmp_path / "truncated.pth"
     broken.write_bytes(timm_v1_100.pth.read_bytes()[:10_000])
     # A real process, as a user runs it: the exit code and stderr are the contract.
-    result = run_tool(str(broken), str(tmp_path / "out.safetensors"))
+    result = run_tool("convert_weights", str(broken), str(tmp_path / "out.safetensors"), cwd=ROOT)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and str(broken) in result.stderr

@@ -11,7 +11,6 @@ import csv
 import json
 import re
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -19,19 +18,11 @@ import pytest
 
 from mobivision.data.synthetic import write_shapes_classification
 
-REPO = Path(__file__).resolve().parents[1]
+# Every test uses ``ddp_run``, a real 2-process training (and the last one two more evaluations).
+pytestmark = pytest.mark.slow
+
 VAL_IMAGES = 17
 METRICS = ("loss", "top1", "top5", "mean_class_acc")
-
-
-def _tool(script: str, *args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "tools" / script), *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -41,15 +32,15 @@ def _finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.Compl
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def ddp_run(tmp_path_factory: pytest.TempPathFactory, start_tool) -> dict:
     """A 1-epoch DDP training (2 CPU processes) of MobileNetV1-0.25 at 32 px on 6 x 14 training images."""
     cwd = tmp_path_factory.mktemp("ddp")
     root = write_shapes_classification(cwd / "shapes", images_per_class=20, size=32, seed=0)
     next((root / "val" / "circle").glob("*.png")).unlink()  # 17 val images: DistributedSampler pads to 18
     assert len(list((root / "val").rglob("*.png"))) == VAL_IMAGES
     result = _finish(
-        _tool(
-            "train.py",
+        start_tool(
+            "train",
             "experiment=demo_classification",
             "trainer=ddp",
             "trainer.devices=2",
@@ -104,13 +95,13 @@ def test_ddp_progress_is_plain_lines_with_eta_from_rank_zero_only(ddp_run: dict)
     assert len(ends) == 1 and re.search(rf"val/top1 {number}", ends[0]), lines
 
 
-def test_ddp_validation_metrics_equal_one_process_evaluation(ddp_run: dict, tmp_path: Path) -> None:
+def test_ddp_validation_metrics_equal_one_process_evaluation(ddp_run: dict, tmp_path: Path, start_tool) -> None:
     """The DDP run's val metrics = tools/eval.py split=val on its best checkpoint in 1 and in 2 processes."""
     best = json.loads((ddp_run["run_dir"] / "summary.json").read_text())["best_checkpoint"]
     args = [f"ckpt_path={best}", "split=val", "progress=plain", "trainer.accelerator=cpu"]
-    one = _tool("eval.py", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
-    two = _tool("eval.py", *args, f"paths.output_dir={tmp_path / 'two'}", "trainer=ddp", "trainer.devices=2",
-                cwd=tmp_path)  # fmt: skip
+    one = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
+    two = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'two'}", "trainer=ddp", "trainer.devices=2",
+                     cwd=tmp_path)  # fmt: skip
     _finish(one)  # both run at once
     _finish(two)
     trained = json.loads((ddp_run["run_dir"] / "summary.json").read_text())["val"]

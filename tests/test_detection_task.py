@@ -5,17 +5,15 @@ targets, loss, decoding and evaluation agree; then checkpoint round-trip, eval a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from tasks.detection import DetectionTask
-from tasks.runner import load_task, train
+from mobivision.tasks.detection import DetectionTask
+from mobivision.tasks.runner import load_task, train
 
-REPO = Path(__file__).resolve().parents[1]
+# Every test uses the detector trained for 30 epochs by ``overfit_run`` (minutes on CPU).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +60,10 @@ def test_checkpoint_keeps_the_label_map_and_reproduces_detections(overfit_run: d
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["labels"], b["labels"])
 
 
-def _tool(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-
-
-def test_eval_tool_prints_the_per_class_table_and_writes_results(overfit_run: dict) -> None:
+def test_eval_tool_prints_the_per_class_table_and_writes_results(overfit_run: dict, run_tool) -> None:
     tmp = overfit_run["tmp"]
-    result = _tool(
-        "eval.py", f"ckpt_path={overfit_run['summary']['best_checkpoint']}", f"paths.output_dir={tmp / 'eval'}", cwd=tmp
+    result = run_tool(
+        "eval", f"ckpt_path={overfit_run['summary']['best_checkpoint']}", f"paths.output_dir={tmp / 'eval'}", cwd=tmp
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| class" in result.stdout and "| circle" in result.stdout and "test/AP50" in result.stdout
@@ -81,14 +73,14 @@ def test_eval_tool_prints_the_per_class_table_and_writes_results(overfit_run: di
     assert json.loads((tmp / "eval" / "summary.json").read_text())["test"]["test/AP50"] == pytest.approx(expected)
 
 
-def test_two_process_evaluation_equals_one_process(overfit_run: dict) -> None:
+def test_two_process_evaluation_equals_one_process(overfit_run: dict, run_tool) -> None:
     """DDP (gloo, 2 CPU processes): DistributedSampler pads 47 images to 48, so one image is evaluated
     twice; gathering and de-duplicating must give exactly the single-process metrics."""
     tmp = overfit_run["tmp"]
     args = [f"ckpt_path={overfit_run['summary']['best_checkpoint']}", "progress=plain", "trainer.accelerator=cpu"]
-    single = _tool("eval.py", *args, f"paths.output_dir={tmp / 'eval1'}", cwd=tmp)
-    double = _tool(
-        "eval.py", *args, f"paths.output_dir={tmp / 'eval2'}", "trainer.devices=2", "trainer.strategy=ddp", cwd=tmp
+    single = run_tool("eval", *args, f"paths.output_dir={tmp / 'eval1'}", cwd=tmp)
+    double = run_tool(
+        "eval", *args, f"paths.output_dir={tmp / 'eval2'}", "trainer.devices=2", "trainer.strategy=ddp", cwd=tmp
     )
     assert single.returncode == 0 and double.returncode == 0, double.stderr[-3000:]
     one = json.loads((tmp / "eval1" / "summary.json").read_text())["test"]
@@ -101,15 +93,15 @@ def test_two_process_evaluation_equals_one_process(overfit_run: dict) -> None:
     )
 
 
-def test_predict_tool_writes_coco_json_and_pictures(overfit_run: dict) -> None:
+def test_predict_tool_writes_coco_json_and_pictures(overfit_run: dict, run_tool) -> None:
     tmp = overfit_run["tmp"]
     images = tmp / "data" / "demo_shapes_det" / "train"
     out = tmp / "predicted"
-    result = _tool("predict.py", overfit_run["summary"]["best_checkpoint"], str(images), "--out", str(out), cwd=tmp)
+    result = run_tool("predict", overfit_run["summary"]["best_checkpoint"], str(images), "--out", str(out), cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     predictions = json.loads((out / "predictions.json").read_text())
     assert predictions and all(p["score"] >= 0.3 for p in predictions)
     assert {p["category_name"] for p in predictions} <= {"circle", "square", "triangle"}
     assert len(list(out.glob("*.jpg"))) == 47
-    missing = _tool("predict.py", overfit_run["summary"]["best_checkpoint"], str(tmp / "nope.jpg"), cwd=tmp)
+    missing = run_tool("predict", overfit_run["summary"]["best_checkpoint"], str(tmp / "nope.jpg"), cwd=tmp)
     assert missing.returncode == 2 and "nope.jpg" in missing.stderr

@@ -5,8 +5,6 @@ reported by ``tools/export.py``, and bad checkpoints as one clear error line."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from mobivision.commands.export import export_task, load_checkpoint
 from mobivision.data.coco import read_coco
 from mobivision.data.detection_transforms import detection_eval_transform
 from mobivision.data.records import load_rgb
@@ -23,14 +22,15 @@ from mobivision.detection.postprocess import class_scores
 from mobivision.errors import ConfigError, ExportError, WeightFileError
 from mobivision.export import compare_detections, mobile, onnx_session, read_metadata, run_onnx
 from mobivision.geo.cells import cells_to_columns, partition_cells
-from tasks.classification import ClassificationTask
-from tasks.detection import DetectionTask
-from tasks.export import export_task, load_checkpoint, task_graphs
-from tasks.face_attributes import AttributeTask
-from tasks.geolocation import GeoTask
-from tasks.runner import load_task, train
+from mobivision.tasks.classification import ClassificationTask
+from mobivision.tasks.detection import DetectionTask
+from mobivision.tasks.face_attributes import AttributeTask
+from mobivision.tasks.geolocation import GeoTask
+from mobivision.tasks.runner import load_task, train
 
-REPO = Path(__file__).resolve().parents[1]
+# Exports every task to ONNX / TorchScript / INT8 (and trains a classifier for the INT8 check): minutes on CPU.
+pytestmark = pytest.mark.slow
+
 COMMON = {"optimizer": {"name": "adamw", "lr": 1e-3}, "scheduler": {"name": "cosine"}}
 BACKBONE = {"name": "mobilenet_v1", "width_mult": 0.25}
 META = {"resolution": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_pct": 1.0}
@@ -104,7 +104,7 @@ def test_onnx_and_torchscript_export_of_every_task_match_pytorch(tiny: dict, nam
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert [row["format"] for row in report["rows"]] == ["onnx", "torchscript"]
 
-    graph = task_graphs(task)["model"]
+    graph = task.export_graphs()["model"]
     session = onnx_session(tmp_path / "model.onnx", threads=1)
     assert [o.name for o in session.get_outputs()] == graph.output_names
     size = task.data_meta["resolution"]
@@ -117,7 +117,7 @@ def test_onnx_and_torchscript_export_of_every_task_match_pytorch(tiny: dict, nam
         np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=1e-3)
 
     metadata = read_metadata(tmp_path / "model.onnx")
-    assert metadata["task"] == f"tasks.{type(task).__module__.split('.')[-1]}.{type(task).__name__}"
+    assert metadata["task"] == f"mobivision.tasks.{type(task).__module__.split('.')[-1]}.{type(task).__name__}"
     assert json.loads(metadata["input_size"]) == [size, size]
     assert json.loads(metadata["mean"]) == [0.5] * 3 and json.loads(metadata["std"]) == [0.25] * 3
     assert metadata["channel_order"] == "RGB" and metadata["layout"] == "NCHW"
@@ -204,16 +204,6 @@ def test_mobile_formats_export_and_match_pytorch_where_installed(tiny: dict, fmt
         assert row.ok and row.path.suffix == f".{fmt}"
 
 
-def _tool(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "tools" / "export.py"), *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def trained_classifier(tmp_path_factory: pytest.TempPathFactory, compose_train) -> Path:
     """A width-0.25 classifier trained for ten short epochs on 32 px synthetic shapes of three classes (about 70%
@@ -239,10 +229,12 @@ def trained_classifier(tmp_path_factory: pytest.TempPathFactory, compose_train) 
     return Path(train(cfg)["best_checkpoint"])
 
 
-def test_int8_export_of_a_trained_classifier_reports_its_top1(trained_classifier: Path, tmp_path: Path) -> None:
-    process = _tool(
-        str(trained_classifier), "--out", str(tmp_path), "--formats", "onnx,int8", "--calibration-images", "48",
-        cwd=tmp_path,
+def test_int8_export_of_a_trained_classifier_reports_its_top1(
+    trained_classifier: Path, tmp_path: Path, start_tool
+) -> None:
+    process = start_tool(
+        "export", str(trained_classifier), "--out", str(tmp_path), "--formats", "onnx,int8",
+        "--calibration-images", "48", cwd=tmp_path,
     )  # fmt: skip
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-3000:]
@@ -268,7 +260,7 @@ def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(
     assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "export_report.json").is_file()
 
 
-def test_bad_checkpoints_are_one_clear_error_line(tiny: dict, tmp_path: Path) -> None:
+def test_bad_checkpoints_are_one_clear_error_line(tiny: dict, tmp_path: Path, start_tool) -> None:
     """A truncated checkpoint and one whose weights do not fit its own configuration, through the tool (run side
     by side: each start imports torch and Lightning); a missing and a foreign file through the same loader."""
     good = tiny["folder"] / "classifier.ckpt"
@@ -279,7 +271,7 @@ def test_bad_checkpoints_are_one_clear_error_line(tiny: dict, tmp_path: Path) ->
     checkpoint["hyper_parameters"]["class_names"] = list("abcdefg")  # 7 classes; the weights hold 6
     torch.save(checkpoint, mismatched)
     cases = {truncated: "cannot read checkpoint", mismatched: "weights do not fit the network its configuration builds"}
-    processes = {path: _tool(str(path), "--out", str(tmp_path / "out"), cwd=tmp_path) for path in cases}
+    processes = {path: start_tool("export", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path) for path in cases}
     for path, process in processes.items():
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 2, (path.name, stderr[-2000:])

@@ -6,8 +6,6 @@ predict and eval tools."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from mobivision.errors import ConfigError
-from tasks.face_attributes import AttributeTask, _load_teacher
-from tasks.runner import load_task, train
+from mobivision.tasks.face_attributes import AttributeTask, _load_teacher
+from mobivision.tasks.runner import load_task, train
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _tool(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+# Every test uses ``teacher_run``, a real training run (and two students for the distillation test).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +78,14 @@ def test_unlabeled_images_without_teacher_are_refused(tmp_path: Path, compose_tr
         train(cfg)
 
 
-def test_thresholds_survive_the_checkpoint_and_drive_predict(teacher_run: dict, tmp_path: Path) -> None:
+def test_thresholds_survive_the_checkpoint_and_drive_predict(teacher_run: dict, tmp_path: Path, run_tool) -> None:
     best = teacher_run["summary"]["best_checkpoint"]
     task = load_task(best).eval()
     stored = torch.load(best, map_location="cpu", weights_only=True)["mobivision"]["attribute_thresholds"]
     assert task.thresholds.tolist() == pytest.approx(stored)
     assert not torch.allclose(task.thresholds, torch.full_like(task.thresholds, 0.5))  # tuned, not the default
     image = teacher_run["data"] / "img_align_celeba" / "000001.jpg"
-    result = _tool("predict.py", best, str(image), "--out", str(tmp_path), "--top-k", "3", cwd=tmp_path)
+    result = run_tool("predict", best, str(image), "--out", str(tmp_path), "--top-k", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (item,) = json.loads((tmp_path / "predictions.json").read_text())
     assert set(item["probabilities"]) == set(task.class_names)
@@ -104,15 +97,17 @@ def test_thresholds_survive_the_checkpoint_and_drive_predict(teacher_run: dict, 
     assert (tmp_path / "000001.jpg").is_file()
 
 
-def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(teacher_run: dict, tmp_path: Path) -> None:
+def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(
+    teacher_run: dict, tmp_path: Path, run_tool
+) -> None:
     """DDP (gloo, 2 CPU processes) pads the test split with repeated images; gathering by path removes them."""
     best = teacher_run["summary"]["best_checkpoint"]
     args = [f"ckpt_path={best}", "progress=plain", "trainer.accelerator=cpu"]
-    single = _tool("eval.py", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
+    single = run_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     assert "per attribute test:" in single.stdout and "| Eyeglasses" in single.stdout
-    double = _tool(
-        "eval.py",
+    double = run_tool(
+        "eval",
         *args,
         f"paths.output_dir={tmp_path / 'two'}",
         "trainer.devices=2",

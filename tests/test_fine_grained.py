@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.classification import ClassificationTask
-from tasks.runner import load_task, train
+from mobivision.tasks.classification import ClassificationTask
+from mobivision.tasks.runner import load_task, train
 
 
+# A learning run (and a fine-tuning run from it below): the tests that use them are marked slow.
 @pytest.fixture(scope="module")
 def scratch_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict:
     tmp = tmp_path_factory.mktemp("fine_grained")
@@ -21,6 +22,7 @@ def scratch_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict
     return {"summary": train(cfg), "tmp": tmp}
 
 
+@pytest.mark.slow
 def test_learns_small_details_far_above_chance(scratch_run: dict) -> None:
     summary = scratch_run["summary"]
     print("fine-grained test metrics:", summary["test"], "chance:", summary["chance"])
@@ -54,6 +56,7 @@ def finetune_run(scratch_run: dict, compose_train) -> dict:
     return {"summary": train(cfg), "cfg": cfg, "out": Path(cfg.paths.output_dir)}
 
 
+@pytest.mark.slow
 def test_finetune_recipe_starts_from_the_pretrained_backbone(finetune_run: dict, scratch_run: dict) -> None:
     with open(finetune_run["out"] / "csv" / "metrics.csv") as f:
         first_epoch = next(float(r["val/top1"]) for r in csv.DictReader(f) if r.get("val/top1"))
@@ -62,6 +65,7 @@ def test_finetune_recipe_starts_from_the_pretrained_backbone(finetune_run: dict,
     assert finetune_run["summary"]["test"]["test/top1"] > 3 * scratch_run["summary"]["chance"]
 
 
+@pytest.mark.slow
 def test_finetuned_checkpoint_keeps_class_names_and_trained_the_backbone(finetune_run: dict, scratch_run: dict):
     tuned = load_task(finetune_run["summary"]["last_checkpoint"]).eval()
     source = load_task(scratch_run["summary"]["best_checkpoint"]).eval()
@@ -77,6 +81,7 @@ def test_finetuned_checkpoint_keeps_class_names_and_trained_the_backbone(finetun
     assert not torch.equal(tuned.state_dict()[first_conv], source.state_dict()[first_conv])  # unfrozen after epoch 1
 
 
+@pytest.mark.slow
 def test_reports_are_written(finetune_run: dict) -> None:
     out = finetune_run["out"]
     for name in ("confusion_test.png", "per_class_test.csv", "confused_pairs_test.csv", "predictions_test.csv"):

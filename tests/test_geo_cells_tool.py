@@ -6,9 +6,7 @@ script's ``main`` in-process, which is what the subprocess runs.
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
+import importlib
 from pathlib import Path
 from types import ModuleType
 
@@ -18,23 +16,12 @@ import pytest
 from mobivision.geo import partition_cells, read_cells_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "geo_cells.py"
-
-
-def run_tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture
-def tool(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The script imported in-process (``_toolpath`` needs tools/ on ``sys.path``, as when run)."""
-    monkeypatch.syspath_prepend(str(TOOL.parent))
-    spec = importlib.util.spec_from_file_location("geo_cells_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool() -> ModuleType:
+    """The command behind the tool (``mobivision.commands.geo_cells``), called in-process."""
+    return importlib.import_module("mobivision.commands.geo_cells")
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +43,10 @@ def train_csv(tmp_path: Path, coordinates: tuple[np.ndarray, np.ndarray]) -> Pat
 
 
 def test_writes_one_partition_per_t_max(
-    tmp_path: Path, train_csv: Path, coordinates: tuple[np.ndarray, np.ndarray]
+    tmp_path: Path, train_csv: Path, coordinates: tuple[np.ndarray, np.ndarray], run_tool
 ) -> None:
     out = tmp_path / "cells"
-    result = run_tool(train_csv, "--out", out, "--t-min", "10", "--t-max", "200", "50")
+    result = run_tool("geo_cells", train_csv, "--out", out, "--t-min", "10", "--t-max", "200", "50", cwd=ROOT)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2
@@ -75,11 +62,11 @@ def test_writes_one_partition_per_t_max(
     assert len(read_cells_csv(out / "cells_10_50.csv")) > len(read_cells_csv(out / "cells_10_200.csv"))
 
 
-def test_bad_csv_is_one_error_line(tmp_path: Path, train_csv: Path) -> None:
+def test_bad_csv_is_one_error_line(tmp_path: Path, train_csv: Path, run_tool) -> None:
     lines = train_csv.read_text().splitlines()
     lines[3] = "00002.jpg,48.1,200.5,0,1"
     train_csv.write_text("\n".join(lines) + "\n")
-    result = run_tool(train_csv, "--out", tmp_path / "cells", "--t-min", "10", "--t-max", "200")
+    result = run_tool("geo_cells", train_csv, "--out", tmp_path / "cells", "--t-min", "10", "--t-max", "200", cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: {train_csv}:4: column LON is '200.5'; expected a longitude in degrees in [-180, 180]"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,15 +15,10 @@ import torch
 from mobivision.data.geo_csv import read_geo_csv
 from mobivision.geo.cells import assign_cells, read_cells_csv
 from mobivision.geo.distance import great_circle_km
-from tasks.runner import load_task, train
+from mobivision.tasks.runner import load_task, train
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _tool(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+# Every test uses ``geo_run``, a real training run on the synthetic geotagged photos.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,7 @@ def test_partitions_are_built_from_the_training_coordinates(geo_run: dict) -> No
     assert len(task.partitions[1]) > len(task.partitions[0])
 
 
-def test_checkpoint_keeps_the_cells_and_predict_gives_top_cells(geo_run: dict, tmp_path: Path) -> None:
+def test_checkpoint_keeps_the_cells_and_predict_gives_top_cells(geo_run: dict, tmp_path: Path, run_tool) -> None:
     best = geo_run["summary"]["best_checkpoint"]
     checkpoint = tmp_path / "best.ckpt"
     shutil.copy(best, checkpoint)
@@ -77,8 +70,8 @@ def test_checkpoint_keeps_the_cells_and_predict_gives_top_cells(geo_run: dict, t
         c.token for c in read_cells_csv(geo_run["data"] / "cells" / "cells_10_100.csv")
     ]
     image = data / "images" / "000001.jpg"
-    result = _tool(
-        "predict.py", str(checkpoint), str(image), "--out", str(tmp_path / "out"), "--top-k", "3", cwd=tmp_path
+    result = run_tool(
+        "predict", str(checkpoint), str(image), "--out", str(tmp_path / "out"), "--top-k", "3", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (item,) = json.loads((tmp_path / "out" / "predictions.json").read_text())
@@ -90,15 +83,17 @@ def test_checkpoint_keeps_the_cells_and_predict_gives_top_cells(geo_run: dict, t
     assert all((t["lat"], t["lon"]) == (finest[t["token"]].lat, finest[t["token"]].lon) for t in top)
 
 
-def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(geo_run: dict, tmp_path: Path) -> None:
+def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(
+    geo_run: dict, tmp_path: Path, run_tool
+) -> None:
     """DDP (gloo, 2 CPU processes) pads the test split with repeated photos; gathering by path removes them."""
     best = geo_run["summary"]["best_checkpoint"]
     args = [f"ckpt_path={best}", "progress=plain", "trainer.accelerator=cpu"]
-    single = _tool("eval.py", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
+    single = run_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     assert "geo test:" in single.stdout and "| ours |" in single.stdout
-    double = _tool(
-        "eval.py",
+    double = run_tool(
+        "eval",
         *args,
         f"paths.output_dir={tmp_path / 'two'}",
         "trainer.devices=2",

@@ -1,4 +1,4 @@
-"""``tools/profile.py`` run as a user would: JSON rows, the chart, the model picker and bad arguments.
+"""``tools/profile_model.py`` run as a user would: JSON rows, the chart, the model picker and bad arguments.
 
 The rows are the TF-Slim MobileNetV1 table (REFERENCE.md, "The 16 TF-Slim checkpoints") profiled by
 ``mobivision.tfslim_table``; latency is skipped (``--no-latency``) everywhere except where it is faked.
@@ -8,11 +8,8 @@ threads spin.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,32 +20,21 @@ from PIL import Image
 from mobivision.tfslim_table import TFSLIM_TABLE, profile_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "profile.py"
+WIDE = {"COLUMNS": "250"}  # the tools' tables wrap to the terminal width
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PANEL_PX = (650, 500)  # plot_chart: 6.5 x 5 inches per panel at 100 dpi
 
 
-def run_tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "250"}
-    return subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def run_json(*args: str | Path) -> list[dict[str, Any]]:
-    result = run_tool("--no-latency", "--json", "--threads", "1", *args)
+def run_json(run_tool, *args: str | Path) -> list[dict[str, Any]]:
+    result = run_tool("profile_model", "--no-latency", "--json", "--threads", "1", *args, cwd=ROOT, env=WIDE)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
 @pytest.fixture
-def tool(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The script imported in-process (``_toolpath`` needs tools/ on ``sys.path``, as when run)."""
-    monkeypatch.syspath_prepend(str(TOOL.parent))
-    spec = importlib.util.spec_from_file_location("profile_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool() -> ModuleType:
+    """The command behind the tool (``mobivision.commands.profile``), called in-process."""
+    return importlib.import_module("mobivision.commands.profile")
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +43,9 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def json_rows(chart: Path) -> list[dict[str, Any]]:
+def json_rows(chart: Path, run_tool) -> list[dict[str, Any]]:
     """One run of the tool gives the JSON rows and the chart."""
-    return run_json("--plot", chart)
+    return run_json(run_tool, "--plot", chart)
 
 
 def test_json_equals_the_library(json_rows: list[dict[str, Any]]) -> None:
@@ -114,15 +100,15 @@ def test_budget_mparams_lists_only_small_models(tool: ModuleType, capsys: pytest
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
-def test_bad_arguments_exit_nonzero(args: list[str], message: str) -> None:
-    result = run_tool(*args)
+def test_bad_arguments_exit_nonzero(args: list[str], message: str, run_tool) -> None:
+    result = run_tool("profile_model", *args, cwd=ROOT, env=WIDE)
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
 
 
-def test_detectors_are_profiled_beside_the_published_figures() -> None:
-    result = run_tool("--detectors", "--json")
+def test_detectors_are_profiled_beside_the_published_figures(run_tool) -> None:
+    result = run_tool("profile_model", "--detectors", "--json", cwd=ROOT, env=WIDE)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     ssd = rows["ssd300_mobilenet_v1"]
@@ -133,17 +119,10 @@ def test_detectors_are_profiled_beside_the_published_figures() -> None:
     assert v3["mmacs"] == pytest.approx(583, rel=0.01)
 
 
-def test_detector_benchmark_compares_like_with_like() -> None:
-    env = {**os.environ, "COLUMNS": "250"}
+@pytest.mark.slow  # times three detectors, inference and training
+def test_detector_benchmark_compares_like_with_like(run_tool) -> None:
     args = ["detector", "--repeats", "1", "--train-batch", "2", "--threads", "1", "--json"]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "benchmark.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_tool("benchmark", *args, cwd=ROOT, env=WIDE)
     assert result.returncode == 0, result.stderr
     rows = {row["model"]: row for row in json.loads(result.stdout)["results"]}
     assert set(rows) == {"ours_v1", "ours_v3", "torchvision_v3"}

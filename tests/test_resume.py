@@ -22,9 +22,12 @@ import torch
 
 from mobivision.data.synthetic import write_shapes_classification
 from mobivision.errors import ConfigError, WeightFileError
-from tasks.classification import ClassificationTask
-from tasks.resume import init_weights, prepare_resume
-from tasks.runner import run_cli, train
+from mobivision.tasks.classification import ClassificationTask
+from mobivision.tasks.resume import init_weights, prepare_resume
+from mobivision.tasks.runner import run_cli, train
+
+# Every test uses ``runs``: two real training processes side by side, one killed mid-epoch and resumed.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS_PER_EPOCH = 3, 4  # 36 training images (6 classes x 6), batches of 8, drop_last
@@ -43,7 +46,7 @@ TRAIN_ARGS = [
 PAUSE_HOOK = """
 import os, time
 from pathlib import Path
-from tasks.callbacks import PlainProgress
+from mobivision.tasks.callbacks import PlainProgress
 
 _step, _original = int(os.environ["MV_TEST_PAUSE_AT_STEP"]), PlainProgress.on_train_batch_end
 
@@ -242,12 +245,10 @@ def test_resume_argument_errors(runs: dict, compose_train, tmp_path: Path) -> No
     both = _compose(compose_train, tmp_path, runs["data"], "resume=auto", f"init_from={runs['a'] / 'best.ckpt'}")
     with pytest.raises(ConfigError, match="resume and init_from exclude each other"):
         prepare_resume(both)
-    both = _compose(compose_train, tmp_path, runs["data"], "resume=auto", f"ckpt_path={runs['a'] / 'last.ckpt'}")
-    with pytest.raises(ConfigError, match="ckpt_path is its older name"):
-        prepare_resume(both)
-    # ckpt_path alone: resume from that checkpoint, in its run folder.
-    legacy = _compose(compose_train, tmp_path, runs["data"], f"ckpt_path={runs['a'] / 'last.ckpt'}")
-    assert prepare_resume(legacy) == runs["a"] / "last.ckpt" and legacy.paths.output_dir == str(runs["a"].parent)
+    # resume=<path>: resume from that checkpoint, in its run folder (train has no other spelling of it).
+    given = _compose(compose_train, tmp_path, runs["data"], f"resume={runs['a'] / 'last.ckpt'}")
+    assert prepare_resume(given) == runs["a"] / "last.ckpt" and given.paths.output_dir == str(runs["a"].parent)
+    assert "ckpt_path" not in given
 
 
 def _fresh_task(source: dict, class_names: list[str]) -> ClassificationTask:

@@ -2,17 +2,16 @@
 
 One real sweep of two runs (MobileNetV1 width 0.25 and 0.5 on the tiny synthetic shapes set, two batches of
 one epoch, one DataLoader worker per job so the loky start-method fix in ``tasks/sweep.py`` is exercised) is
-shared by the module. The table is checked against each run's own files and against ``mobivision.profile``;
+shared by the module. The table is checked against each run's own files and against ``mobivision.profiling``;
 the SLURM launcher config is checked by building the sbatch script submitit would submit.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -24,9 +23,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mobivision import create_model
+from mobivision.commands.collect import CollectError, best_validation, collect, find_runs, read_run
 from mobivision.data.synthetic import write_shapes_classification
-from mobivision.profile import profile
-from tasks.collect import CollectError, best_validation, collect, find_runs, read_run
+from mobivision.profiling import profile
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -36,24 +35,15 @@ NUM_CLASSES = 6  # demo shapes
 CHECKPOINTS = ("checkpoints/best.ckpt", "checkpoints/last.ckpt")
 
 
-def _tool(script: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / script), *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
+# Two trainings through the joblib launcher: every test that uses the sweep is marked slow.
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sweep(tmp_path_factory: pytest.TempPathFactory, run_tool) -> Path:
     """A two-run sweep through the joblib launcher (``hydra/launcher=parallel``, two jobs at once)."""
     tmp = tmp_path_factory.mktemp("sweep")
     # Written once up front: parallel jobs that each write the synthetic set on first use would race.
     write_shapes_classification(tmp / "data" / "demo_shapes_cls", images_per_class=10, size=RESOLUTION, seed=0)
-    result = _tool(
-        "train.py",
+    result = run_tool(
+        "train",
         "-m",
         "hydra/launcher=parallel",
         "hydra.launcher.n_jobs=2",
@@ -73,10 +63,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def collected(sweep: Path) -> dict:
+def collected(sweep: Path, run_tool) -> dict:
     """``tools/collect.py`` on the sweep, into another folder; its output and the table rows."""
     out = sweep.parent / "report"
-    result = _tool("collect.py", sweep, "--out", out, "--threads", "1", "--latency-repeats", "3", cwd=sweep.parent)
+    result = run_tool("collect", sweep, "--out", out, "--threads", "1", "--latency-repeats", "3", cwd=sweep.parent)
     assert result.returncode == 0, result.stderr[-4000:]
     with (out / "collect.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -84,15 +74,12 @@ def collected(sweep: Path) -> dict:
 
 
 @pytest.fixture
-def tool(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """``tools/collect.py`` imported in-process (cheap error-path checks)."""
-    monkeypatch.syspath_prepend(str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location("collect_tool", ROOT / "tools" / "collect.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool() -> ModuleType:
+    """The command behind the tool (``mobivision.commands.collect``), called in-process."""
+    return importlib.import_module("mobivision.commands.collect")
 
 
+@pytest.mark.slow
 def test_every_run_folder_holds_the_run_record(sweep: Path) -> None:
     for num, width in enumerate(WIDTHS):
         run = sweep / str(num)
@@ -105,6 +92,7 @@ def test_every_run_folder_holds_the_run_record(sweep: Path) -> None:
         assert (cfg.monitor.metric, cfg.monitor.mode) == ("val/top1", "max")
 
 
+@pytest.mark.slow
 def test_collect_table_matches_each_run_and_the_profiler(collected: dict, sweep: Path) -> None:
     rows, out = collected["rows"], collected["out"]
     assert [float(r["width"]) for r in rows] == list(WIDTHS)  # sorted by MACs
@@ -134,6 +122,7 @@ def test_collect_table_matches_each_run_and_the_profiler(collected: dict, sweep:
     assert "warning" not in collected["result"].stderr
 
 
+@pytest.mark.slow
 def test_unfinished_run_is_reported_and_a_moved_run_finds_its_checkpoint(
     sweep: Path, tmp_path: Path, tool: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -157,6 +146,7 @@ def test_unfinished_run_is_reported_and_a_moved_run_finds_its_checkpoint(
     assert row["latency_ms"] == ""
 
 
+@pytest.mark.slow
 def test_unknown_metric_names_the_logged_ones(
     sweep: Path, tool: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,6 +180,7 @@ def test_find_runs_ignores_hidden_folders(tmp_path: Path) -> None:
     assert find_runs(tmp_path) == ([run], [])
 
 
+@pytest.mark.slow
 def test_collect_refuses_runs_with_different_metrics(sweep: Path, tmp_path: Path) -> None:
     for num in (0, 1):
         shutil.copytree(sweep / str(num), tmp_path / str(num))
@@ -199,13 +190,14 @@ def test_collect_refuses_runs_with_different_metrics(sweep: Path, tmp_path: Path
         collect(tmp_path)
 
 
+@pytest.mark.slow
 def test_metrics_kept_by_a_resume_count_too(sweep: Path, tmp_path: Path) -> None:
     run = tmp_path / "0"
     shutil.copytree(sweep / "0", run)
     metrics = run / "csv" / "metrics.csv"
     with metrics.open(newline="") as f:
         before = max(float(r["val/top1"]) for r in csv.DictReader(f) if r["val/top1"])
-    metrics.rename(run / "csv" / "metrics_1.csv")  # as tasks.resume keeps them
+    metrics.rename(run / "csv" / "metrics_1.csv")  # as mobivision.tasks.resume keeps them
     metrics.write_text("epoch,step,val/loss,val/top1\n1,9,9.0,0.01\n")
     assert read_run(run)["val"] == before
     metrics.write_text("epoch,step,val/loss,val/top1\n1,9,0.1,0.99\n")

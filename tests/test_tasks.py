@@ -1,4 +1,4 @@
-"""End-to-end task runs through ``tasks.runner.train`` on composed configs (DESIGN.md, Tests).
+"""End-to-end task runs through ``mobivision.tasks.runner.train`` on composed configs (ARCHITECTURE.md, Conventions).
 
 The learning test trains the embedded demo recipe on a smaller copy of its synthetic shapes data and
 requires test top-1 far above chance; the round-trip test reloads the best checkpoint with no arguments.
@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.classification import ClassificationTask
-from tasks.runner import load_task, train
+from mobivision.tasks.classification import ClassificationTask
+from mobivision.tasks.runner import load_task, train
+
+# Every test uses ``demo_run``, the demo recipe trained for 20 epochs.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def test_checkpoint_round_trip_needs_no_arguments_and_reproduces_outputs(demo_ru
     with torch.no_grad():
         assert torch.equal(task(x), again(x))
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
-    assert checkpoint["mobivision"]["task"] == "tasks.classification.ClassificationTask"
+    assert checkpoint["mobivision"]["task"] == "mobivision.tasks.classification.ClassificationTask"
     assert checkpoint["hyper_parameters"]["run_config"]["backbone"]["width_mult"] == 0.25
 
 

@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_tool(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def quick_train_args(data_dir: Path) -> list[str]:
@@ -32,11 +18,12 @@ def quick_train_args(data_dir: Path) -> list[str]:
     ]
 
 
+# A real training run (two batches) paid by the first test using it: those tests are marked slow.
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(tmp_path_factory: pytest.TempPathFactory, run_tool) -> dict:
     """``tools/train.py`` on a tiny synthetic set; returns its folder and output."""
     cwd = tmp_path_factory.mktemp("cli")
-    result = run_tool("train.py", *quick_train_args(cwd / "data"), cwd=cwd)
+    result = run_tool("train", *quick_train_args(cwd / "data"), cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return {
         "cwd": cwd,
@@ -45,6 +32,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_train_cli_prints_metrics_and_writes_a_run_folder(trained: dict) -> None:
     out = trained["result"].stdout
     assert "[test] test/loss" in out and "test/top1" in out
@@ -53,8 +41,9 @@ def test_train_cli_prints_metrics_and_writes_a_run_folder(trained: dict) -> None
     assert (run_dir / "summary.json").is_file() and (run_dir / "config.yaml").is_file()
 
 
-def test_eval_cli_on_a_checkpoint_prints_the_metrics(trained: dict) -> None:
-    result = run_tool("eval.py", f"ckpt_path={trained['best']}", "split=val", cwd=trained["cwd"])
+@pytest.mark.slow
+def test_eval_cli_on_a_checkpoint_prints_the_metrics(trained: dict, run_tool) -> None:
+    result = run_tool("eval", f"ckpt_path={trained['best']}", "split=val", cwd=trained["cwd"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[test] test/loss" in result.stdout and "test/top1" in result.stdout
 
@@ -68,39 +57,41 @@ def test_eval_cli_on_a_checkpoint_prints_the_metrics(trained: dict) -> None:
         (["data.synthetic=null", "data.root=/no/such/folder"], "image folder not found: /no/such/folder/train"),
     ],
 )
-def test_train_cli_bad_input_is_one_clear_error(tmp_path: Path, overrides: list[str], message: str) -> None:
-    result = run_tool("train.py", *quick_train_args(tmp_path / "data"), *overrides, cwd=tmp_path)
+def test_train_cli_bad_input_is_one_clear_error(tmp_path: Path, overrides: list[str], message: str, run_tool) -> None:
+    result = run_tool("train", *quick_train_args(tmp_path / "data"), *overrides, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_train_cli_unknown_key_names_the_key(tmp_path: Path) -> None:
-    result = run_tool("train.py", *quick_train_args(tmp_path / "data"), "trainer.max_epoch=3", cwd=tmp_path)
+def test_train_cli_unknown_key_names_the_key(tmp_path: Path, run_tool) -> None:
+    result = run_tool("train", *quick_train_args(tmp_path / "data"), "trainer.max_epoch=3", cwd=tmp_path)
     assert result.returncode != 0
     assert "max_epoch" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_train_cli_empty_data_folder_is_an_error(tmp_path: Path) -> None:
+def test_train_cli_empty_data_folder_is_an_error(tmp_path: Path, run_tool) -> None:
     (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
-    result = run_tool("train.py", *quick_train_args(tmp_path / "data"), "data.synthetic=null",
+    result = run_tool("train", *quick_train_args(tmp_path / "data"), "data.synthetic=null",
                       f"data.root={tmp_path / 'empty'}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert f"no images found under {tmp_path / 'empty' / 'train'}" in result.stderr
 
 
-def test_eval_cli_on_a_truncated_checkpoint_is_an_error(tmp_path: Path, trained: dict) -> None:
+@pytest.mark.slow
+def test_eval_cli_on_a_truncated_checkpoint_is_an_error(tmp_path: Path, trained: dict, run_tool) -> None:
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(trained["best"].read_bytes()[:2000])
-    result = run_tool("eval.py", f"ckpt_path={broken}", cwd=tmp_path)
+    result = run_tool("eval", f"ckpt_path={broken}", cwd=tmp_path)
     assert result.returncode == 2
     assert "broken.ckpt" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_predict_cli_lists_the_top_k_classes_of_a_classifier(tmp_path: Path, trained: dict) -> None:
+@pytest.mark.slow
+def test_predict_cli_lists_the_top_k_classes_of_a_classifier(tmp_path: Path, trained: dict, run_tool) -> None:
     images = next((trained["cwd"] / "data").glob("demo_shapes_cls/test"))
     result = run_tool(
-        "predict.py", str(trained["best"]), str(images), "--top-k", "3", "--out", str(tmp_path), cwd=tmp_path
+        "predict", str(trained["best"]), str(images), "--top-k", "3", "--out", str(tmp_path), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     predictions = json.loads((tmp_path / "predictions.json").read_text())
@@ -110,5 +101,5 @@ def test_predict_cli_lists_the_top_k_classes_of_a_classifier(tmp_path: Path, tra
         assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
         assert sum(probabilities) <= 1.0 + 1e-4
         assert item["image"] in result.stdout
-    bad = run_tool("predict.py", str(trained["best"]), str(images), "--top-k", "0", cwd=tmp_path)
+    bad = run_tool("predict", str(trained["best"]), str(images), "--top-k", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--top-k" in bad.stderr

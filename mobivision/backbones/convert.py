@@ -3,7 +3,7 @@
 A converted file holds mobivision's state-dict names plus, in the safetensors metadata, everything needed
 to rebuild the model without guessing: architecture, width, padding (TF 'SAME' for TF-trained weights),
 BatchNorm epsilon, mean/std, classes and label offset, resolution and the format it came from
-(DESIGN.md, Conventions: "weights export as safetensors"). Safetensors metadata values must be strings,
+(ARCHITECTURE.md, Conventions: "weights export as safetensors"). Safetensors metadata values must be strings,
 so each value is JSON-encoded; ``mobivision.backbones.pretrained`` decodes every key except ``format``.
 
 ``convert_weights`` reads a source with the same reader ``create_model(pretrained=...)`` uses, builds the

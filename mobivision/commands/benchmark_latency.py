@@ -1,13 +1,13 @@
 """The checkpoint side of ``tools/benchmark.py latency``: what network to time and on what data.
 
 A subject is a network with its input size and pre-processing: a fresh ImageNet-shaped classifier with random
-weights (``fresh_subject``: the latency targets can be measured without a trained checkpoint), or the graph a
-task checkpoint deploys (``checkpoint_subject``: ``tasks.export.task_graphs``, the graph ``tools/export.py``
-writes). ``calibration_images`` takes INT8 calibration images from the checkpoint's training data through the
-evaluation transform (``tasks.export.TaskData``), or random pixels when there is no data.
-``int8_metric_change`` scores the fp32 and INT8 ONNX files with the task's metric on its validation split
-(``tasks.export.evaluate_runner``, as ``tools/export.py --formats int8`` does). The timing itself is
-``mobivision.benchmark.measure_latency``.
+weights (``fresh_subject``: latency can be measured without a trained checkpoint), or the graph a task
+checkpoint deploys (``checkpoint_subject``: the graph ``tools/export.py`` writes). ``calibration_images`` takes INT8
+calibration images from the checkpoint's training data through the evaluation transform
+(``mobivision.commands.export.TaskData``), or random pixels when there is no data. ``int8_metric_change`` scores the
+fp32 and INT8 ONNX files with the task's metric on its validation split
+(``evaluate_runner`` of ``mobivision.commands.export``, as ``tools/export.py --formats int8`` does). The timing
+itself is ``mobivision.benchmark.measure_latency``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mobivision.benchmark import LatencyConfig, measure_latency, random_calibration, targets
+from mobivision.benchmark import LatencyConfig, measure_latency, random_calibration
 from mobivision.errors import MobivisionError
 from mobivision.factory import create_model, default_mean_std
-from tasks.base import TaskModule
+from mobivision.tasks.base import TaskModule
 
 log = logging.getLogger("mobivision")
 
@@ -40,7 +40,7 @@ class Subject:
     output_names: tuple[str, ...] = ("logits",)
     arch: tuple[str, float] = ("mobilenet_v1", 1.0)
     task: TaskModule | None = None
-    data: Any = None  # tasks.export.TaskData of a checkpoint whose data can be read
+    data: Any = None  # mobivision.commands.export.TaskData of a checkpoint whose data can be read
     notes: list[str] = field(default_factory=list)
 
 
@@ -54,20 +54,19 @@ def fresh_subject(name: str, width: float, resolution: int) -> Subject:
 
 def checkpoint_subject(checkpoint: str | Path) -> Subject:
     """The graph a task checkpoint deploys, at the checkpoint's resolution, with its data when it can be read."""
-    from tasks.export import TaskData, input_size, load_checkpoint, task_graphs
+    from mobivision.commands.export import TaskData, load_checkpoint
 
     task = load_checkpoint(checkpoint)
-    graph = task_graphs(task)["model"]
-    size = input_size(task)
+    graph = task.export_graphs()["model"]
+    size = task.input_size
     name = task.backbone_cfg.get("name", "mobilenet_v1")
     width = float(task.backbone_cfg.get("width_mult", 1.0))
-    default_mean, default_std = default_mean_std(name)
     subject = Subject(
         label=f"{Path(checkpoint).name} ({type(task).__name__}, {name} {width} @ {size[0]})",
         model=graph.module.eval(),
         input_size=size,
-        mean=tuple(task.data_meta.get("mean", default_mean)),
-        std=tuple(task.data_meta.get("std", default_std)),
+        mean=tuple(task.data_meta["mean"]),
+        std=tuple(task.data_meta["std"]),
         output_names=tuple(graph.output_names),
         arch=(name, width),
         task=task,
@@ -97,14 +96,14 @@ def int8_metric_change(subject: Subject, fp32: Path, int8: Path, *, threads: int
     data). ``change_points`` is INT8 minus fp32 in points (x 100: the metrics are fractions)."""
     if subject.task is None or subject.data is None:
         return None
+    from mobivision.commands.export import evaluate_runner
     from mobivision.export import onnx_session, run_onnx
-    from tasks.export import PRIMARY_METRIC, evaluate_runner, task_kind
 
     scores = {}
     for key, path in (("fp32", fp32), ("int8", int8)):
         session = onnx_session(path, threads=threads)
-        scores[key] = evaluate_runner(subject.task, lambda x, s=session: run_onnx(s, x), subject.data)
-    metric = PRIMARY_METRIC[task_kind(subject.task)]
+        scores[key], _ = evaluate_runner(subject.task, lambda x, s=session: run_onnx(s, x), subject.data)
+    metric = subject.task.primary_metric.name
     return {
         "metric": metric,
         "split": subject.data.eval_split,
@@ -119,7 +118,7 @@ def int8_metric_change(subject: Subject, fp32: Path, int8: Path, *, threads: int
 def run_latency(
     subject: Subject, config: LatencyConfig, out_dir: str | Path, *, calibration_count: int
 ) -> dict[str, Any]:
-    """``measure_latency`` on the subject, then the INT8 metric change and the targets; the full report."""
+    """``measure_latency`` on the subject, then the INT8 metric change; the full report."""
     calibration, source = calibration_images(subject, calibration_count) if config.int8 else ([], "")
     report = measure_latency(
         subject.model,
@@ -137,6 +136,5 @@ def run_latency(
     report["subject"] = subject.label
     report["calibration"] = source or None
     report["int8_metric"] = accuracy
-    report["targets"] = targets(report["rows"], accuracy)
     report["notes"] = subject.notes + report["notes"]
     return report

@@ -19,25 +19,32 @@ import logging
 import math
 import os
 import re
+import shutil
+import sys
+import tempfile
 import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
+import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mobivision.backbones.download import cache_dir, is_url
+from mobivision.configs import CONFIG_DIR
 from mobivision.errors import MobivisionError
 from mobivision.factory import default_mean_std
-from mobivision.profile import count_macs, count_parameters
-from tasks.runner import _container, build_datamodule, build_task
+from mobivision.profiling import count_macs, count_parameters
+from mobivision.tasks.base import TaskModule, describe_value
+from mobivision.tasks.runner import _container, build_datamodule, build_task, run_cli
 
 log = logging.getLogger("mobivision")
 
 # Keys that may name a file to read before training (absent keys are skipped).
-CHECKPOINT_KEYS = ("task.teacher.checkpoint", "init_from", "ckpt_path", "resume")
+CHECKPOINT_KEYS = ("task.teacher.checkpoint", "init_from", "resume")
 
 
 class CheckError(MobivisionError):
@@ -88,8 +95,10 @@ def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool =
     if synthetic:
         _check_data_paths(data_cfg, report, written=True)
     _report_splits(datamodule, report)
-    found["batch"] = batch = _load_batch(datamodule, report)
+    split, batch = _load_batch(datamodule, report)
+    found["batch"] = batch
     task = _build_task(cfg, datamodule, pretrained, report)
+    report.ok(f"{split} batch: {describe_batch(task, batch)}")
     _forward(task, batch, report)
     report.ok("all checks passed: ready to train (nothing trained, no checkpoint written)")
     return found
@@ -256,7 +265,7 @@ def _check_output(output_dir: Path, report: Report) -> None:
     report.ok(f"paths.output_dir: {output_dir} ({state}; writable)")
 
 
-def _load_batch(datamodule: Any, report: Report) -> Any:
+def _load_batch(datamodule: Any, report: Report) -> tuple[str, Any]:
     split = "train" if "train" in datamodule.datasets else "val"
     loader = datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader()
     try:
@@ -268,8 +277,7 @@ def _load_batch(datamodule: Any, report: Report) -> Any:
         )
     except MobivisionError as exc:
         report.fail(f"data: loading a {split} batch: {exc}", exc)
-    report.ok(f"{split} batch: {describe_batch(batch)}")
-    return batch
+    return split, batch
 
 
 def _build_task(cfg: DictConfig, datamodule: Any, pretrained: str | None, report: Report) -> Any:
@@ -317,7 +325,15 @@ def _forward(task: Any, batch: Any, report: Report) -> None:
     value = float(loss)
     if not math.isfinite(value):
         report.fail(f"task: the training loss of the first batch is {value}")
-    report.ok(f"forward pass: output {_describe(output)}; training loss {value:.4f}")
+    report.ok(f"forward pass: output {describe_value(output)}; training loss {value:.4f}")
+
+
+def describe_batch(task: TaskModule, batch: Any) -> str:
+    """``image float32 [32, 3, 64, 64] in [-1.00, 1.00]; target int64 [32] ...`` (targets as the task shows them)."""
+    parts = [f"image {describe_value(batch['image'])}"]
+    if batch.get("target") is not None:
+        parts.append(f"target {task.describe_target(batch['target'])}")
+    return "; ".join(parts)
 
 
 @contextlib.contextmanager
@@ -332,45 +348,42 @@ def _quiet_lightning():
         logger.setLevel(level)
 
 
-# --- batch summaries -----------------------------------------------------------------------------------------
+# --- command line -----------------------------------------------------------------------------------------------
+
+RUN_DIR = "hydra.run.dir="
 
 
-def describe_batch(batch: Any) -> str:
-    """``image float32 [32, 3, 64, 64] in [-1.00, 1.00]; target int64 [32] ...`` for a loader batch."""
-    parts = [f"image {_describe(batch['image'])}"]
-    target = batch.get("target")
-    if target is not None:
-        parts.append(f"target {_describe_target(target)}")
-    return "; ".join(parts)
+def _intended_output_dir(cfg: DictConfig, user_run_dir: str | None) -> Path:
+    """Where ``tools/train.py`` with these arguments would write: ``paths.output_dir`` if set explicitly,
+    else Hydra's configured run folder (this tool's own run folder is a temporary one)."""
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(cfg.paths.output_dir).expanduser().resolve()
+    if output_dir != Path(hydra_cfg.runtime.output_dir).resolve():
+        return output_dir
+    if user_run_dir is not None:
+        return Path(user_run_dir).expanduser().resolve()
+    hydra_overrides = [o for o in hydra_cfg.overrides.hydra if not o.startswith(RUN_DIR)]  # e.g. hydra.searchpath
+    composed = hydra.compose(
+        config_name=hydra_cfg.job.config_name,
+        overrides=[*hydra_overrides, *hydra_cfg.overrides.task],
+        return_hydra_config=True,
+    )
+    return Path(OmegaConf.select(composed, "hydra.run.dir")).expanduser().resolve()
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        text = f"{str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
-        if value.is_floating_point() and value.numel():
-            finite = value[torch.isfinite(value)]
-            if finite.numel():
-                text += f" in [{float(finite.min()):.2f}, {float(finite.max()):.2f}]"
-        return text
-    if isinstance(value, list | tuple):
-        return f"{type(value).__name__} of {len(value)}: " + ", ".join(_describe(v) for v in value[:3])
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
-    return type(value).__name__
+def check_main() -> None:
+    """``check <train arguments>``: Hydra's own run folder goes to a temporary folder, removed at exit; the folder
+    the user's arguments name is only tested for writability."""
+    scratch = tempfile.mkdtemp(prefix="mobivision-check-")
+    user = [a for a in sys.argv[1:] if a.startswith(RUN_DIR)]
+    user_run_dir = user[-1][len(RUN_DIR) :] if user else None
 
+    @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+    def main(cfg: DictConfig) -> None:
+        run_cli(lambda c: check(c, output_dir=_intended_output_dir(c, user_run_dir)), cfg)
 
-def _describe_target(target: Any) -> str:
-    if isinstance(target, torch.Tensor):
-        text = _describe(target)
-        if not target.is_floating_point() and target.dim() == 1:
-            classes = torch.unique(target)
-            text += f", {len(classes)} distinct classes ({int(classes.min())}..{int(classes.max())})"
-        elif target.is_floating_point():
-            unknown = int(target.isnan().sum())
-            if unknown:
-                text += f", {unknown} unknown (NaN)"
-        return text
-    if isinstance(target, list) and target and isinstance(target[0], dict):  # detection: one dict per image
-        boxes = sum(len(t.get("boxes", [])) for t in target)
-        return f"{len(target)} images, {boxes} boxes ({', '.join(sorted(target[0]))})"
-    return _describe(target)
+    sys.argv = [a for a in sys.argv if not a.startswith(RUN_DIR)] + [RUN_DIR + scratch]
+    try:
+        main()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

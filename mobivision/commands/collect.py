@@ -1,12 +1,12 @@
 """Tabulate a sweep: one row per trained run, its cost and its main metric, and the paper's trade-off chart.
 
-A run folder is any folder under the sweep with ``summary.json`` and ``config.yaml`` (what ``tasks.runner.train``
-writes); folders that look like runs (``config.yaml`` or Hydra's ``.hydra/``) but have no ``summary.json``
-failed or are still running and are reported as skipped. For each run:
+A run folder is any folder under the sweep with ``summary.json`` and ``config.yaml`` (what
+``mobivision.tasks.runner.train`` writes); folders that look like runs (``config.yaml`` or Hydra's ``.hydra/``) but
+have no ``summary.json`` failed or are still running and are reported as skipped. For each run:
 
 - width multiplier, resolution and backbone name come from its resolved ``config.yaml``;
 - multiply-adds and parameters are counted on the trained task's network (``task.model``, loaded from the best
-  checkpoint) at the run's resolution with ``mobivision.profile``, and batch-1 CPU latency is the median of
+  checkpoint) at the run's resolution with ``mobivision.profiling``, and batch-1 CPU latency is the median of
   ``latency_repeats`` timed forward passes. Every task's network takes one ``1 x 3 x H x W`` image: the
   classifier, the attribute and geo-cell heads, and the detector (box and class outputs before decoding);
 - the metric (default: the run's monitored ``monitor.metric``) is read from the run's metrics CSV (after the
@@ -17,17 +17,36 @@ failed or are still running and are reported as skipped. For each run:
 ``collect`` writes ``collect.md``, ``collect.csv`` and ``tradeoff.png`` (metric against multiply-adds on a log
 axis, bubble area proportional to parameters, each bubble labelled ``width-resolution`` like the paper's
 Fig. 4-5). Rows are sorted by multiply-adds.
+
+Command line (``tools/collect.py``, ``mobivision collect``):
+
+Tabulate a sweep: ``python tools/collect.py runs/<task>/multirun_<time>``.
+
+Writes ``collect.md`` and ``collect.csv`` (one row per run, sorted by multiply-adds: width, resolution, MACs,
+parameters, batch-1 CPU latency and the task's main metric, best validation and test) and ``tradeoff.png``
+(the metric against multiply-adds on a log axis, bubble area = parameters, like the MobileNets paper's
+Fig. 4-5) into ``--out`` (default: the sweep folder), and prints the Markdown table. Run folders without
+``summary.json`` (failed or still running) are listed in one warning line.
+
+Examples::
+
+    python tools/collect.py runs/demo_classification/multirun_2025-01-01_12-00-00
+    python tools/collect.py runs/demo_geo/multirun_... --out reports/geo --threads 1 --latency-repeats 50
+    python tools/collect.py runs/demo/multirun_... --metric val/mAP_50 --no-latency
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mobivision.cli import exit_code, positive_int
 from mobivision.errors import MobivisionError
 
 SUMMARY = "summary.json"
@@ -180,8 +199,8 @@ def measure_run(
     """
     import torch
 
-    from mobivision.profile import measure_latency_ms, profile
-    from tasks.runner import load_task
+    from mobivision.profiling import measure_latency_ms, profile
+    from mobivision.tasks.runner import load_task
 
     task = load_task(checkpoint)
     resolution = resolution or task.data_meta.get("resolution")
@@ -368,3 +387,41 @@ def collect(
     write_csv(rows, table_csv)
     plot_tradeoff(rows, chart, metric=metric, mode=mode)
     return Collection(rows=rows, skipped=skipped, files=[md, table_csv, chart], metric=metric, mode=mode)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="multirun folder (runs at any depth)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="where the table and chart go (default: SWEEP_DIR)")
+    parser.add_argument("--metric", help="validation metric to report, e.g. val/top5 (default: monitor.metric)")
+    parser.add_argument("--latency-repeats", type=positive_int, default=20, metavar="N", help="timed passes (20)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads for the latency (default: torch's)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    from mobivision.commands.collect import SUMMARY, collect  # after parsing: argument errors are immediate
+
+    result = collect(
+        args.sweep_dir,
+        out_dir=args.out,
+        metric=args.metric,
+        latency_repeats=None if args.no_latency else args.latency_repeats,
+        threads=args.threads,
+    )
+    if result.skipped:
+        names = ", ".join(str(p.relative_to(args.sweep_dir)) for p in result.skipped)
+        reason = f"without {SUMMARY} (failed or still running)"
+        print(f"warning: skipped {len(result.skipped)} run folder(s) {reason}: {names}", file=sys.stderr)
+    print(result.files[0].read_text(), end="")
+    print("wrote " + ", ".join(str(f) for f in result.files), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return exit_code(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

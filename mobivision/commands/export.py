@@ -24,13 +24,34 @@ the side-car ``model.cells.json``, which can hold tens of thousands of cells); d
 Parity inputs: a seeded random batch, plus (when the task's data can be read) the first validation images
 through the evaluation transform. Failing parity, or an INT8 metric drop beyond ``max_metric_drop``, raises
 ``ExportError`` with the report; the files stay on disk for inspection.
+
+Command line (``tools/export.py``, ``mobivision export``):
+
+Export a trained checkpoint of any task to ONNX, INT8 ONNX, TorchScript and mobile formats, each verified.
+
+Usage::
+
+    python tools/export.py CHECKPOINT [--out DIR] [--formats onnx,onnx-nms,int8,torchscript,pte,tflite]
+        [--opset 17] [--exporter torchscript|dynamo] [--calibration-images 200] [--parity-images 8]
+        [--eval-images N] [--threads N] [--max-metric-drop X] [--name model]
+
+Writes ``DIR/model.onnx`` (dynamic batch; pre-processing, labels and output meanings in its metadata),
+``model_nms.onnx`` (detectors: decoding and NMS in the graph), ``model.int8.onnx`` (static INT8, calibrated on
+training images), ``model.ts`` (TorchScript), ``model.pte`` (ExecuTorch, needs ``executorch``) and
+``model.tflite`` (LiteRT, needs ``litert-torch`` and ``ai-edge-litert``), plus ``export_report.json``. Each file is
+run against the PyTorch model right away: a float format whose outputs differ beyond the stated tolerance, or an
+INT8 model that loses more than ``--max-metric-drop`` of the task's metric, ends with exit code 2 and the report.
+Default formats: onnx, onnx-nms (detectors), int8, torchscript; default DIR: ``<run folder>/export``.
+A bad input (missing, truncated or foreign checkpoint, weights that do not fit) ends with one ``error: ...`` line.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,21 +59,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 import mobivision
+from mobivision.cli import exit_code, positive_int
 from mobivision.errors import ConfigError, ExportError, MobivisionError
-from mobivision.evaluation.attributes import attribute_metrics
-from mobivision.evaluation.coco import coco_evaluate
-from mobivision.evaluation.geo import geo_metrics
+from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import (
-    GeoOutputs,
+    ExportGraph,
     ParityReport,
-    SSDRawOutputs,
-    SSDWithNMS,
-    compare_detections,
-    compare_outputs,
     export_onnx,
     export_torchscript,
     mobile,
@@ -63,192 +78,50 @@ from mobivision.export import (
     torchscript_runner,
     verify_parity,
 )
-from tasks.base import TaskModule
-from tasks.classification import ClassificationTask
-from tasks.detection import DetectionTask, to_coco_results
-from tasks.face_attributes import AttributeTask
-from tasks.geolocation import GeoTask
+from mobivision.tasks.base import TaskModule
+from mobivision.tasks.runner import build_datamodule, load_task
 
 FORMATS = ("onnx", "onnx-nms", "int8", "torchscript", "pte", "tflite")
 DEFAULT_FORMATS = ("onnx", "onnx-nms", "int8", "torchscript")
-PRIMARY_METRIC = {"classification": "top1", "attributes": "mAP", "geo": "acc_25km", "detection": "mAP"}
-HIGHER_IS_BETTER = {"top1": True, "mAP": True, "acc_25km": True, "median_km": False, "AP50": True}
+GRAPH_OF_FORMAT = {"onnx-nms": "nms"}  # formats of a task's extra graph; every other format writes "model"
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------
 
 
 def load_checkpoint(path: str | Path) -> TaskModule:
-    """The task of a checkpoint in eval mode (``tasks.runner.load_task``: every failure is one error line)."""
-    from tasks.runner import load_task
-
+    """The task of a checkpoint in eval mode (``load_task``: every failure is one error line)."""
     return load_task(path).eval()
 
 
-def task_kind(task: TaskModule) -> str:
-    """``detection``, ``attributes``, ``geo`` or ``classification``."""
-    for cls, kind in (
-        (DetectionTask, "detection"),
-        (AttributeTask, "attributes"),
-        (GeoTask, "geo"),
-        (ClassificationTask, "classification"),
-    ):
-        if isinstance(task, cls):
-            return kind
-    raise ConfigError(f"export does not support {type(task).__name__}")
+# --- metadata ---------------------------------------------------------------------------------------------
 
 
-def input_size(task: TaskModule) -> tuple[int, int]:
-    default = 320 if isinstance(task, DetectionTask) else 224
-    resolution = int(task.data_meta.get("resolution", default))
-    return resolution, resolution
-
-
-# --- graphs and metadata ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Graph:
-    """A network to export: images -> ``output_names`` (tuple), what each output means, how to compare it."""
-
-    module: nn.Module
-    output_names: list[str]
-    meanings: dict[str, str]
-    compare: Callable[..., Any] = compare_outputs
-
-
-class _Single(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
-
-
-def _geo_parents(task: GeoTask) -> list[torch.Tensor]:
-    return [getattr(task, f"parents_{i}") for i in range(len(task.partitions) - 1)]
-
-
-def task_graphs(task: TaskModule) -> dict[str, Graph]:
-    """``{"model": the main graph}``, plus ``"nms"`` for detectors."""
-    kind = task_kind(task)
-    if kind == "classification":
-        return {"model": Graph(_Single(task.model), ["logits"], {"logits": "[B, classes] class logits (softmax)"})}
-    if kind == "attributes":
-        meaning = "[B, attributes] logits; sigmoid gives probabilities, present where >= attribute_thresholds"
-        return {"model": Graph(_Single(task.model), ["logits"], {"logits": meaning})}
-    if kind == "geo":
-        names = [f"logits_{name}" for name in task.partition_names]
-        meanings = {
-            n: f"[B, {len(cells)}] cell logits of partitioning {p}"
-            for n, p, cells in zip(names, task.partition_names, task.partitions, strict=True)
-        }
-        combination = "hierarchical (times the coarser parents')" if task.hierarchical else "finest softmax"
-        meanings["cell_probabilities"] = (
-            f"[B, {len(task.partitions[-1])}] probabilities over the finest cells, {combination}; the location is "
-            "the mean training location (cells file) of the most probable cell"
-        )
-        module = GeoOutputs(task.model, _geo_parents(task), hierarchical=task.hierarchical)
-        return {"model": Graph(module, [*names, "cell_probabilities"], meanings)}
-    size = input_size(task)
-    raw = {
-        "cls_logits": "[B, A, C] class logits per anchor, C = background + classes (score: "
-        + ("sigmoid" if task.model.loss_options.classification == "focal" else "softmax")
-        + ", drop column 0)",
-        "bbox_regression": "[B, A, 4] box offsets (dx, dy, dw, dh) relative to the anchors, scaled by "
-        "box_coder_weights (Faster R-CNN coder)",
-        "anchors": "[A, 4] anchors xyxy in input pixels (constant of the export resolution)",
-    }
-    nms = {
-        "boxes": "[B, K, 4] xyxy in input pixels, best first; rows past num_detections are zero",
-        "scores": "[B, K] scores",
-        "labels": "[B, K] int64 1-based labels (class_names[label - 1]); 0 past num_detections",
-        "num_detections": "[B] int64 detections per image",
-    }
-    return {
-        "model": Graph(SSDRawOutputs(task.model), list(SSDRawOutputs.output_names), raw),
-        "nms": Graph(SSDWithNMS(task.model, size), list(SSDWithNMS.output_names), nms, compare_detections),
-    }
-
-
-def _preprocessing(task: TaskModule) -> str:
+def task_metadata(task: TaskModule, graph: ExportGraph, *, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """What a runtime needs to use the graph: pre-processing, output meanings, and the task's own entries."""
     meta = task.data_meta
-    height, width = input_size(task)
-    if isinstance(task, DetectionTask):
-        steps = f"resize to {width}x{height} (bilinear, aspect ratio not kept)"
-    else:
-        crop_pct = float(meta.get("crop_pct", 0.875))
-        steps = (
-            f"resize the shorter side to round({height} / {crop_pct}) = {round(height / crop_pct)} px (bilinear), "
-            f"centre-crop {width}x{height}"
-        )
-    return (
-        f"RGB image, {steps}, scale pixels to [0, 1] (/ 255), subtract mean, divide by std (per channel), float32 NCHW"
-    )
-
-
-def task_metadata(task: TaskModule, graph: Graph, *, checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """What a runtime needs to use the graph: pre-processing, label map, output meanings, task options."""
-    meta = task.data_meta
-    height, width = input_size(task)
-    run = (task.hparams.get("run_config") or {}).get("task_name") if hasattr(task, "hparams") else None
+    run = (task.hparams.get("run_config") or {}).get("task_name")
     entries: dict[str, Any] = {
         "mobivision_version": mobivision.__version__,
         "task": f"{type(task).__module__}.{type(task).__qualname__}",
-        "task_kind": task_kind(task),
-        "input_size": [height, width],
+        "task_kind": task.kind,
+        "input_size": list(task.input_size),
         "layout": "NCHW",
         "channel_order": "RGB",
         "value_range": "[0, 1] before normalisation (pixel / 255)",
-        "mean": list(meta.get("mean", (0.5, 0.5, 0.5))),
-        "std": list(meta.get("std", (0.5, 0.5, 0.5))),
-        "preprocessing": _preprocessing(task),
+        "mean": list(meta["mean"]),
+        "std": list(meta["std"]),
+        "preprocessing": task.preprocessing_text(),
         "outputs": graph.meanings,
         "backbone": {k: v for k, v in task.backbone_cfg.items() if k != "pretrained"},
     }
-    if not isinstance(task, DetectionTask):
-        entries["crop_pct"] = float(meta.get("crop_pct", 0.875))
+    if task.crop_pct is not None:
+        entries["crop_pct"] = task.crop_pct
     if checkpoint is not None:
         entries["source_checkpoint"] = str(checkpoint)
     if run:
         entries["run"] = run
-    if isinstance(task, AttributeTask):
-        entries["attribute_names"] = task.class_names
-        entries["attribute_thresholds"] = [round(float(t), 6) for t in task.thresholds]
-    elif isinstance(task, GeoTask):
-        entries["partitions"] = [
-            {"name": n, "cells": len(c)} for n, c in zip(task.partition_names, task.partitions, strict=True)
-        ]
-        entries["hierarchical"] = task.hierarchical
-        entries["cells_file"] = "<name>.cells.json beside this file: tokens, counts, mean lat/lon per cell"
-    elif isinstance(task, DetectionTask):
-        model = task.model
-        entries["class_names"] = task.class_names
-        entries["category_ids"] = task.category_ids
-        entries["box_coder_weights"] = list(model.loss_options.box_coder_weights)
-        entries["score_function"] = "sigmoid" if model.loss_options.classification == "focal" else "softmax"
-        entries["postprocess"] = asdict(model.postprocess_options)
-        entries["boxes"] = "xyxy in input pixels; scale x by original width / input width, y likewise"
-    else:
-        entries["class_names"] = task.class_names
-    return entries
-
-
-def write_cells_file(task: GeoTask, path: str | Path) -> Path:
-    """Side-car JSON of a geo model: every partitioning's cells and the finest cells' parent indices."""
-    path = Path(path)
-    columns = task.hparams["partitions"]
-    payload = {
-        "partitions": [
-            {"name": p["name"], **{k: list(p[k]) for k in ("tokens", "count", "lat", "lon")}} for p in columns
-        ],
-        "parents": [p.tolist() for p in _geo_parents(task)],
-        "hierarchical": task.hierarchical,
-        "location": "mean training location (lat, lon) of the finest partitioning's most probable cell",
-    }
-    path.write_text(json.dumps(payload) + "\n")
-    return path
+    return entries | task.export_metadata()
 
 
 # --- data -------------------------------------------------------------------------------------------------
@@ -267,7 +140,6 @@ class TaskData:
     @classmethod
     def from_task(cls, task: TaskModule) -> TaskData:
         """Raises ``MobivisionError`` when the checkpoint has no run configuration or the data cannot be read."""
-        from tasks.runner import build_datamodule  # the runner builds data modules from configs (Hydra instantiate)
 
         run_config = task.hparams.get("run_config") if hasattr(task, "hparams") else None
         if not run_config or not run_config.get("data"):
@@ -304,41 +176,16 @@ class TaskData:
 # --- metrics ----------------------------------------------------------------------------------------------
 
 
-def _as_torch(outputs: Sequence[np.ndarray]) -> list[torch.Tensor]:
-    return [torch.from_numpy(np.asarray(o)) for o in outputs]
-
-
 def evaluate_runner(
     task: TaskModule, run: Callable[[np.ndarray], Sequence[np.ndarray]], data: TaskData, max_images: int | None = None
-) -> dict[str, float]:
-    """The task metric of a runner (numpy batch -> outputs of ``task_graphs(task)["model"]``) on the eval split:
-    classification top-1; attributes mAP and mean accuracy (tuned thresholds); geo accuracy within 25 km /
-    750 km and the median error; detection COCO mAP and AP50."""
-    kind = task_kind(task)
-    collected: list[Any] = []
-    targets: list[Any] = []
+) -> tuple[dict[str, float], Evaluator]:
+    """The task's metrics of a runner (numpy batch -> outputs of ``task.export_graphs()["model"]``) on the eval
+    split, scored by the task's own evaluator (as its test would); returns the metrics and the evaluator."""
+    evaluator = task.make_evaluator(data.eval_dataset, "test")
     for batch in data.eval_batches(max_images):
-        outputs = _as_torch(run(batch["image"].numpy()))
-        if kind == "detection":
-            raw = {"cls_logits": outputs[0], "bbox_regression": outputs[1], "anchors": outputs[2]}
-            detections = task.model.predict(raw, tuple(batch["image"].shape[-2:]))
-            collected += to_coco_results(detections, batch["meta"], task.category_ids)
-            targets += [m["image_id"] for m in batch["meta"]]
-        else:
-            collected.append(outputs[-1] if kind == "geo" else outputs[0])
-            targets.append(batch["target"])
-    if kind == "detection":
-        metrics = coco_evaluate(data.eval_dataset.coco_gt, collected, image_ids=targets)
-        return {"mAP": metrics["AP"], "AP50": metrics["AP50"]}
-    scores, truth = torch.cat(collected).float(), torch.cat(targets)
-    if kind == "classification":
-        return {"top1": float((scores.argmax(1) == truth).double().mean())}
-    if kind == "attributes":
-        metrics = attribute_metrics(scores.sigmoid(), truth.float(), task.thresholds)
-        return {"mAP": metrics.mean_ap, "mean_acc": metrics.mean_accuracy}
-    location = task.cell_locations.cpu()[scores.argmax(1)]
-    summary = geo_metrics(location[:, 0], location[:, 1], truth[:, 0], truth[:, 1]).summary()
-    return {"acc_25km": summary["acc_25km"], "acc_750km": summary["acc_750km"], "median_km": summary["median_km"]}
+        outputs = [torch.from_numpy(np.asarray(o)) for o in run(batch["image"].numpy())]
+        task.update_evaluator(evaluator, outputs, batch)
+    return evaluator.compute(), evaluator
 
 
 # --- export -----------------------------------------------------------------------------------------------
@@ -401,20 +248,21 @@ class ExportResult:
 
 def parse_formats(text: str | Sequence[str] | None, task: TaskModule) -> list[str]:
     """The requested formats in export order; ``None``: the defaults that apply to the task."""
-    is_detector = isinstance(task, DetectionTask)
+    graphs = task.export_graphs()
     if text is None:
-        return [f for f in DEFAULT_FORMATS if f != "onnx-nms" or is_detector]
+        return [f for f in DEFAULT_FORMATS if GRAPH_OF_FORMAT.get(f, "model") in graphs]
     requested = [f.strip() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
     unknown = [f for f in requested if f not in FORMATS]
     if unknown or not requested:
         raise ConfigError(f"--formats: unknown formats {unknown}; choose from {','.join(FORMATS)}")
-    if "onnx-nms" in requested and not is_detector:
-        raise ConfigError(f"format onnx-nms is for detectors; this checkpoint is a {type(task).__name__}")
+    for fmt in requested:
+        if GRAPH_OF_FORMAT.get(fmt, "model") not in graphs:
+            raise ConfigError(f"format {fmt} is for detectors; this checkpoint is a {task.kind} model")
     return [f for f in FORMATS if f in requested]
 
 
 def _parity_inputs(task: TaskModule, data: TaskData | None, parity_images: int) -> list[tuple[str, np.ndarray]]:
-    height, width = input_size(task)
+    height, width = task.input_size
     generator = torch.Generator().manual_seed(0)
     inputs = [("random", torch.randn(3, 3, height, width, generator=generator).numpy())]
     if data is not None and parity_images > 0:
@@ -423,15 +271,15 @@ def _parity_inputs(task: TaskModule, data: TaskData | None, parity_images: int) 
     return inputs
 
 
-def _delta(name: str, fp32: float, int8: float) -> float:
+def _delta(name: str, fp32: float, int8: float, evaluator: Evaluator) -> float:
     """Drop of ``int8`` below ``fp32`` (positive = worse), for higher- and lower-is-better metrics."""
-    return fp32 - int8 if HIGHER_IS_BETTER.get(name, True) else int8 - fp32
+    return int8 - fp32 if name in evaluator.lower_is_better else fp32 - int8
 
 
-def _metric_text(fp32: dict[str, float], int8: dict[str, float]) -> str:
+def _metric_text(fp32: dict[str, float], int8: dict[str, float], evaluator: Evaluator) -> str:
     parts = []
     for key in fp32:
-        sign = "" if HIGHER_IS_BETTER.get(key, True) else " (lower is better)"
+        sign = " (lower is better)" if key in evaluator.lower_is_better else ""
         parts.append(f"{key} {fp32[key]:.4f} -> {int8[key]:.4f} ({int8[key] - fp32[key]:+.4f}){sign}")
     return "; ".join(parts)
 
@@ -463,7 +311,7 @@ def export_task(
         parity_images: Validation images added to the random batch of the parity checks (0: random only).
         eval_images: Validation images the INT8 metric is measured on (None: the whole split).
         threads: ONNX Runtime intra-op threads.
-        max_metric_drop: Fail when INT8 loses more than this on the task's primary metric (``PRIMARY_METRIC``;
+        max_metric_drop: Fail when INT8 loses more than this on the task's primary metric (``task.primary_metric``;
             fractions, e.g. 0.01 = one point of top-1).
         data: The task's data (default: read from the checkpoint's run configuration when it can be).
         on_row: Called after each format is written and checked (progress output).
@@ -477,7 +325,7 @@ def export_task(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = ExportResult(out_dir)
-    size = input_size(task)
+    size = task.input_size
     if data is None and (parity_images > 0 or "int8" in wanted):
         try:
             data = TaskData.from_task(task)
@@ -492,7 +340,7 @@ def export_task(
         if fmt in wanted and not mobile.available(fmt):
             raise ConfigError(f"format {fmt} needs optional packages: {mobile.INSTALL[fmt]}")
     inputs = _parity_inputs(task, data, parity_images)
-    graphs = task_graphs(task)
+    graphs = task.export_graphs()
     main = graphs["model"]
 
     def finish(row: ExportRow) -> None:
@@ -504,14 +352,14 @@ def export_task(
             details = row.parity.table() if row.parity is not None else row.check
             raise ExportError(f"{row.format} export {row.path} failed its check:\n{details}")
 
-    def parity_row(fmt: str, path: Path, run: Callable[[np.ndarray], Any], graph: Graph) -> ExportRow:
+    def parity_row(fmt: str, path: Path, run: Callable[[np.ndarray], Any], graph: ExportGraph) -> ExportRow:
         report = verify_parity(
             torch_runner(graph.module), run, inputs, graph.output_names, format=fmt, compare=graph.compare
         )
         return ExportRow(fmt, path, report.summary(), report.ok, report)
 
-    if isinstance(task, GeoTask):
-        result.notes.append(f"cells: {write_cells_file(task, out_dir / f'{name}.cells.json')}")
+    for side_file in task.export_side_files(out_dir, name):
+        result.notes.append(f"{side_file.name.removeprefix(name + '.').split('.')[0]}: {side_file}")
     onnx_path = out_dir / f"{name}.onnx"
     if "onnx" in wanted or "int8" in wanted:
         export_onnx(
@@ -544,12 +392,12 @@ def export_task(
         path = out_dir / f"{name}.int8.onnx"
         quantize_int8(onnx_path, path, data.calibration(calibration_images), per_channel=True)
         int8_session = onnx_session(path, threads=threads)
-        fp32 = evaluate_runner(task, lambda x: run_onnx(session, x), data, eval_images)
-        int8 = evaluate_runner(task, lambda x: run_onnx(int8_session, x), data, eval_images)
-        primary = PRIMARY_METRIC[task_kind(task)]
-        drop = _delta(primary, fp32[primary], int8[primary])
+        fp32, evaluator = evaluate_runner(task, lambda x: run_onnx(session, x), data, eval_images)
+        int8, _ = evaluate_runner(task, lambda x: run_onnx(int8_session, x), data, eval_images)
+        primary = task.primary_metric.name
+        drop = _delta(primary, fp32[primary], int8[primary], evaluator)
         ok = max_metric_drop is None or not drop > max_metric_drop or math.isnan(drop)
-        check = f"{data.eval_split} {_metric_text(fp32, int8)}"
+        check = f"{data.eval_split} {_metric_text(fp32, int8, evaluator)}"
         if not ok:
             check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"
         finish(ExportRow("int8", path, check, ok, metrics={"fp32": fp32, "int8": int8}))
@@ -564,3 +412,71 @@ def export_task(
         finish(parity_row("tflite", path, mobile.tflite_runner(path, threads=threads), main))
     result.write_report()
     return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a mobivision task checkpoint (.ckpt)")
+    parser.add_argument("--out", help="output folder (default: <run folder>/export beside checkpoints/)")
+    parser.add_argument("--formats", help=f"comma-separated, from {','.join(FORMATS)} (default: all but mobile)")
+    parser.add_argument("--name", default="model", help="file stem of the exported files (default: model)")
+    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--exporter", choices=("torchscript", "dynamo"), default="torchscript", help="torch.onnx exporter"
+    )
+    parser.add_argument(
+        "--calibration-images", type=positive_int, default=200, help="training images calibrating INT8 (200)"
+    )
+    parser.add_argument(
+        "--parity-images", type=int, default=8, help="validation images in the parity check besides random ones (8)"
+    )
+    parser.add_argument("--eval-images", type=positive_int, help="validation images for the INT8 metric (all)")
+    parser.add_argument("--threads", type=positive_int, help="ONNX Runtime threads (default: ORT's)")
+    parser.add_argument(
+        "--max-metric-drop",
+        type=float,
+        help="fail if INT8 loses more than this on the task's metric (fraction: 0.01 = 1 point of top-1)",
+    )
+    return parser.parse_args(argv)
+
+
+def _progress(row: ExportRow) -> None:
+    print(f"{row.format}: {row.path} ({row.size_mb:.2f} MB) {row.check}", flush=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.parity_images < 0:
+        raise ConfigError(f"--parity-images must be >= 0, got {args.parity_images}")
+    if args.max_metric_drop is not None and args.max_metric_drop < 0:
+        raise ConfigError(f"--max-metric-drop must be >= 0, got {args.max_metric_drop}")
+    checkpoint = Path(args.checkpoint)
+    task = load_checkpoint(checkpoint)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
+    result = export_task(
+        task,
+        out,
+        formats=args.formats,
+        name=args.name,
+        opset=args.opset,
+        exporter=args.exporter,
+        calibration_images=args.calibration_images,
+        parity_images=args.parity_images,
+        eval_images=args.eval_images,
+        threads=args.threads,
+        max_metric_drop=args.max_metric_drop,
+        checkpoint=checkpoint,
+        on_row=_progress,
+    )
+    print(result.table())
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {out / 'export_report.json'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return exit_code(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from mobivision.data.records import BadRecords, load_rgb
 from mobivision.errors import DataError
@@ -269,24 +269,33 @@ class DetectionDataset(Dataset):
     "input_size": (h, w)}}``; an image without boxes gives ``[0, 4]`` and ``[0]`` tensors.
 
     Attributes:
+        annotation_file: The split's COCO annotation file: the ground truth its evaluation scores against.
+
+    The transform's random state is seeded per DataLoader worker by the training loader's ``ResumableDataset``
+    (tasks/resume.py), the one place that seeds augmentations.
         boxes_seen: Boxes fed to the transform so far.
         boxes_lost: Of those, boxes the transform removed: crops that leave a box's centre (IoU crop) or its
             whole extent out, and boxes under 1 px wide or high after resizing. Both counters are per process:
             with DataLoader workers each worker counts its own copy and the main process sees zero.
     """
 
-    def __init__(self, records: list[DetectionRecord], *, transform: Callable[..., dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        records: list[DetectionRecord],
+        *,
+        transform: Callable[..., dict[str, Any]],
+        annotation_file: str | Path | None = None,
+    ) -> None:
         self.records = records
+        self.annotation_file = annotation_file
         self.transform = transform
         self.boxes_seen = 0
         self.boxes_lost = 0
-        self._worker_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        self._seed_worker()
         record = self.records[index]
         image = load_rgb(record.path)
         if image.shape[:2] != (record.height, record.width):
@@ -310,17 +319,6 @@ class DetectionDataset(Dataset):
                 "input_size": (int(tensor.shape[-2]), int(tensor.shape[-1])),
             },
         }
-
-    def _seed_worker(self) -> None:
-        # albumentations 2.x draws from RNGs seeded when the Compose is built; forked DataLoader workers would
-        # all inherit the same state and repeat each other's augmentations. Reseed from torch's per-worker seed
-        # (which changes every epoch and follows torch.manual_seed) the first time each worker is used.
-        info = get_worker_info()
-        if info is None or info.seed == self._worker_seed:
-            return
-        self._worker_seed = info.seed
-        if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(info.seed % 2**32)
 
 
 def detection_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

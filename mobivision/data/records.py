@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,21 +28,39 @@ ON_ERROR = ("raise", "skip")
 
 
 @dataclass(frozen=True)
+class GeoLabel:
+    """Where a photo was taken, and its cell in each partitioning (-1: a dropped cell; empty: not assigned)."""
+
+    lat: float
+    lon: float
+    cells: tuple[int, ...] = ()
+
+
+class GeoTarget(NamedTuple):
+    """A batch's (or one photo's) geo target: ``location`` float64 ``[..., 2]`` (lat, lon) and ``cells`` int64
+    ``[..., partitionings]`` (one class per partitioning, -1 ignored)."""
+
+    location: torch.Tensor
+    cells: torch.Tensor
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     """One image and its label, as a reader found it.
 
     Attributes:
         image_id: The dataset's id of the image (used in messages and ``meta``).
         path: The image file.
-        label: Class index (0-based), or for multi-label data (face attributes) one value per attribute:
-            1.0 present, 0.0 absent, NaN unknown (left out of the loss and the metrics).
+        label: Class index (0-based); for multi-label data (face attributes) one value per attribute:
+            1.0 present, 0.0 absent, NaN unknown (left out of the loss and the metrics); for photos to locate
+            a ``GeoLabel``.
         box: Optional object box ``(x0, y0, x1, y1)`` in pixels of the original image (pixel ``i`` spans
             ``[i, i + 1)``); ``ClassificationDataset`` crops to it.
     """
 
     image_id: str
     path: Path
-    label: int | tuple[float, ...]
+    label: int | tuple[float, ...] | GeoLabel
     box: tuple[float, float, float, float] | None = None
 
 
@@ -110,8 +128,10 @@ def crop_to_box(
     return image[top:bottom, left:right]
 
 
-def _target(label: int | tuple[float, ...]) -> torch.Tensor:
-    """A class index as a long scalar; attribute values as a float vector."""
+def _target(label: int | tuple[float, ...] | GeoLabel) -> torch.Tensor | GeoTarget:
+    """A class index as a long scalar; attribute values as a float vector; a ``GeoLabel`` as a ``GeoTarget``."""
+    if isinstance(label, GeoLabel):
+        return GeoTarget(torch.tensor([label.lat, label.lon], dtype=torch.float64), torch.tensor(label.cells).long())
     if isinstance(label, tuple):
         return torch.tensor(label, dtype=torch.float32)
     return torch.tensor(label, dtype=torch.long)

@@ -1,4 +1,4 @@
-"""Attribute (multi-label) evaluation: per-attribute AP, tuned thresholds, accuracy and reports.
+"""Attribute (multi-label) evaluation: per-attribute AP, tuned thresholds, accuracy, reports and the evaluator.
 
 The MobileNets paper (Howard et al., 2017, Sec. 4.4, Table 12) reports face attributes by mean average
 precision over the attributes; CelebA papers usually report mean accuracy at a decision threshold. Both are
@@ -11,15 +11,17 @@ labels, a per-attribute threshold search and the report files.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchmetrics.functional.classification import binary_average_precision
 
 from mobivision.errors import ConfigError, DataError
 from mobivision.evaluation.classification import write_csv
+from mobivision.evaluation.evaluator import Evaluator, image_keys
 
 CRITERIA = ("accuracy", "balanced_accuracy")
 REPORT_COLUMNS = ("attribute", "positive_rate", "average_precision", "accuracy", "balanced_accuracy", "threshold")
@@ -263,3 +265,48 @@ def write_attribute_report(
         write_csv(output_dir / f"per_attribute_{split}.csv", summary_rows, REPORT_COLUMNS),
         write_csv(output_dir / f"predictions_{split}.csv", predictions, ["image", *attribute_names]),
     ]
+
+
+class AttributeEvaluator(Evaluator):
+    """Mean AP, mean and balanced accuracy of attribute probabilities at per-attribute thresholds.
+
+    Ground truth: each batch's ``target`` (float ``[B, A]``, NaN = unknown). With ``tune`` (validation) the
+    thresholds are first tuned on the split for ``tune``'s criterion; ``thresholds`` then holds them.
+    """
+
+    def __init__(self, attribute_names: Sequence[str], *, thresholds: torch.Tensor, tune: str | None = None) -> None:
+        super().__init__()
+        self.attribute_names = list(attribute_names)
+        self.thresholds = thresholds
+        self.tune = tune
+
+    def update(self, predictions: torch.Tensor, batch: dict[str, Any]) -> None:
+        """``predictions``: ``[B, A]`` probabilities."""
+        rows = zip(predictions.detach().float().cpu(), batch["target"].cpu(), strict=True)
+        for key, row in zip(image_keys(batch), rows, strict=True):
+            self.add(key, row)
+
+    def _columns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        probabilities, targets = zip(*self._rows.values(), strict=True)
+        return torch.stack(probabilities), torch.stack(targets)
+
+    def _compute(self, rows: dict[Hashable, Any]) -> dict[str, float]:
+        probabilities, targets = self._columns()
+        if self.tune is not None:
+            self.thresholds = tune_thresholds(probabilities, targets, criterion=self.tune)
+        return attribute_metrics(probabilities, targets, self.thresholds).summary()
+
+    def write_report(self, output_dir: Path, split: str) -> list[Path]:
+        """The per-attribute table (Markdown + CSV) and every image's probabilities."""
+        if not self._rows:
+            return []
+        probabilities, targets = self._columns()
+        return write_attribute_report(
+            output_dir,
+            split,
+            probabilities=probabilities,
+            targets=targets,
+            thresholds=self.thresholds,
+            attribute_names=self.attribute_names,
+            images=[str(k) for k in self._rows],
+        )

@@ -1,5 +1,6 @@
-"""Classification reports at test time: confusion matrix (picture), per-class accuracy, most-confused
-pairs and per-image predictions, as CSV files a user opens in a spreadsheet.
+"""Classification evaluation: ``ClassificationEvaluator`` (loss, top-1/top-5, mean class accuracy) and the reports
+at test time: confusion matrix (picture), per-class accuracy, most-confused pairs and per-image predictions, as
+CSV files a user opens in a spreadsheet.
 
 Fine-grained recognition (MobileNets paper Sec. 4.5) is judged by top-1 and mean per-class accuracy; the
 confusion matrix and the most-confused pairs show *which* similar classes the model mixes up. The matrix
@@ -9,12 +10,17 @@ is torchmetrics' ``multiclass_confusion_matrix``; this module only formats and w
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from torchmetrics.functional.classification import multiclass_confusion_matrix
+import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 
+from mobivision.evaluation.evaluator import Evaluator, image_keys
+
+TOP_K = 5  # top-5 accuracy is reported for more than 5 classes
 MAX_LABELLED_CLASSES = 40  # beyond this, tick labels would be unreadable; the CSVs carry the names
 
 
@@ -130,3 +136,57 @@ def write_classification_report(
         ),
         write_csv(output_dir / f"predictions_{split}.csv", predictions, prediction_fields),
     ]
+
+
+class ClassificationEvaluator(Evaluator):
+    """Loss, top-1, top-5 (more than 5 classes) and mean class accuracy of a classifier's logits.
+
+    Ground truth: each batch's ``target`` (class indices). With ``keep_probabilities`` every image's class
+    probabilities are kept for ``write_report`` (test); otherwise only its loss and top-k classes.
+    """
+
+    lower_is_better = frozenset({"loss"})
+
+    def __init__(self, class_names: Sequence[str], *, label_smoothing: float = 0.0, keep_probabilities: bool) -> None:
+        super().__init__()
+        self.class_names = list(class_names)
+        self.label_smoothing = label_smoothing
+        self.keep_probabilities = keep_probabilities
+        self.top_k = min(TOP_K, len(self.class_names))
+
+    def update(self, predictions: torch.Tensor, batch: dict[str, Any]) -> None:
+        """``predictions``: ``[B, classes]`` logits."""
+        logits, targets = predictions.detach().float().cpu(), batch["target"].cpu()
+        losses = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing, reduction="none")
+        top = logits.topk(self.top_k, dim=-1).indices
+        probabilities = logits.softmax(-1) if self.keep_probabilities else [None] * len(logits)
+        keys = image_keys(batch) if "meta" in batch else [f"<sample {len(self._rows) + i}>" for i in range(len(logits))]
+        for key, row in zip(keys, zip(losses, top, targets, probabilities, strict=True), strict=True):
+            self.add(key, row)
+
+    def _compute(self, rows: dict[Hashable, Any]) -> dict[str, float]:
+        losses, top, targets, _ = (list(column) for column in zip(*rows.values(), strict=True))
+        top, targets = torch.stack(top), torch.stack(targets)
+        num_classes = len(self.class_names)
+        metrics = {
+            "loss": float(torch.stack(losses).mean()),
+            "top1": float(multiclass_accuracy(top[:, 0], targets, num_classes, average="micro")),
+            "mean_class_acc": float(multiclass_accuracy(top[:, 0], targets, num_classes, average="macro")),
+        }
+        if num_classes > TOP_K:
+            metrics["top5"] = float((top == targets[:, None]).any(dim=1).float().mean())
+        return metrics
+
+    def write_report(self, output_dir: Path, split: str) -> list[Path]:
+        """Confusion matrix, per-class accuracy, most-confused pairs and every image's top-k (needs probabilities)."""
+        if not self._rows or not self.keep_probabilities:
+            return []
+        _, _, targets, probabilities = zip(*self._rows.values(), strict=True)
+        return write_classification_report(
+            output_dir,
+            split,
+            probabilities=torch.stack(probabilities),
+            targets=torch.stack(targets),
+            images=[str(k) for k in self._rows],
+            class_names=self.class_names,
+        )

@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mobivision.errors import ConfigError, DataError
+from mobivision.evaluation.evaluator import Evaluator
 
 log = logging.getLogger("mobivision")
 
@@ -177,34 +179,6 @@ def format_per_class_table(rows: Sequence[Mapping[str, Any]]) -> str:
     ]
     lines += [f"| {n:<{widths[0]}} | {ap:>{widths[1]}} | {ap50:>{widths[2]}} |" for n, ap, ap50 in table]
     return "\n".join(lines)
-
-
-def merge_detections(chunks: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """Concatenate per-process result lists and drop the copies made by ``DistributedSampler`` padding.
-
-    ``DistributedSampler`` pads the dataset by repeating samples so every process gets as many, so after an
-    ``all_gather_object`` the same image's detections can arrive from two processes; counted twice, they
-    would be false positives. All detections of one image come from the one process that ran it, so for
-    an image id found in several chunks the first chunk's detections are kept and the others dropped;
-    detections within a chunk are never dropped. Images without detections do not appear at all, which
-    is harmless.
-
-    Args:
-        chunks: One list of result dicts (with ``"image_id"``) per process, in rank order.
-
-    Returns:
-        A new list with the kept result dicts (the same dict objects), in chunk order.
-
-    Raises:
-        DataError: A result has no ``"image_id"``.
-    """
-    owner: dict[Any, int] = {}
-    for rank, chunk in enumerate(chunks):
-        for index, det in enumerate(chunk):
-            if not isinstance(det, Mapping) or "image_id" not in det:
-                raise DataError(f"detection {index} of chunk {rank} has no 'image_id': {det!r}")
-            owner.setdefault(det["image_id"], rank)
-    return [det for rank, chunk in enumerate(chunks) for det in chunk if owner[det["image_id"]] == rank]
 
 
 def _load_gt(gt: str | Path | COCO | Mapping[str, Any]) -> COCO:
@@ -354,3 +328,95 @@ def _preview(ids: Iterable[Any], limit: int = 10) -> str:
     shown = sorted(ids, key=_sort_key)
     more = f" (and {len(shown) - limit} more)" if len(shown) > limit else ""
     return f"{shown[:limit]}{more}"
+
+
+def to_coco_results(
+    detections: Sequence[Mapping[str, torch.Tensor]], meta: Sequence[Mapping[str, Any]], category_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Detections in input pixels -> COCO result dicts in original image pixels (``[x, y, w, h]``).
+
+    ``meta`` per image: ``image_id``, ``size`` (original height, width) and ``input_size`` (the network's input);
+    labels are 1-based (``category_ids[label - 1]``). The evaluation transform is a plain resize, so boxes scale back
+    by original size / input size.
+    """
+    results = []
+    for detection, info in zip(detections, meta, strict=True):
+        (orig_h, orig_w), (in_h, in_w) = info["size"], info["input_size"]
+        scale = torch.tensor([orig_w / in_w, orig_h / in_h, orig_w / in_w, orig_h / in_h])
+        boxes = detection["boxes"].float().cpu() * scale
+        boxes[:, 2:] -= boxes[:, :2]
+        for box, score, label in zip(
+            boxes.tolist(), detection["scores"].tolist(), detection["labels"].tolist(), strict=True
+        ):
+            results.append(
+                {
+                    "image_id": info["image_id"],
+                    "category_id": category_ids[label - 1],
+                    "bbox": [round(v, 2) for v in box],
+                    "score": round(score, 5),
+                }
+            )
+    return results
+
+
+class CocoEvaluator(Evaluator):
+    """COCO's 12 box metrics (``AP`` named ``mAP``) of a detector against its split's annotation file.
+
+    Ground truth: ``annotation_file`` (the split's COCO json); the images evaluated are those ``update`` saw (an
+    image without detections still counts). Detections are kept per image id (each image once under DDP).
+    With ``per_class`` the per-class AP table is kept for ``write_report``, which also draws the first images'
+    detections (score >= 0.3).
+    """
+
+    rank_zero_only = True
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        *,
+        category_ids: Sequence[int],
+        class_names: Sequence[str],
+        per_class: bool = False,
+    ) -> None:
+        super().__init__()
+        self.annotation_file = str(annotation_file)
+        self.category_ids = list(category_ids)
+        self.class_names = list(class_names)
+        self.per_class = per_class
+        self.metrics: dict[str, Any] = {}
+
+    def update(self, predictions: Sequence[Mapping[str, torch.Tensor]], batch: dict[str, Any]) -> None:
+        """``predictions``: per image ``boxes`` (xyxy input pixels), ``scores``, 1-based ``labels``."""
+        meta = batch["meta"]
+        results = to_coco_results(predictions, meta, self.category_ids)
+        for info in meta:
+            self.add(info["image_id"], ([r for r in results if r["image_id"] == info["image_id"]], str(info["path"])))
+
+    def _compute(self, rows: dict[Any, Any]) -> dict[str, float]:
+        results = [r for detections, _ in rows.values() for r in detections]
+        self.metrics = coco_evaluate(self.annotation_file, results, image_ids=list(rows), per_class=self.per_class)
+        names = {"AP": "mAP"}
+        return {names.get(k, k): float(v) for k, v in self.metrics.items() if k != "per_class"}
+
+    def write_report(self, output_dir: Path, split: str, *, picture_images: int = 8) -> list[Path]:
+        """``results_<split>.json`` (COCO results), ``per_class_<split>.md`` and ``predictions_<split>.jpg``."""
+        from mobivision.data.records import load_rgb  # the report's pictures only
+        from mobivision.visualize import draw_detections, image_grid
+
+        if not self._rows:
+            return []
+        output_dir = Path(output_dir)
+        results = [r for detections, _ in self._rows.values() for r in detections]
+        written = [output_dir / f"results_{split}.json"]
+        written[0].write_text(json.dumps(results) + "\n")
+        if "per_class" in self.metrics:
+            written.append(output_dir / f"per_class_{split}.md")
+            written[-1].write_text(format_per_class_table(self.metrics["per_class"]) + "\n")
+        names = dict(zip(self.category_ids, self.class_names, strict=True))
+        pictures = []
+        for detections, path in list(self._rows.values())[:picture_images]:
+            shown = [{**r, "category_name": names[r["category_id"]]} for r in detections if r["score"] >= 0.3]
+            pictures.append(draw_detections(load_rgb(Path(path)), shown, self.class_names))
+        written.append(output_dir / f"predictions_{split}.jpg")
+        image_grid(pictures).save(written[-1], quality=92)
+        return written

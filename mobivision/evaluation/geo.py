@@ -24,6 +24,7 @@ import torch
 
 from mobivision.errors import ConfigError, DataError
 from mobivision.evaluation.classification import write_csv
+from mobivision.evaluation.evaluator import Evaluator, image_keys
 from mobivision.geo.distance import great_circle_km
 
 PAPER_THRESHOLDS_KM = (1, 25, 200, 750, 2500)
@@ -378,3 +379,53 @@ def write_geo_report(
             output_dir / f"map_{split}.png", pred_lat, pred_lon, true_lat, true_lon, title=f"geolocation ({split})"
         ),
     ]
+
+
+class GeoEvaluator(Evaluator):
+    """Shares of photos within 1-2500 km and the median error (paper Table 11) of predicted locations.
+
+    Ground truth: each batch's ``target`` (``GeoTarget``: true latitude/longitude per photo). With ``baseline`` (the
+    most common training cell's (lat, lon)) the same metrics of always answering it, as ``baseline_*``.
+    """
+
+    lower_is_better = frozenset({"median_km", "baseline_median_km"})
+
+    def __init__(self, *, baseline: tuple[float, float] | None = None) -> None:
+        super().__init__()
+        self.baseline = baseline
+
+    def update(self, predictions: tuple[torch.Tensor, torch.Tensor], batch: dict[str, Any]) -> None:
+        """``predictions``: ``([B, 2]`` predicted lat/lon, ``[B, k]`` top cells best first)."""
+        locations, top_cells = (p.detach().cpu() for p in predictions)
+        truth = batch["target"].location.cpu()
+        for key, row in zip(image_keys(batch), zip(locations, top_cells, truth, strict=True), strict=True):
+            self.add(key, row)
+
+    def _columns(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        locations, top_cells, truth = zip(*self._rows.values(), strict=True)
+        return torch.stack(locations).double(), torch.stack(top_cells), torch.stack(truth).double()
+
+    def _compute(self, rows: dict[Any, Any]) -> dict[str, float]:
+        predicted, _, truth = self._columns()
+        metrics = geo_metrics(predicted[:, 0], predicted[:, 1], truth[:, 0], truth[:, 1]).summary()
+        if self.baseline is not None:
+            lat, lon = (torch.full_like(truth[:, 0], v) for v in self.baseline)
+            metrics |= geo_metrics(lat, lon, truth[:, 0], truth[:, 1]).summary("baseline_")
+        return metrics
+
+    def write_report(self, output_dir: Path, split: str) -> list[Path]:
+        """The Table 11 row beside the paper's, every photo's prediction, and a map."""
+        if not self._rows:
+            return []
+        predicted, top_cells, truth = self._columns()
+        return write_geo_report(
+            output_dir,
+            split,
+            pred_lat=predicted[:, 0],
+            pred_lon=predicted[:, 1],
+            true_lat=truth[:, 0],
+            true_lon=truth[:, 1],
+            images=[str(k) for k in self._rows],
+            top_cells=top_cells.long().tolist(),
+            baseline=self.baseline,
+        )

@@ -9,12 +9,13 @@
 - ``verify_parity`` runs an exported model and the PyTorch model on the same inputs and reports per output the
   largest difference against a stated tolerance (``ParityReport.raise_if_failed`` -> ``ExportError``).
 
-Task-specific glue (which graph a task exports, its metadata, calibration and metric data) is in
-``tasks/export.py``; ``tools/export.py`` is the command line.
+A task declares its graphs (``ExportGraph``) and metadata through the task protocol; ``mobivision.commands.export``
+writes and checks them (``tools/export.py`` is its command line).
 """
 
 from mobivision.export.detection import SSDRawOutputs, SSDWithNMS
 from mobivision.export.geo import GeoOutputs
+from mobivision.export.graphs import ExportGraph, SingleOutput
 from mobivision.export.onnx_model import export_onnx, onnx_session, read_metadata, run_onnx
 from mobivision.export.parity import (
     FP32_ATOL,
@@ -32,11 +33,13 @@ from mobivision.export.torchscript import export_torchscript, load_torchscript, 
 __all__ = [
     "FP32_ATOL",
     "FP32_RTOL",
+    "ExportGraph",
     "GeoOutputs",
     "OutputDiff",
     "ParityReport",
     "SSDRawOutputs",
     "SSDWithNMS",
+    "SingleOutput",
     "compare_detections",
     "compare_outputs",
     "export_onnx",

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobivision.data.synthetic_faces import FACE_ATTRIBUTES, write_synthetic_faces
+from mobivision.data.synthetic import FACE_ATTRIBUTES, write_synthetic_faces
 from mobivision.errors import ConfigError, DataError
-from tasks.datamodule import AttributeDataModule
+from mobivision.tasks.datamodule import AttributeDataModule
 
 NUM_TRAIN = 80  # write_synthetic_faces puts 80 % of the images in train
 

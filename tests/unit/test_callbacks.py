@@ -1,6 +1,6 @@
-"""Unit tests of ``tasks.callbacks``: backbone freezing for fine-tuning and the plain progress lines.
+"""Unit tests of ``mobivision.tasks.callbacks``: backbone freezing for fine-tuning and the plain progress lines.
 
-DESIGN.md (Task): freezing lives in a callback and puts frozen BatchNorm in eval mode, so a frozen backbone
+ARCHITECTURE.md: freezing lives in a callback and puts frozen BatchNorm in eval mode, so a frozen backbone
 keeps both its weights and its running statistics. The Lightning runs are tiny (8 images of 32 x 32, CPU).
 """
 
@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mobivision import create_model
-from tasks.callbacks import BackboneFreeze, PlainProgress, set_backbone_frozen
-from tasks.classification import ClassificationTask
+from mobivision.tasks.callbacks import BackboneFreeze, PlainProgress, set_backbone_frozen
+from mobivision.tasks.classification import ClassificationTask
 
 
 def _norms(module: nn.Module) -> list[nn.BatchNorm2d]:

@@ -1,7 +1,7 @@
 """Unit tests of ``mobivision.data.coco``: the COCO reader, the detection dataset and its collate function.
 
 REFERENCE.md (Dataset formats, COCO): category ids have gaps and map to contiguous indices, ``iscrowd=1`` boxes
-are ignored in training, boxes are ``[x, y, w, h]`` in pixels and train2017 holds zero-height boxes. DESIGN.md
+are ignored in training, boxes are ``[x, y, w, h]`` in pixels and train2017 holds zero-height boxes. ARCHITECTURE.md
 (Data): boxes are absolute ``xyxy`` inside the library, and nothing is dropped silently.
 """
 

@@ -204,10 +204,12 @@ def test_dataset_counts_boxes_lost(tmp_path: Path) -> None:
 
 
 def test_dataloader_workers_draw_different_reproducible_augmentations(tmp_path: Path) -> None:
-    # Forked workers inherit one albumentations RNG state; DetectionDataset reseeds each from torch's worker seed.
+    # Forked workers inherit one albumentations RNG state; the training loader's ResumableDataset (the one seeding
+    # path) reseeds each from torch's worker seed.
     from torch.utils.data import DataLoader
 
     from mobivision.data.coco import detection_collate
+    from mobivision.tasks.resume import ResumableDataset
 
     path = tmp_path / "a.png"
     Image.new("RGB", (64, 64), (90, 90, 90)).save(path)
@@ -217,7 +219,7 @@ def test_dataloader_workers_draw_different_reproducible_augmentations(tmp_path: 
 
     def run() -> list[torch.Tensor]:
         torch.manual_seed(0)
-        loader = DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=detection_collate)
+        loader = DataLoader(ResumableDataset(dataset), batch_size=1, num_workers=2, collate_fn=detection_collate)
         return [batch["image"][0] for batch in loader]
 
     first = run()

@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mobivision.errors import DataError
 from mobivision.evaluation import (
     COCO_METRIC_KEYS,
+    CocoEvaluator,
     coco_evaluate,
     format_per_class_table,
-    merge_detections,
     per_class_ap,
 )
 
@@ -320,16 +321,31 @@ def test_format_per_class_table() -> None:
     assert "n/a" in lines[4]
 
 
-def test_merge_detections_drops_padded_duplicates() -> None:
-    def det(image_id: int, score: float) -> dict[str, Any]:
-        return {"image_id": image_id, "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "score": score}
+def test_coco_evaluator_keeps_each_image_once_across_processes(gt: dict[str, Any], tmp_path: Path) -> None:
+    """Two processes' states where DistributedSampler padded rank 1 with image 10 again (other detections: a
+    counted copy would be false positives). The merge keeps rank 0's, and equals scoring each image once."""
+    annotations = tmp_path / "gt.json"
+    annotations.write_text(json.dumps(gt))
 
-    rank0 = [det(1, 0.9), det(1, 0.8), det(3, 0.7)]
-    rank1 = [det(2, 0.6), det(1, 0.9), det(1, 0.8)]  # image 1 again: DistributedSampler padding
-    rank2 = [det(4, 0.5), det(3, 0.1)]
-    merged = merge_detections([rank0, rank1, rank2])
-    assert merged == [det(1, 0.9), det(1, 0.8), det(3, 0.7), det(2, 0.6), det(4, 0.5)]
-    assert merge_detections([[], rank1]) == rank1
-    assert merge_detections([]) == []
-    with pytest.raises(DataError, match="image_id"):
-        merge_detections([[{"score": 1.0}]])
+    def batch(image_ids: list[int]) -> dict[str, Any]:
+        meta = [{"image_id": i, "size": (480, 640), "input_size": (480, 640), "path": f"{i}.jpg"} for i in image_ids]
+        return {"meta": meta}
+
+    def detections(boxes: list[list[float]], label: int) -> dict[str, torch.Tensor]:
+        n = len(boxes)
+        return {
+            "boxes": torch.tensor(boxes).reshape(n, 4),
+            "scores": torch.full((n,), 0.9),
+            "labels": torch.full((n,), label),
+        }
+
+    options = {"category_ids": [1, 3, 7], "class_names": ["cat", "dog", "bird"]}
+    ranks = [CocoEvaluator(annotations, **options), CocoEvaluator(annotations, **options)]
+    ranks[0].update([detections([[10, 20, 30, 38]], 1), detections([], 1)], batch([10, 20]))
+    ranks[1].update([detections([[170, 60, 220, 120]], 2), detections([[0, 0, 5, 5]], 3)], batch([30, 10]))
+    metrics = CocoEvaluator(annotations, **options).compute([r.state() for r in ranks])
+    once = [{"image_id": 10, "category_id": 1, "bbox": [10.0, 20.0, 20.0, 18.0], "score": 0.9}]
+    once.append({"image_id": 30, "category_id": 3, "bbox": [170.0, 60.0, 50.0, 60.0], "score": 0.9})
+    expected = coco_evaluate(annotations, once, image_ids=[10, 20, 30])
+    assert metrics == {("mAP" if k == "AP" else k): v for k, v in expected.items()}
+    assert 0 < metrics["mAP"] < 1

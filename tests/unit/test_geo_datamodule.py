@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from mobivision.data.synthetic_geo import write_synthetic_geo
+from mobivision.data.records import GeoLabel
+from mobivision.data.synthetic import write_synthetic_geo
 from mobivision.errors import ConfigError
 from mobivision.geo.cells import assign_cells, read_cells_csv
-from tasks.datamodule import GeoDataModule
+from mobivision.tasks.datamodule import GeoDataModule
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +38,17 @@ def test_training_targets_carry_a_class_per_partitioning(geo: Path, tmp_path: Pa
     assert [p["name"] for p in data.task_inputs()["partitions"]] == ["cells_3_40", "cells_3_10"]
     assert [p["tokens"] for p in data.task_inputs()["partitions"]] == [[c.token for c in p] for p in partitions]
     records = data.datasets["train"].records
-    lats, lons = [r.label[0] for r in records], [r.label[1] for r in records]
+    lats, lons = [r.label.lat for r in records], [r.label.lon for r in records]
     for i, cells in enumerate(partitions):
-        assert [r.label[2 + i] for r in records] == assign_cells(cells, lats, lons).float().tolist()
+        assert [r.label.cells[i] for r in records] == assign_cells(cells, lats, lons).tolist()
     left_out = 160 - len(records)
     assert left_out > 0 and f"{left_out} of 160 training photos lie in cells dropped" in caplog.text
-    assert all(max(r.label[2:]) >= 0 for r in records)
-    assert data.datasets["val"][0]["target"].shape == (2,)
-    assert data.datasets["train"][0]["target"].shape == (4,)
+    assert all(max(r.label.cells) >= 0 for r in records)
+    val_target, train_target = data.datasets["val"][0]["target"], data.datasets["train"][0]["target"]
+    assert val_target.location.dtype == torch.float64 and val_target.location.shape == (2,)
+    assert val_target.cells.shape == (0,)  # evaluation photos are located, not classified
+    assert train_target.cells.dtype == torch.int64 and train_target.cells.shape == (2,)
+    assert train_target.location.tolist() == [records[0].label.lat, records[0].label.lon]
 
 
 def test_existing_cells_files_are_used_as_they_are(geo: Path, tmp_path: Path) -> None:
@@ -71,7 +76,7 @@ def test_image_root_is_relative_to_each_csv(tmp_path: Path) -> None:
     )
     data.setup("validate")
     (record,) = data.datasets["val"].records
-    assert record.path == tmp_path / "list" / "photos" / "a.jpg" and record.label == (48.85, 2.35)
+    assert record.path == tmp_path / "list" / "photos" / "a.jpg" and record.label == GeoLabel(48.85, 2.35)
 
 
 def test_unknown_partition_keys_are_refused(geo: Path, tmp_path: Path) -> None:

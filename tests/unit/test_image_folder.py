@@ -1,6 +1,6 @@
 """Unit tests of the classification readers (``mobivision.data.image_folder``) and ``ClassificationDataset``.
 
-DESIGN.md (Data): readers validate as they load; a bad record is reported with its id and file and either
+ARCHITECTURE.md (Data flow): readers validate as they load; a bad record is reported with its id and file and either
 raised or, with an explicit option, skipped and counted in one warning. Nothing is dropped silently.
 """
 

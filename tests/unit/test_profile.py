@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mobivision.backbones import MobileNetV1Backbone
-from mobivision.profile import count_macs, count_parameters
+from mobivision.profiling import count_macs, count_parameters
 from mobivision.tfslim_table import (
     EXACT_MPARAMS,
     NUM_CLASSES,
@@ -177,6 +177,7 @@ def test_params_with_1001_logits(width: float, params: int, rows: list[dict[str,
     assert all(row["params_reference_mparams"] == EXACT_MPARAMS[width] for row in group)
 
 
+@pytest.mark.slow  # profiles the 16 TF-Slim models (several seconds on a busy 2-core machine)
 def test_profile_rows_restores_threads() -> None:
     before = torch.get_num_threads()
     profile_rows(latency=False, threads=1 if before > 1 else 2)

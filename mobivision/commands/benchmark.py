@@ -1,0 +1,524 @@
+"""CPU speed of our models against their peers (timm, torchvision), measured in one interleaved run.
+
+``backbone``: our MobileNetV1 against timm's.
+
+The MobileNets paper (arXiv 1704.04861, Sec. 3.1-3.2) argues for depthwise-separable convolutions because
+they run fast on real hardware, so our implementation should be as fast as a well-tuned peer; the table prints
+``ours / timm`` in time. For ``mobilenet_v1`` at width W it compares
+``create_model("mobilenet_v1", width_mult=W)`` with timm's ``mobilenetv1_100`` / ``mobilenetv1_125`` (the
+same network: same multiply-adds and parameters) on
+
+- batch-1 and batch-32 inference latency at ``--resolution`` (median ms, eval mode, inference mode);
+- training throughput: a plain SGD step (forward, cross-entropy, backward, update) on batch 16 at 160 px,
+  after a few warm-up steps (images/s from the median step time).
+
+The two models' measurements alternate (ABAB..., the order flipping each repeat) so that drift of a busy
+machine hits both alike. Compare only the ratios: absolute times depend on the machine and its load.
+
+``latency``: batch-1 CPU latency of a task checkpoint (or of a fresh ``--model`` with random weights) in PyTorch
+eager, ONNX Runtime fp32 and ONNX Runtime INT8 (static QDQ, calibrated on ``--calibration-images`` images of
+the checkpoint's training data, or random pixels without one), beside timm's ``mobilenetv1_100`` in eager and
+in ONNX Runtime, all interleaved. The table: median and p90 ms, time ratio to ``mobivision eager`` (and the
+speed-up), size on disk (ONNX files; eager: the state dict), multiply-adds and parameters. Torch threads and
+ORT intra-op threads are ``--threads`` (ORT: inter-op 1, all graph optimizations). With a checkpoint, the
+task's metric of the fp32 and INT8 files on its validation split. The logic is in
+``mobivision.benchmark`` (timing) and ``mobivision.commands.benchmark_latency`` (checkpoints, data).
+
+``detector``: our SSDLite320 on MobileNetV1 and on MobileNetV3-Large against torchvision's
+``ssdlite320_mobilenet_v3_large``, with the time ratio to it. Our V3 model gets torchvision's
+random weights (``load_torchvision_ssdlite``), so both compute the same detections. Measured: batch-1
+end-to-end latency (normalisation, network, decoding + NMS) with the share spent in post-processing, and
+training images/s (batch 8 at 320 px, SGD step on the SSD loss with four boxes per image).
+
+Usage::
+
+    python tools/benchmark.py [backbone] [--width 1.0] [--resolution 224] [--threads N] [--repeats 10]
+        [--channels-last] [--json]
+    python tools/benchmark.py detector [--threads N] [--repeats 10] [--json] [--device cuda]
+        [--train-batch 8] [--bf16] [--channels-last]
+    python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
+        [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]
+        [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from mobivision import create_model, list_models
+from mobivision.benchmark import SETTLE_SECONDS, TIMM_PEERS, interleaved_medians
+from mobivision.cli import exit_code, positive_float, positive_int
+from mobivision.profiling import count_parameters
+
+COMMANDS = ("backbone", "detector", "latency")
+INFERENCE_BATCHES = (1, 32)
+TRAIN_BATCH, TRAIN_RESOLUTION, TRAIN_WARMUP = 16, 160, 3
+INFERENCE_WARMUP = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector,latency}")
+    backbone = commands.add_parser("backbone", help="mobilenet_v1 vs timm: inference latency, training images/s")
+    backbone.add_argument("--width", type=positive_float, default=1.0, help="width multiplier (default 1.0)")
+    backbone.add_argument("--resolution", type=positive_int, default=224, help="inference input size")
+    backbone.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    backbone.add_argument("--repeats", type=positive_int, default=10, help="timed repeats per model (median)")
+    backbone.add_argument("--channels-last", action="store_true", help="NHWC memory format for models and inputs")
+    backbone.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    detector = commands.add_parser("detector", help="SSDLite320 V1/V3 vs torchvision's: latency, training images/s")
+    detector.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    detector.add_argument("--repeats", type=positive_int, default=10, help="timed repeats per model (median)")
+    detector.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    detector.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    detector.add_argument("--train-batch", type=positive_int, default=8, help="training batch size (default 8)")
+    detector.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
+    detector.add_argument("--channels-last", action="store_true", help="NHWC memory format for models and inputs")
+    add_latency_parser(commands)
+    return parser
+
+
+def add_latency_parser(commands: argparse._SubParsersAction) -> None:
+    latency = commands.add_parser(
+        "latency", help="batch-1 CPU latency: eager vs ONNX Runtime fp32 / INT8, beside timm's MobileNetV1"
+    )
+    latency.add_argument("checkpoint", nargs="?", help="a mobivision task checkpoint (.ckpt); else --model")
+    fresh = "no checkpoint: a fresh 1000-class classifier with random weights (default mobilenet_v1)"
+    latency.add_argument("--model", choices=list_models(), help=fresh)
+    latency.add_argument("--width", type=positive_float, help="--model's width multiplier (default 1.0)")
+    latency.add_argument("--resolution", type=positive_int, help="--model's input size (default 224)")
+    latency.add_argument("--threads", type=positive_int, help="torch and ORT intra-op threads (default: torch's)")
+    latency.add_argument("--repeats", type=positive_int, default=50, help="timed rounds (default 50)")
+    latency.add_argument("--warmup", type=int, default=10, help="untimed rounds first (default 10)")
+    settle = "sleep before each timed call so the previous runtime's spinning threads are idle (default: "
+    settle += f"{1e3 * SETTLE_SECONDS:g} with --threads > 1, else 0)"
+    latency.add_argument("--settle-ms", type=float, help=settle)
+    latency.add_argument(
+        "--calibration-images", type=positive_int, default=100, help="INT8 calibration images (default 100)"
+    )
+    latency.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
+    latency.add_argument("--no-timm", action="store_true", help="skip timm's rows")
+    latency.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    latency.add_argument(
+        "--out", type=Path, metavar="DIR", help="keep the model files here (default: a temporary folder, deleted)"
+    )
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse, with ``backbone`` as the default subcommand."""
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["backbone", *argv]
+    return build_parser().parse_args(argv)
+
+
+def build_models(width: float, *, channels_last: bool) -> tuple[dict[str, nn.Module], str]:
+    """Ours and, where timm has the same width, timm's peer; the second value explains a missing peer."""
+    models = {"ours": create_model("mobilenet_v1", width_mult=width)}
+    peer = TIMM_PEERS.get(width)
+    note = ""
+    if peer is None:
+        note = f"timm has no mobilenetv1 at width {width} (only {sorted(TIMM_PEERS)}): measuring ours only"
+    else:
+        try:
+            import timm
+        except ImportError:
+            note = "timm is not installed: measuring ours only"
+        else:
+            models["timm"] = timm.create_model(peer, pretrained=False)
+    if channels_last:
+        models = {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
+    return models, note
+
+
+def _images(batch: int, resolution: int, *, channels_last: bool) -> torch.Tensor:
+    x = torch.randn(batch, 3, resolution, resolution)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _inference_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return step
+
+
+def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    labels = torch.randint(0, 1000, (x.shape[0],))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), labels).backward()
+        optimizer.step()
+
+    return step
+
+
+def run_backbone(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every metric for each model; results hold seconds-based figures and ours/timm ratios."""
+    models, note = build_models(args.width, channels_last=args.channels_last)
+    results = []
+    for model in models.values():
+        model.eval()
+    for batch in INFERENCE_BATCHES:
+        x = _images(batch, args.resolution, channels_last=args.channels_last)
+        steps = {name: _inference_step(model, x) for name, model in models.items()}
+        seconds = interleaved_medians(steps, warmup=INFERENCE_WARMUP, repeats=args.repeats)
+        results.append(_result(f"inference batch {batch} @ {args.resolution} (ms)", seconds, lambda s: 1e3 * s))
+    for model in models.values():
+        model.train()
+    x = _images(TRAIN_BATCH, TRAIN_RESOLUTION, channels_last=args.channels_last)
+    steps = {name: _train_step(model, x) for name, model in models.items()}
+    seconds = interleaved_medians(steps, warmup=TRAIN_WARMUP, repeats=args.repeats)
+    results.append(
+        _result(f"training batch {TRAIN_BATCH} @ {TRAIN_RESOLUTION} (images/s)", seconds, lambda s: TRAIN_BATCH / s)
+    )
+    return {
+        "config": {
+            "width": args.width,
+            "resolution": args.resolution,
+            "repeats": args.repeats,
+            "channels_last": args.channels_last,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "timm_model": TIMM_PEERS.get(args.width) if "timm" in models else None,
+            "params": {name: count_parameters(model) for name, model in models.items()},
+        },
+        "note": note,
+        "results": results,
+    }
+
+
+def _result(metric: str, seconds: dict[str, float], convert: Callable[[float], float]) -> dict[str, Any]:
+    """One metric: ours, timm (or None) and the time ratio ours/timm (above 1: ours is slower)."""
+    timm_seconds = seconds.get("timm")
+    return {
+        "metric": metric,
+        "ours": convert(seconds["ours"]),
+        "timm": None if timm_seconds is None else convert(timm_seconds),
+        "time_ratio": None if timm_seconds is None else seconds["ours"] / timm_seconds,
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    config = report["config"]
+    peer = f"timm {config['timm_model']}" if config["timm_model"] else "no timm peer"
+    title = f"mobilenet_v1 {config['width']} vs {peer}: {config['threads']} threads, median of {config['repeats']}"
+    title += ", channels_last" if config["channels_last"] else ""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("metric")
+    for column in ("ours", "timm", "time ours/timm"):
+        table.add_column(column, justify="right")
+    for result in report["results"]:
+        ratio = result["time_ratio"]
+        table.add_row(
+            result["metric"],
+            f"{result['ours']:.1f}",
+            "-" if result["timm"] is None else f"{result['timm']:.1f}",
+            "-" if ratio is None else f"{ratio:.3f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"parameters: {config['params']}; torch {config['torch']}, {config['cpus']} CPUs", highlight=False)
+    if report["note"]:
+        console.print(report["note"], highlight=False)
+
+
+DETECTOR_RESOLUTION = 320
+
+
+def build_detectors() -> dict[str, nn.Module]:
+    """torchvision's SSDLite320-V3 (random weights), ours on V3 with the same weights, ours on V1."""
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+    from mobivision import create_detector
+    from mobivision.detection.torchvision_ssdlite import load_torchvision_ssdlite
+
+    torchvision_model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)
+    ours_v3 = create_detector("ssdlite", backbone="mobilenet_v3_large", num_classes=91)
+    load_torchvision_ssdlite(ours_v3, torchvision_model.state_dict())
+    ours_v1 = create_detector("ssdlite", backbone="mobilenet_v1", num_classes=91)
+    return {"ours_v1": ours_v1, "ours_v3": ours_v3, "torchvision_v3": torchvision_model}
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return (x - 0.5) / 0.5
+
+
+def _timed(step: Callable[[], None], device: torch.device, bf16: bool) -> Callable[[], None]:
+    """``step`` under bf16 autocast if asked, finished on the device before the clock stops."""
+
+    def run() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return run
+
+
+def _detector_inference(name: str, model: nn.Module, x: torch.Tensor) -> tuple[Callable[[], None], Callable[[], None]]:
+    """End-to-end step and post-processing-only step of one detector on images ``x`` in [0, 1]."""
+    size = tuple(x.shape[-2:])
+    with torch.inference_mode():
+        if name == "torchvision_v3":
+            from torchvision.models.detection.image_list import ImageList
+
+            features = list(model.backbone(_normalise(x)).values())
+            head = model.head(features)
+            anchors = model.anchor_generator(ImageList(x, [size] * len(x)), features)
+
+            def full() -> None:
+                with torch.inference_mode():
+                    model(list(x))
+
+            def post() -> None:
+                with torch.inference_mode():
+                    model.postprocess_detections(head, anchors, [size] * len(x))
+
+            return full, post
+        outputs = model(_normalise(x))
+
+    def full_ours() -> None:
+        with torch.inference_mode():
+            model.predict(model(_normalise(x)), size)
+
+    def post_ours() -> None:
+        with torch.inference_mode():
+            model.predict(outputs, size)
+
+    return full_ours, post_ours
+
+
+def _detector_targets(batch: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    targets = []
+    for _ in range(batch):
+        xy = torch.rand(4, 2, generator=generator) * 200
+        wh = torch.rand(4, 2, generator=generator) * 100 + 20
+        boxes = torch.cat([xy, xy + wh], dim=1)
+        targets.append({"boxes": boxes, "labels": torch.randint(1, 91, (4,), generator=generator)})
+    return targets
+
+
+def _to(targets: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict[str, torch.Tensor]]:
+    return [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+
+def _detector_train_step(name: str, model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    targets = _to(_detector_targets(len(x)), x.device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if name == "torchvision_v3":
+            losses = model(list(x), targets)
+            loss = losses["bbox_regression"] + losses["classification"]
+        else:
+            loss = model.loss(model(_normalise(x)), targets)["loss"]
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def run_detector(args: argparse.Namespace) -> dict[str, Any]:
+    """Latency, post-processing share and training images/s of the three detectors, interleaved."""
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    models = {name: m.to(device, memory_format=memory_format).eval() for name, m in build_detectors().items()}
+    x = torch.rand(1, 3, DETECTOR_RESOLUTION, DETECTOR_RESOLUTION, device=device)
+    x = x.contiguous(memory_format=memory_format)
+    full, post = {}, {}
+    for name, model in models.items():
+        full[name], post[name] = (_timed(s, device, args.bf16) for s in _detector_inference(name, model, x))
+    latency = interleaved_medians(full, warmup=INFERENCE_WARMUP, repeats=args.repeats)
+    postprocess = interleaved_medians(post, warmup=INFERENCE_WARMUP, repeats=args.repeats)
+    for model in models.values():
+        model.train()
+    batch = torch.rand(args.train_batch, 3, DETECTOR_RESOLUTION, DETECTOR_RESOLUTION, device=device)
+    batch = batch.contiguous(memory_format=memory_format)
+    train = {name: _timed(_detector_train_step(name, m, batch), device, args.bf16) for name, m in models.items()}
+    train_seconds = interleaved_medians(train, warmup=TRAIN_WARMUP, repeats=args.repeats)
+    rows = [
+        {
+            "model": name,
+            "params": count_parameters(model),
+            "latency_ms": 1e3 * latency[name],
+            "postprocess_share": postprocess[name] / latency[name],
+            "train_images_per_s": args.train_batch / train_seconds[name],
+            "latency_vs_torchvision": latency[name] / latency["torchvision_v3"],
+        }
+        for name, model in models.items()
+    ]
+    return {
+        "config": {
+            "threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "train_batch": args.train_batch,
+            "bf16": args.bf16,
+            "channels_last": args.channels_last,
+        },
+        "results": rows,
+    }
+
+
+def print_detector_report(report: dict[str, Any]) -> None:
+    config = report["config"]
+    table = Table(
+        title=f"SSDLite320 @ {DETECTOR_RESOLUTION} on {config['device']}: latency batch 1, training batch "
+        f"{config['train_batch']}, {config['threads']} threads, median of {config['repeats']}"
+        f"{', bf16' if config['bf16'] else ''}{', channels_last' if config['channels_last'] else ''}",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("model", "params", "latency ms", "vs torchvision", "post-processing", "train images/s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in report["results"]:
+        table.add_row(
+            row["model"],
+            f"{row['params'] / 1e6:.2f} M",
+            f"{row['latency_ms']:.1f}",
+            f"{row['latency_vs_torchvision']:.3f}",
+            f"{100 * row['postprocess_share']:.1f}%",
+            f"{row['train_images_per_s']:.1f}",
+        )
+    Console(width=max(Console().width, 130)).print(table)
+
+
+LATENCY_DEFAULTS = {"model": "mobilenet_v1", "width": 1.0, "resolution": 224}
+
+
+def check_latency_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A checkpoint decides the network: --model, --width and --resolution are for the no-checkpoint case."""
+    if args.warmup < 0:
+        parser.error(f"latency --warmup: must be an integer >= 0, got {args.warmup}")
+    if args.settle_ms is not None and args.settle_ms < 0:
+        parser.error(f"latency --settle-ms: must be >= 0, got {args.settle_ms:g}")
+    given = [f"--{name}" for name in LATENCY_DEFAULTS if getattr(args, name) is not None]
+    if args.checkpoint is not None and given:
+        parser.error(f"latency: {', '.join(given)} describe a fresh model; a checkpoint brings its own")
+    for name, value in LATENCY_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
+def run_latency(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the subject (checkpoint or fresh model), time it, score INT8; writes ``--json`` if asked."""
+    from mobivision.benchmark import LatencyConfig
+    from mobivision.commands.benchmark_latency import checkpoint_subject, fresh_subject
+    from mobivision.commands.benchmark_latency import run_latency as run
+
+    if args.checkpoint is not None:
+        subject = checkpoint_subject(args.checkpoint)
+    else:
+        subject = fresh_subject(args.model, args.width, args.resolution)
+    config = LatencyConfig(
+        threads=args.threads or torch.get_num_threads(),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        settle=None if args.settle_ms is None else args.settle_ms / 1e3,
+        int8=not args.no_int8,
+        timm=not args.no_timm,
+    )
+    with tempfile.TemporaryDirectory(prefix="mobivision-latency-") as tmp:
+        report = run(subject, config, args.out or tmp, calibration_count=args.calibration_images)
+    if args.out is None:
+        report["notes"].append("model files written to a temporary folder, deleted (--out DIR keeps them)")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def print_latency_report(report: dict[str, Any]) -> None:
+    config = report["config"]
+    height, width = config["input_size"]
+    table = Table(
+        title=f"{report['subject']}: batch-1 CPU latency @ {height}x{width}, {config['threads']} threads, "
+        f"median of {config['repeats']} interleaved rounds (warm-up {config['warmup']}, "
+        f"{1e3 * config['settle_s']:g} ms settle)",
+        box=box.SIMPLE_HEAD,
+    )
+    columns = ("runtime", "median ms", "p90 ms", "time / eager", "speed-up", "size MB", "MACs (M)", "params (M)")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
+    for row in report["rows"]:
+        table.add_row(
+            row["runtime"],
+            f"{row['median_ms']:.2f}",
+            f"{row['p90_ms']:.2f}",
+            f"{row['time_ratio']:.3f}",
+            f"{1 / row['time_ratio']:.2f}x",
+            f"{row['size_bytes'] / 1e6:.2f}",
+            f"{row['macs'] / 1e6:.1f}",
+            f"{row['params'] / 1e6:.3f}",
+        )
+    console = Console(width=max(Console().width, 130))
+    console.print(table)
+    lines = [
+        f"size MB: 10^6 bytes on disk (eager: torch.save of the state dict; ONNX: model + external data). "
+        f"MACs / params: mobivision.profiling counts of the PyTorch network (INT8: the same network). "
+        f"torch {config['torch']}, onnxruntime {config['onnxruntime']}, {config['cpus']} CPUs, "
+        f"flags: {' '.join(config['cpu_flags']) or '-'}; 1-min load average before / after timing: "
+        f"{' / '.join(str(v) for v in config['load_average_1min'])}",
+    ]
+    if report["calibration"]:
+        lines.append(f"INT8 calibration: {report['calibration']}")
+    metric = report["int8_metric"]
+    if metric is not None:
+        lines.append(
+            f"INT8 {metric['metric']} on {metric['split']} ({metric['images']} images): fp32 {metric['fp32']:.4f}, "
+            f"INT8 {metric['int8']:.4f}, change {metric['change_points']:+.2f} points"
+        )
+    elif report["calibration"]:
+        lines.append("INT8 metric: n/a (no checkpoint with a validation split)")
+    for line in [*lines, *report["notes"]]:
+        console.print(line, highlight=False, markup=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "latency":
+        check_latency_args(parser, args)
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        return exit_code(lambda: print_latency_report(run_latency(args)))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.command == "detector":
+        report = run_detector(args)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_detector_report(report)
+        return 0
+    report = run_backbone(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
