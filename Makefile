@@ -1,11 +1,12 @@
 # Two entry points (see README): `make demo` runs the main job on embedded demo data, `make test` runs
-# ruff and the test suite. Both create or reuse .venv by themselves.
+# ruff and the test suite. Both create or reuse .venv by themselves. `make test-fast` is the same without the
+# tests marked slow (real training, DDP, resume, sweeps, export): a few minutes, for use while developing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: $(STAMP)
 	$(BIN)/python tools/train.py experiment=demo
