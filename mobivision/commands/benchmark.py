@@ -505,20 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         return exit_code(lambda: print_latency_report(run_latency(args)))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.command == "detector":
-        report = run_detector(args)
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print_detector_report(report)
-        return 0
-    report = run_backbone(args)
+    run, show = (run_detector, print_detector_report) if args.command == "detector" else (run_backbone, print_report)
+    report = run(args)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print_report(report)
+        show(report)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -421,7 +421,3 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return exit_code(lambda: run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -51,7 +51,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"wrote {output} (resolution {meta['resolution']})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -51,7 +51,6 @@ import argparse
 import copy
 import json
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -360,33 +359,29 @@ def export_task(
 
     for side_file in task.export_side_files(out_dir, name):
         result.notes.append(f"{side_file.name.removeprefix(name + '.').split('.')[0]}: {side_file}")
-    onnx_path = out_dir / f"{name}.onnx"
-    if "onnx" in wanted or "int8" in wanted:
+
+    def onnx_row(fmt: str, path: Path, graph: ExportGraph, graph_exporter: str) -> Any:
+        """Write ``graph`` as ONNX with its metadata, check its parity; returns its ONNX Runtime session."""
+        metadata = task_metadata(task, graph, checkpoint=checkpoint)
         export_onnx(
-            main.module,
-            onnx_path,
-            input_size=size,
-            opset=opset,
-            output_names=main.output_names,
-            metadata=task_metadata(task, main, checkpoint=checkpoint),
-            exporter=exporter,
-        )
-        session = onnx_session(onnx_path, threads=threads)
-        finish(parity_row("onnx", onnx_path, lambda x: run_onnx(session, x), main))
-    if "onnx-nms" in wanted:
-        nms = graphs["nms"]
-        path = out_dir / f"{name}_nms.onnx"
-        export_onnx(
-            nms.module,
+            graph.module,
             path,
             input_size=size,
             opset=opset,
-            output_names=nms.output_names,
-            metadata=task_metadata(task, nms, checkpoint=checkpoint),
-            exporter="torchscript",  # the in-graph NonMaxSuppression is a TorchScript-exporter symbolic
+            output_names=graph.output_names,
+            metadata=metadata,
+            exporter=graph_exporter,
         )
-        session_nms = onnx_session(path, threads=threads)
-        finish(parity_row("onnx-nms", path, lambda x: run_onnx(session_nms, x), nms))
+        session = onnx_session(path, threads=threads)
+        finish(parity_row(fmt, path, lambda x: run_onnx(session, x), graph))
+        return session
+
+    onnx_path = out_dir / f"{name}.onnx"
+    if "onnx" in wanted or "int8" in wanted:
+        session = onnx_row("onnx", onnx_path, main, exporter)
+    if "onnx-nms" in wanted:
+        # the in-graph NonMaxSuppression is a TorchScript-exporter symbolic
+        onnx_row("onnx-nms", out_dir / f"{name}_nms.onnx", graphs["nms"], "torchscript")
     if "int8" in wanted:
         assert data is not None
         path = out_dir / f"{name}.int8.onnx"
@@ -476,7 +471,3 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return exit_code(lambda: run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

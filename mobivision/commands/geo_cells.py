@@ -16,7 +16,6 @@ middle and fine partitions of MP-16 are ``--t-min 50 --t-max 5000 2000 1000``. A
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from mobivision.cli import exit_code, positive_int
@@ -79,7 +78,3 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return exit_code(lambda: run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

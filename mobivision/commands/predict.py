@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image
@@ -100,7 +99,3 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return exit_code(lambda: run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +201,3 @@ def main(argv: list[str] | None = None) -> int:
         title = "Pairs within budget, best expected top-1 first" if budget else "MobileNetV1 vs TF-Slim table"
         print_table(rows, title=title)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
