@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module, function, _ = COMMANDS[name]
     entry = getattr(importlib.import_module(module), function)
+    sys.argv = [f"mobivision {name}", *rest]  # usage lines name the command
     if name in HYDRA_COMMANDS:
-        sys.argv = [f"mobivision {name}", *rest]
         entry()
         return 0
     return entry(rest) or 0
