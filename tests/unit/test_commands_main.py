@@ -3,9 +3,17 @@ from a fresh virtual environment in tests/test_packaging.py."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from mobivision.commands.main import COMMANDS, main
+
+
+@pytest.fixture(autouse=True)
+def _keep_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` sets ``sys.argv`` for the command it runs; give it back afterwards."""
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
