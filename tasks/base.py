@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -154,14 +155,19 @@ class TaskModule(L.LightningModule):
         """Share of the resized image the evaluation crop keeps; None: the whole image resized (detection data)."""
         return self.data_meta.get("crop_pct", 0.875)
 
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """One original RGB image as the evaluation transform of the task's data makes it."""
+    @cached_property
+    def _eval_transform(self) -> Any:
+        """The evaluation transform of the task's data (built once: ``data_meta`` does not change)."""
         mean, std, resolution = tuple(self.data_meta["mean"]), tuple(self.data_meta["std"]), self.input_size[0]
         if self.crop_pct is None:
-            transform = detection_eval_transform(resolution=resolution, mean=mean, std=std)
-            return transform(image=image, bboxes=np.zeros((0, 4)), labels=[])["image"]
-        transform = classification_eval_transform(resolution=resolution, mean=mean, std=std, crop_pct=self.crop_pct)
-        return transform(image=image)["image"]
+            return detection_eval_transform(resolution=resolution, mean=mean, std=std)
+        return classification_eval_transform(resolution=resolution, mean=mean, std=std, crop_pct=self.crop_pct)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """One original RGB image as the evaluation transform of the task's data makes it."""
+        if self.crop_pct is None:  # the detection transform also maps boxes: give it none
+            return self._eval_transform(image=image, bboxes=np.zeros((0, 4)), labels=[])["image"]
+        return self._eval_transform(image=image)["image"]
 
     def preprocessing_text(self) -> str:
         """The pre-processing in words, for exported metadata."""

@@ -1,27 +1,17 @@
-"""Predictions of a trained task on image files: JSON for programs, pictures or lines for people.
-
-What each task writes is its own ``predict`` (the task protocol); this module batches the files and writes the
-results. Detection writes COCO-style results (``image_id`` is the file's path relative to the input, boxes in
-original pixels, plus ``category_name``) and one picture per image with boxes, class names and scores
-drawn on it; classification writes the top-k class names with probabilities; attributes every probability
-and decision plus a picture; geo-localization the predicted coordinates and the top-k cells. Pre-processing
-repeats the evaluation transform recorded in the checkpoint.
-Pictures are drawn by ``mobivision.visualize`` (torchvision's ``draw_bounding_boxes``).
-
-Command line (``tools/predict.py``, ``mobivision predict``):
-
-Predict with a trained checkpoint on an image or a folder of images.
+"""Predict with a trained checkpoint on an image or a folder of images: JSON for programs, pictures or lines
+for people.
 
 Usage::
 
     python tools/predict.py CHECKPOINT IMAGE_OR_FOLDER [--out DIR] [--score-threshold 0.3] [--top-k 5]
 
-Detectors write ``DIR/predictions.json`` (COCO results with ``category_name``) and one picture per image
-with the boxes drawn; classifiers print the top-k classes with probabilities and write
-``DIR/predictions.json``; attribute models write every attribute's probability and decision (at the thresholds
-tuned on validation) to ``DIR/predictions.json`` and one picture per image with the top-k present attributes;
-geo models write each image's predicted latitude/longitude and top-k S2 cells to ``DIR/predictions.json``.
-A bad input ends with one ``error: ...`` line and exit code 2.
+What each image gets is its task's own ``predict`` (the task protocol), with the evaluation pre-processing
+recorded in the checkpoint; this module batches the files, prints one line per image and writes
+``DIR/predictions.json`` plus ``DIR/<relative path>.jpg`` where the task draws a picture. Detectors: COCO results
+(``image_id`` = the file's path relative to the input, boxes in original pixels, ``category_name``) and the boxes
+drawn; classifiers: the top-k classes with probabilities; attribute models: every attribute's probability and
+decision (at the thresholds tuned on validation) and a picture with the top-k present ones; geo models: the
+predicted latitude/longitude and the top-k S2 cells. A bad input ends with one ``error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations

@@ -387,10 +387,9 @@ class CocoEvaluator(Evaluator):
 
     def update(self, predictions: Sequence[Mapping[str, torch.Tensor]], batch: dict[str, Any]) -> None:
         """``predictions``: per image ``boxes`` (xyxy input pixels), ``scores``, 1-based ``labels``."""
-        meta = batch["meta"]
-        results = to_coco_results(predictions, meta, self.category_ids)
-        for info in meta:
-            self.add(info["image_id"], ([r for r in results if r["image_id"] == info["image_id"]], str(info["path"])))
+        for detections, info in zip(predictions, batch["meta"], strict=True):
+            results = to_coco_results([detections], [info], self.category_ids)
+            self.add(info["image_id"], (results, str(info["path"])))
 
     def _compute(self, rows: dict[Any, Any]) -> dict[str, float]:
         results = [r for detections, _ in rows.values() for r in detections]
