@@ -50,3 +50,7 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def forward_from_features(self, features: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """``forward`` from the backbone's feature maps (the multi-head model's one backbone pass)."""
+        return self.forward_head(features[self.feature_name])

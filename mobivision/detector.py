@@ -115,15 +115,24 @@ class SSDDetector(nn.Module):
         self.box_coder = make_box_coder(loss.box_coder_weights)
         self.num_classes = num_classes
         self.pretrained_cfg = dict(pretrained_cfg)
+        self.feature_names = list(backbone.out_features)  # the two taps (a shared backbone may return more)
 
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Backbone taps followed by the extra layers' outputs, high to low resolution."""
-        taps = list(self.backbone(images).values())
+        return self._levels(self.backbone(images))
+
+    def _levels(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        taps = [features[name] for name in self.feature_names]
         return taps + self.extras(taps[-1])
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"cls_logits" [B,A,C], "bbox_regression" [B,A,4], "anchors" [A,4] xyxy input pixels}``."""
-        features = self.feature_maps(images)
+        return self.forward_from_features(self.backbone(images), images)
+
+    def forward_from_features(self, features: dict[str, torch.Tensor], images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``forward`` from the backbone's feature maps (``images`` gives the input size, device and dtype): the
+        multi-head model runs the backbone once for every head (``mobivision.multitask``)."""
+        features = self._levels(features)
         anchors = self.anchor_generator([f.shape[-2:] for f in features], tuple(images.shape[-2:]))
         return {
             "cls_logits": self.classifier(features),

@@ -110,6 +110,13 @@ def list_models() -> list[str]:
     return sorted(_ARCHS)
 
 
+def feature_taps(name: str, kind: str) -> tuple[str, ...]:
+    """The backbone endpoints a head of ``kind`` reads at output stride 32: a detector its stride 16 and 32 taps,
+    the other heads the last feature map."""
+    arch = _lookup(_ARCHS, name, "model")
+    return arch.detector_taps if kind == "detection" else (arch.classifier_tap.format(stride=32),)
+
+
 def default_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Input normalisation (mean, std on [0, 1] pixels) that ``name``'s reference weights expect."""
     return _lookup(_ARCHS, name, "model").mean_std

@@ -25,15 +25,17 @@ def _is_no_decay(module: nn.Module, param: nn.Parameter) -> bool:
 
 
 def parameter_groups(
-    *, backbone: nn.Module, head: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0
+    parts: dict[str, tuple[nn.Module, float]], *, lr: float, weight_decay: float
 ) -> list[dict[str, Any]]:
-    """Four groups: backbone / head x decay / no decay (depthwise filters, BatchNorm, biases)."""
+    """Two groups per part (``{name: (module, lr multiplier)}``, e.g. backbone and head): decay and no decay
+    (depthwise filters, BatchNorm, biases). Frozen parameters (``requires_grad`` False) are left out."""
     groups = []
-    for name, module, mult in (("backbone", backbone, backbone_lr_mult), ("head", head, 1.0)):
+    for name, (module, mult) in parts.items():
         decay, no_decay = [], []
         for sub in module.modules():
             for param in sub.parameters(recurse=False):
-                (no_decay if _is_no_decay(sub, param) else decay).append(param)
+                if param.requires_grad:
+                    (no_decay if _is_no_decay(sub, param) else decay).append(param)
         groups.append({"name": f"{name}", "params": decay, "lr": lr * mult, "weight_decay": weight_decay})
         groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": lr * mult, "weight_decay": 0.0})
     return [g for g in groups if g["params"]]

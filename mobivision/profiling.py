@@ -18,10 +18,20 @@ from torch.utils.flop_counter import FlopCounterMode
 
 @dataclass(frozen=True)
 class ModelCost:
-    """Multiply-adds for one image and the number of parameters."""
+    """Multiply-adds for one image and the number of parameters; for a model with a ``backbone`` (detectors, multi-head
+    models) also the backbone's, so its share is known (the heads' cost is the rest)."""
 
     macs: int
     params: int
+    backbone_macs: int | None = None
+    backbone_params: int | None = None
+
+    @property
+    def backbone_share(self) -> tuple[float, float] | None:
+        """The backbone's share of the multiply-adds and of the parameters (None: no backbone)."""
+        if self.backbone_macs is None or self.backbone_params is None:
+            return None
+        return self.backbone_macs / max(self.macs, 1), self.backbone_params / max(self.params, 1)
 
     @property
     def mmacs(self) -> float:
@@ -52,8 +62,16 @@ def count_macs(model: nn.Module, resolution: int | tuple[int, int]) -> int:
 
 
 def profile(model: nn.Module, resolution: int | tuple[int, int]) -> ModelCost:
-    """Multiply-adds at ``resolution`` and parameter count of ``model``."""
-    return ModelCost(macs=count_macs(model, resolution), params=count_parameters(model))
+    """Multiply-adds at ``resolution`` and parameter count of ``model`` (and of its ``backbone`` where it has one)."""
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, nn.Module):
+        return ModelCost(macs=count_macs(model, resolution), params=count_parameters(model))
+    return ModelCost(
+        macs=count_macs(model, resolution),
+        params=count_parameters(model),
+        backbone_macs=count_macs(backbone, resolution),
+        backbone_params=count_parameters(backbone),
+    )
 
 
 @torch.inference_mode()

@@ -10,7 +10,11 @@ by class (ARCHITECTURE.md, "The task protocol"). A task declares, in its own mod
 - ``export_graphs()``: the deployable networks (images -> named outputs) with what each output means, and
   ``export_metadata()``: what a runtime needs besides pre-processing (label map, thresholds, cells...);
   ``update_evaluator`` takes exactly the main graph's outputs, so the INT8 check scores ONNX Runtime's outputs;
-- ``predict(images, names, options)``: per image the JSON entries, the printed line and the picture a person wants;
+- ``loss(outputs, batch)``: the training losses of the network's outputs (the shared training step logs them);
+- ``graph_outputs_from(outputs)`` and ``evaluate_outputs(evaluator, outputs, batch)``: the network's outputs as the
+  main graph's, fed to the evaluator (the shared evaluation step; a multi-head model calls them per head);
+- ``describe_predictions(outputs, images, names, options)``: per image the JSON entries, the printed line and the
+  picture a person wants (``predict`` pre-processes and runs the network, then calls it);
 - ``describe_target(target)``: what ``check`` prints of a batch's targets.
 
 A task builds its network from plain configs (``backbone``, ``optimizer``, ``scheduler`` dicts), calls
@@ -124,10 +128,32 @@ class TaskModule(L.LightningModule):
         """Files written beside the exported graphs (geo: the cells); default none."""
         return []
 
+    def loss(self, outputs: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Training losses of the network's ``outputs`` on ``batch``: ``"loss"`` (minimised) and any terms to log."""
+        raise NotImplementedError
+
+    def graph_outputs_from(self, outputs: Any) -> tuple[torch.Tensor, ...]:
+        """The outputs ``export_graphs()["model"]`` computes, from the network's ``outputs`` (default: as they are)."""
+        return tuple(outputs) if isinstance(outputs, list | tuple) else (outputs,)
+
+    def evaluate_outputs(self, evaluator: Evaluator, outputs: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Feed ``evaluator`` the network's ``outputs`` on ``batch``; returns values to log (a task's loss)."""
+        self.update_evaluator(evaluator, self.graph_outputs_from(outputs), batch)
+        return {}
+
+    def describe_predictions(
+        self, outputs: Any, images: list[np.ndarray], names: list[str], options: PredictOptions
+    ) -> list[ImagePrediction]:
+        """Per image the JSON entries, line and picture of the network's ``outputs`` on ``images`` (original RGB
+        arrays, pre-processed to ``self.input_size``)."""
+        raise NotImplementedError
+
     def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
         """Predictions of original RGB images (any sizes) named ``names`` (relative paths), pre-processed like
         evaluation."""
-        raise NotImplementedError
+        with torch.no_grad():
+            outputs = self(torch.stack([self.preprocess(image) for image in images]))
+        return self.describe_predictions(outputs, images, names, options)
 
     def describe_target(self, target: Any) -> str:
         """What ``check`` prints of one batch's targets."""
@@ -192,14 +218,17 @@ class TaskModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.evaluation_step(batch, "test")
 
-    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        """Default: the main graph's outputs into the evaluator; tasks override it to log a loss as well."""
-        self.update_evaluator(self.evaluator, self.graph_outputs(batch["image"]), batch)
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self.loss(self(batch["image"]), batch)
+        size = len(batch["image"])
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
+        return losses["loss"]
 
-    def graph_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The outputs ``export_graphs()["model"]`` computes from ``images``."""
-        outputs = self.export_graphs()["model"].module(images)
-        return tuple(outputs) if isinstance(outputs, list | tuple) else (outputs,)
+    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+        logged = self.evaluate_outputs(self.evaluator, self(batch["image"]), batch)
+        size = len(batch["image"])
+        self.log_dict({f"{stage}/{k}": v for k, v in logged.items()}, batch_size=size, sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self.evaluator = self.make_evaluator(self.trainer.val_dataloaders.dataset, "val")
@@ -248,14 +277,16 @@ class TaskModule(L.LightningModule):
 
     # --- optimisation and checkpoints -----------------------------------------------------------------------
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def optimizer_parts(self) -> dict[str, tuple[nn.Module, float]]:
+        """What the optimizer's parameter groups are made of: ``{name: (module, learning-rate multiplier)}``."""
         head = nn.ModuleList(m for name, m in self.model.named_children() if name != "backbone")
+        return {"backbone": (self.model.backbone, self.backbone_lr_mult), "head": (head, 1.0)}
+
+    def configure_optimizers(self) -> dict[str, Any]:
         groups = parameter_groups(
-            backbone=self.model.backbone,
-            head=head,
+            self.optimizer_parts(),
             lr=self.optimizer_cfg["lr"],
             weight_decay=self.optimizer_cfg.get("weight_decay", 0.0),
-            backbone_lr_mult=self.backbone_lr_mult,
         )
         optimizer = build_optimizer(groups, **self.optimizer_cfg)
         total = int(self.trainer.estimated_stepping_batches)

@@ -51,10 +51,8 @@ class ClassificationTask(TaskModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = F.cross_entropy(self(batch["image"]), batch["target"], label_smoothing=self.label_smoothing)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
-        return loss
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"loss": F.cross_entropy(outputs, batch["target"], label_smoothing=self.label_smoothing)}
 
     # --- protocol ------------------------------------------------------------------------------------------
 
@@ -71,12 +69,12 @@ class ClassificationTask(TaskModule):
         meaning = "[B, classes] class logits (softmax)"
         return {"model": ExportGraph(SingleOutput(self.model), ["logits"], {"logits": meaning})}
 
-    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+    def describe_predictions(
+        self, outputs: torch.Tensor, images: list[np.ndarray], names: list[str], options: PredictOptions
+    ) -> list[ImagePrediction]:
         """The top-k classes with their probabilities."""
         k = min(options.top_k, len(self.class_names))
-        with torch.no_grad():
-            logits = self(torch.stack([self.preprocess(image) for image in images]))
-        probabilities, indices = logits.softmax(-1).topk(k, dim=-1)
+        probabilities, indices = outputs.float().softmax(-1).topk(k, dim=-1)
         predictions = []
         for name, probs, idx in zip(names, probabilities.tolist(), indices.tolist(), strict=True):
             top = [{"class": self.class_names[i], "probability": round(p, 5)} for p, i in zip(probs, idx, strict=True)]

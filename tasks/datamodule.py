@@ -2,14 +2,16 @@
 
 ``SplitDataModule`` holds what both share (loader options, the train/val/test loaders, normalisation);
 each subclass reads its format and chooses its transforms. ``task_inputs()`` is what the task needs from
-the data (the label map), passed by the runner when it builds the task.
+the data (the label map), passed by the runner when it builds the task; ``label_sets()`` lists every label set
+the batches carry (``CelebAFacesDataModule``: face boxes and attributes of the same images), for a model with
+one head per set.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,13 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from mobivision.data.celeba import read_attribute_csv, read_celeba
+from mobivision.data.celeba import (
+    FACE_CATEGORY,
+    IMAGE_FOLDERS,
+    read_attribute_csv,
+    read_celeba,
+    write_celeba_face_annotations,
+)
 from mobivision.data.coco import DetectionDataset, detection_collate, read_coco
 from mobivision.data.cub import read_cub
 from mobivision.data.detection_transforms import (
@@ -62,6 +70,19 @@ def write_once(writer: Callable[..., Path], root: Path, **options: Any) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(root.parent / f".{root.name}.lock"):
         return writer(root, **options)
+
+
+def attribute_positive_rate(labels: Sequence[Sequence[float]] | torch.Tensor) -> list[float]:
+    """Each attribute's share of positives among the images where it is known (NaN: unknown), rounded to 6
+    decimals; 0.0 for an attribute known nowhere.
+
+    Args:
+        labels: One row per image, one value per attribute (1.0, 0.0 or NaN).
+    """
+    values = torch.as_tensor(labels, dtype=torch.float64)
+    known = ~values.isnan()
+    rate = values.nan_to_num(0.0).sum(0) / known.sum(0).clamp(min=1)
+    return [round(v, 6) for v in rate.tolist()]
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -107,6 +128,15 @@ class SplitDataModule(L.LightningDataModule):
     def task_inputs(self) -> dict[str, Any]:
         """Keyword arguments the task needs from the data (its label map)."""
         return {"class_names": self.class_names}
+
+    def label_sets(self) -> dict[str, dict[str, Any]]:
+        """The label sets the batches carry, ``{batch key: task inputs}``.
+
+        A single-task model reads ``batch["target"]`` and is built with ``task_inputs()``; a multi-head model
+        picks a label set per head: the head reads ``batch[key]`` and is built with ``label_sets()[key]``.
+        Default: the one set ``{"target": self.task_inputs()}``.
+        """
+        return {"target": self.task_inputs()}
 
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
@@ -347,12 +377,10 @@ class AttributeDataModule(ClassificationDataModule):
         return {"attribute_names": self.class_names, "positive_rate": self.positive_rate()}
 
     def positive_rate(self) -> list[float] | None:
+        """``attribute_positive_rate`` of the training records (None without a training split)."""
         if "train" not in self.datasets:
             return None
-        labels = torch.tensor([r.label for r in self.datasets["train"].records], dtype=torch.float64)
-        known = ~labels.isnan()
-        rate = labels.nan_to_num(0.0).sum(0) / known.sum(0).clamp(min=1)
-        return [round(v, 6) for v in rate.tolist()]
+        return attribute_positive_rate([r.label for r in self.datasets["train"].records])
 
 
 class GeoDataModule(ClassificationDataModule):
@@ -541,3 +569,140 @@ class DetectionDataModule(SplitDataModule):
             return detection_eval_transform(**common)
         preset = ssd_train_transform if self.recipe == "ssd" else ssdlite_train_transform
         return preset(**common, **self.augment)
+
+
+class CelebAFacesDataModule(DetectionDataModule):
+    """CelebA in the wild as one data set with two label sets: the face box and the attributes of each image.
+
+    Each split is the whole ``img_celeba/`` image (not cropped to the face) with its face box from
+    ``list_bbox_celeba.txt`` as a one-class detection target (``face``, COCO category 1) and its attributes from
+    ``list_attr_celeba.txt``, so a face detector and an attribute head train on the same images in one backbone
+    pass. ``setup`` converts each split's boxes once into ``annotation_dir/celeba_faces_<split>.json``
+    (``write_celeba_face_annotations``; reused while newer than the box and partition lists), reads it with
+    ``read_coco`` (the json is also the ground truth of the COCO evaluation), and adds the attributes as the
+    image-level label set ``attributes`` of ``DetectionDataset``.
+
+    Batches are detection batches (``detection_collate``) plus ``batch["attributes"]``, float ``[B, A]`` (1
+    present, 0 absent), and ``batch["labeled"]["attributes"]``, bool ``[B]`` (False for an image without an
+    attribute row: NaN, never an invented label). The detection transforms (``recipe``) move the box; the
+    attributes are image-level labels and stay as they are through flips and crops (a crop keeps the face's
+    centre, so the face stays in the image, and CelebA's attributes are left-right symmetric).
+
+    ``task_inputs()`` is the detection label map, so ``task=detection data=celeba_faces`` trains a plain face
+    detector; ``label_sets()`` adds the attribute set for a multi-head model.
+
+    Args:
+        root: The CelebA folder (``img_celeba/``, ``list_bbox_celeba.txt``, ``list_attr_celeba.txt``,
+            ``list_eval_partition.txt``; see ``mobivision.data.celeba``).
+        attributes: Attribute names to learn, in this order (None: all in the file's order).
+        train_split / val_split / test_split: Official split names (``train``, ``val``, ``test``); None to skip.
+        annotation_dir: Folder of the converted COCO jsons (default ``<root>/annotations_faces``).
+        synthetic: Options of ``write_synthetic_faces`` to write the synthetic set at ``root`` first (``kind``,
+            if given, must be ``faces``, as in the attribute configs that share the files).
+        **See ``DetectionDataModule`` for the other arguments (``recipe``, ``augment``, loaders, ``on_error``).**
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        attributes: list[str] | None = None,
+        train_split: str | None = "train",
+        val_split: str | None = "val",
+        test_split: str | None = "test",
+        annotation_dir: str | None = None,
+        recipe: str = "ssdlite",
+        resolution: int = 320,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        augment: dict[str, Any] | None = None,
+        synthetic: dict[str, Any] | None = None,
+        on_error: str = "raise",
+    ) -> None:
+        super().__init__(
+            root=root,
+            splits={},
+            recipe=recipe,
+            resolution=resolution,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            mean=mean,
+            std=std,
+            augment=augment,
+            synthetic=synthetic,
+            on_error=on_error,
+        )
+        if synthetic and synthetic.get("kind", "faces") != "faces":
+            raise ConfigError(f"data.synthetic.kind must be faces for CelebA faces, got {synthetic['kind']!r}")
+        self.celeba_splits = {
+            split: name for split, name in {"train": train_split, "val": val_split, "test": test_split}.items() if name
+        }
+        self.attributes = list(attributes) if attributes else None
+        self.attribute_names: list[str] = []
+        self.annotation_dir = Path(annotation_dir) if annotation_dir else self.root / "annotations_faces"
+
+    def prepare_data(self) -> None:
+        if self.synthetic:
+            options = {k: v for k, v in self.synthetic.items() if k != "kind"}
+            write_once(write_synthetic_faces, self.root, **options)
+
+    def _annotation_file(self, name: str) -> Path:
+        """The converted COCO json of official split ``name``, written (under a file lock, for parallel jobs
+        and DDP ranks) unless an up-to-date one is there."""
+        out_file = self.annotation_dir / f"celeba_faces_{name}.json"
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(out_file.parent / f".{out_file.name}.lock"):
+            return write_celeba_face_annotations(self.root, name, out_file, on_error=self.on_error)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.prepare_data()
+        self.class_names, self.category_ids = [str(FACE_CATEGORY["name"])], [int(FACE_CATEGORY["id"])]
+        for split, name in self.celeba_splits.items():
+            data = read_coco(
+                self._annotation_file(name),
+                self.root / IMAGE_FOLDERS["in_the_wild"],
+                category_ids=self.category_ids,
+                on_error=self.on_error,
+            )
+            records, names = read_celeba(
+                self.root,
+                split=name,
+                attributes=self.attribute_names or self.attributes,
+                images="in_the_wild",
+                on_error=self.on_error,
+            )
+            self.attribute_names = self.attribute_names or names
+            # Keyed by file name, as DetectionDataset looks labels up (the CelebA image_id is the file name).
+            attributes = {r.path.name: torch.tensor(r.label, dtype=torch.float32) for r in records}
+            self.datasets[split] = DetectionDataset(
+                data.records,
+                transform=self._transform(split),
+                annotation_file=data.annotation_file,
+                image_labels={"attributes": attributes},
+            )
+
+    def positive_rate(self) -> list[float] | None:
+        """``attribute_positive_rate`` of the training images that have attributes (None without a training
+        split)."""
+        if "train" not in self.datasets:
+            return None
+        train = self.datasets["train"]
+        return attribute_positive_rate(train.image_labels["attributes"][train.labeled["attributes"]])
+
+    def label_sets(self) -> dict[str, dict[str, Any]]:
+        """``target``: the face boxes (``task_inputs()``); ``attributes``: the attribute names and each one's
+        positive rate among the labeled training images (what ``FaceAttributeTask`` takes)."""
+        return {
+            "target": self.task_inputs(),
+            "attributes": {"attribute_names": self.attribute_names, "positive_rate": self.positive_rate()},
+        }

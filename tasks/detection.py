@@ -67,23 +67,23 @@ class DetectionTask(TaskModule):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(images)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self.model.loss(self(batch["image"]), batch["target"])
-        size = len(batch["target"])
-        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
-        self.log_dict({f"train/{k}": losses[k] for k in ("loss_cls", "loss_box")}, batch_size=size)
-        return losses["loss"]
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        losses = self.model.loss(outputs, batch["target"])
+        return {k: losses[k] for k in ("loss", "loss_cls", "loss_box")}
 
     def detect(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Detections per image in input pixels (boxes, scores, 1-based labels)."""
         return self.model.predict(self(images), tuple(images.shape[-2:]))
 
-    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        outputs = self(batch["image"])
-        loss = self.model.loss(outputs, batch["target"])["loss"]
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["target"]), sync_dist=True)
-        raw = (outputs["cls_logits"], outputs["bbox_regression"], outputs["anchors"])
-        self.update_evaluator(self.evaluator, raw, batch)
+    def graph_outputs_from(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return tuple(outputs[name] for name in SSDRawOutputs.output_names)
+
+    def evaluate_outputs(
+        self, evaluator: Evaluator, outputs: dict[str, torch.Tensor], batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Detections into the evaluator; the loss is logged."""
+        self.update_evaluator(evaluator, self.graph_outputs_from(outputs), batch)
+        return {"loss": self.model.loss(outputs, batch["target"])["loss"]}
 
     # --- protocol ------------------------------------------------------------------------------------------
 
@@ -140,17 +140,17 @@ class DetectionTask(TaskModule):
         """Detectors see the whole image resized: no crop."""
         return None
 
-    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+    def describe_predictions(
+        self, outputs: dict[str, torch.Tensor], images: list[np.ndarray], names: list[str], options: PredictOptions
+    ) -> list[ImagePrediction]:
         """COCO-style results per box (``image_id`` = the image's name, boxes in original pixels, ``category_name``)
         with score >= ``score_threshold``, and a picture with the boxes drawn."""
-        tensors = torch.stack([self.preprocess(image) for image in images])
-        with torch.no_grad():
-            detections = self.detect(tensors)
+        detections = self.model.predict(outputs, self.input_size)
         predictions = []
         for name, image, detection in zip(names, images, detections, strict=True):
             keep = detection["scores"] >= options.score_threshold
             kept = {k: v[keep] for k, v in detection.items()}
-            info = {"image_id": name, "size": image.shape[:2], "input_size": tuple(tensors.shape[-2:])}
+            info = {"image_id": name, "size": image.shape[:2], "input_size": self.input_size}
             results = to_coco_results([kept], [info], self.category_ids)
             for result, label in zip(results, kept["labels"].tolist(), strict=True):
                 result["category_name"] = self.class_names[label - 1]

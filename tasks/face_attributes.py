@@ -127,31 +127,28 @@ class AttributeTask(TaskModule):
 
     # --- steps ---------------------------------------------------------------------------------------------
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        teacher_logits = self._teacher_logits(images)
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Masked BCE, mixed with the teacher's soft targets when there is a teacher."""
+        teacher_logits = self._teacher_logits(batch["image"])
         options = self.teacher_cfg or {}
         return attribute_loss(
-            logits.float(),
-            targets,
+            outputs.float(),
+            batch["target"],
             pos_weight=self.pos_weight,
             teacher_logits=None if teacher_logits is None else teacher_logits.float(),
             teacher_weight=options.get("weight", 0.0),
             temperature=options.get("temperature", 1.0),
         )
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self._loss(self(batch["image"]), batch["target"], batch["image"])
-        size = len(batch["target"])
-        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
-        self.log_dict({f"train/{k}": losses[k] for k in ("bce", "distill")}, batch_size=size)
-        return losses["loss"]
-
-    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self(batch["image"]).float()
+    def evaluate_outputs(
+        self, evaluator: Evaluator, outputs: torch.Tensor, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Probabilities into the evaluator; the BCE of the known labels is logged."""
+        logits = outputs.float()
         loss = F.binary_cross_entropy_with_logits(logits, batch["target"].nan_to_num(0.0), reduction="none")
         known = ~batch["target"].isnan()
-        self.log(f"{stage}/loss", loss[known].mean(), batch_size=len(logits), sync_dist=True)
-        self.update_evaluator(self.evaluator, (logits,), batch)
+        self.update_evaluator(evaluator, (logits,), batch)
+        return {"loss": loss[known].mean()}
 
     # --- protocol ------------------------------------------------------------------------------------------
 
@@ -177,16 +174,13 @@ class AttributeTask(TaskModule):
             "attribute_thresholds": [round(float(t), 6) for t in self.thresholds],
         }
 
-    def predict_attributes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Probabilities and decisions (at the tuned thresholds) for a batch of pre-processed images."""
-        probabilities = self(images).float().sigmoid()
-        return probabilities, decide(probabilities, self.thresholds.to(probabilities.device))
-
-    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
-        """Every attribute's probability and decision (``present`` sorted by probability), and a picture with the
-        ``top_k`` most probable present attributes."""
-        with torch.no_grad():
-            probabilities, present = self.predict_attributes(torch.stack([self.preprocess(i) for i in images]))
+    def describe_predictions(
+        self, outputs: torch.Tensor, images: list[np.ndarray], names: list[str], options: PredictOptions
+    ) -> list[ImagePrediction]:
+        """Every attribute's probability and decision (``present`` sorted by probability, at the tuned thresholds),
+        and a picture with the ``top_k`` most probable present attributes."""
+        probabilities = outputs.float().sigmoid()
+        present = decide(probabilities, self.thresholds.to(probabilities.device))
         attributes = self.class_names
         predictions = []
         for name, image, probs, flags in zip(names, images, probabilities.tolist(), present.tolist(), strict=True):

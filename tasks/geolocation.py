@@ -87,33 +87,26 @@ class GeoTask(TaskModule):
         combined = hierarchical_probabilities(probabilities, parents)
         return combined / combined.sum(-1, keepdim=True)
 
-    def locate(self, images: torch.Tensor, *, top_k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(N, 2)`` predicted latitude/longitude and the ``(N, k)`` top finest cells with their probabilities
-        as ``(N, k, 2)`` ``[cell index, probability]``."""
-        probabilities = self.cell_probabilities(self(images))
+    def locate(self, logits: list[torch.Tensor], *, top_k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the partitionings' logits: ``(N, 2)`` predicted latitude/longitude and the ``(N, k)`` top finest
+        cells with their probabilities as ``(N, k, 2)`` ``[cell index, probability]``."""
+        probabilities = self.cell_probabilities(logits)
         scores, cells = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
         return self.cell_locations[cells[:, 0]], torch.stack([cells.to(scores.dtype), scores], dim=-1)
 
     # --- steps ---------------------------------------------------------------------------------------------
 
-    def _loss(self, logits: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: list[torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Mean cross-entropy over the partitionings; -1 (a photo in a dropped cell) is ignored."""
         losses = [
             F.cross_entropy(x.float(), c, ignore_index=-1, label_smoothing=self.label_smoothing)
-            for x, c in zip(logits, classes.unbind(1), strict=True)
+            for x, c in zip(outputs, batch["target"].cells.unbind(1), strict=True)
             if (c >= 0).any()
         ]
-        return torch.stack(losses).mean() if losses else logits[0].sum() * 0.0
+        return {"loss": torch.stack(losses).mean() if losses else outputs[0].sum() * 0.0}
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        target = batch["target"]
-        loss = self._loss(self(batch["image"]), target.cells)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(target.cells))
-        return loss
-
-    def evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self(batch["image"])
-        self.update_evaluator(self.evaluator, (*logits, self.cell_probabilities(logits)), batch)
+    def graph_outputs_from(self, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return (*outputs, self.cell_probabilities(outputs))
 
     # --- protocol ------------------------------------------------------------------------------------------
 
@@ -168,12 +161,13 @@ class GeoTask(TaskModule):
         path.write_text(json.dumps(payload) + "\n")
         return [path]
 
-    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
+    def describe_predictions(
+        self, outputs: list[torch.Tensor], images: list[np.ndarray], names: list[str], options: PredictOptions
+    ) -> list[ImagePrediction]:
         """The predicted latitude/longitude (the best cell's mean training location) and the ``top_k`` cells of the
         finest partitioning with their S2 tokens, centres and probabilities."""
         cells = self.partitions[-1]
-        with torch.no_grad():
-            locations, top = self.locate(torch.stack([self.preprocess(i) for i in images]), top_k=options.top_k)
+        locations, top = self.locate(outputs, top_k=options.top_k)
         predictions = []
         for name, (lat, lon), ranked in zip(names, locations.tolist(), top.tolist(), strict=True):
             best = [(cells[int(i)], round(p, 5)) for i, p in ranked]

@@ -11,11 +11,12 @@ never makes the loader import an arbitrary module. A plug-in package registers i
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 from importlib.metadata import entry_points
 
-from mobivision.errors import WeightFileError
+from mobivision.errors import ConfigError, WeightFileError
 from mobivision.tasks.base import TaskModule
 
 log = logging.getLogger("mobivision")
@@ -26,6 +27,7 @@ BUILT_IN = (
     "mobivision.tasks.detection:DetectionTask",
     "mobivision.tasks.face_attributes:AttributeTask",
     "mobivision.tasks.geolocation:GeoTask",
+    "mobivision.tasks.multitask:MultiTask",
 )
 
 
@@ -61,3 +63,18 @@ def task_class(name: str) -> type[TaskModule]:
         f"task class {name!r} is neither a built-in mobivision task nor a plug-in registered in the entry-point "
         f"group {ENTRY_POINT_GROUP!r} (known: {', '.join(known)})"
     )
+
+
+def task_of_kind(kind: str) -> type[TaskModule]:
+    """The registered task class whose ``kind`` is ``kind`` (a multi-head model's ``task.heads.<name>.kind``)."""
+    classes = [_load(r, "mobivision") for r in BUILT_IN] + [
+        _load(e.value, f"the entry point {e.name!r}") for e in entry_points(group=ENTRY_POINT_GROUP)
+    ]
+    heads = [task for task in classes if getattr(task, "kind", "multitask") != "multitask"]  # no nesting
+    for task in heads:
+        if task.kind == kind:
+            return task
+    kinds = sorted({t.kind for t in heads})
+    close = difflib.get_close_matches(str(kind), kinds, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"unknown head kind {kind!r}{hint}; expected one of {kinds} (or a registered plug-in's)")

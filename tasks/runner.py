@@ -66,6 +66,16 @@ def _trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
 def build_datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.LightningDataModule:
     """The data module of ``data_cfg``, set up, with the backbone's default mean/std unless the config sets them."""
     data_cfg = OmegaConf.create(data_cfg)
+    if "sources" in data_cfg:  # a multi-head model's data: one data module per source (tasks/multitask_data.py)
+        # Other keys next to sources (num_workers, pin_memory...) apply to every source.
+        shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources")}
+        sources = {
+            name: build_datamodule(OmegaConf.merge(source, shared), backbone_name)
+            for name, source in data_cfg.sources.items()
+        }
+        datamodule = instantiate({"_target_": data_cfg._target_}, sources=sources)
+        datamodule.setup()
+        return datamodule
     mean, std = default_mean_std(backbone_name)
     if data_cfg.get("mean") is None:
         data_cfg.mean, data_cfg.std = list(mean), list(std)

@@ -128,12 +128,17 @@ def task_metadata(task: TaskModule, graph: ExportGraph, *, checkpoint: str | Pat
 
 class TaskData:
     """The task's own data (from the checkpoint's run configuration): validation images for parity and
-    metrics, training images through the evaluation transform for calibration."""
+    metrics, training images through the evaluation transform for calibration.
+
+    A multi-head model's data has several sources (``datamodule.sources``): its batches come source after source,
+    each tagged ``batch["source"]``, and ``eval_dataset`` is the list of the sources' datasets.
+    """
 
     def __init__(self, datamodule: Any) -> None:
         self.datamodule = datamodule
-        self.eval_split = "val" if "val" in datamodule.datasets else "test"
-        if self.eval_split not in datamodule.datasets:
+        self.sources = dict(getattr(datamodule, "sources", None) or {"": datamodule})
+        self.eval_split = "val" if all("val" in m.datasets for m in self.sources.values()) else "test"
+        if not all(self.eval_split in m.datasets for m in self.sources.values()):
             raise ConfigError("the task's data has neither a val nor a test split to evaluate on")
 
     @classmethod
@@ -144,32 +149,48 @@ class TaskData:
         if not run_config or not run_config.get("data"):
             raise ConfigError("the checkpoint records no data configuration (run_config.data)")
         data_cfg = copy.deepcopy(run_config["data"])
-        data_cfg["num_workers"] = 0
-        data_cfg.pop("persistent_workers", None)
+        for source in data_cfg.get("sources", {}).values():
+            # One graph, one input size: every source's images are scored at the exported resolution.
+            source["resolution"] = task.input_size[0]
+        for config in [data_cfg, *data_cfg.get("sources", {}).values()]:
+            config["num_workers"] = 0
+            config.pop("persistent_workers", None)
         datamodule = build_datamodule(data_cfg, task.backbone_cfg["name"])
         return cls(datamodule)
 
     @property
     def eval_dataset(self) -> Any:
-        return self.datamodule.datasets[self.eval_split]
+        datasets = [module.datasets[self.eval_split] for module in self.sources.values()]
+        return datasets[0] if "" in self.sources else datasets
 
-    def _loader(self, dataset: Any, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.datamodule.collate_fn)
+    def _loader(self, module: Any, dataset: Any, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=module.collate_fn)
+
+    def _batches(self, split: str, count: int | None, batch_size: int) -> Iterator[dict[str, Any]]:
+        """Batches of up to ``count`` images of each source's ``split`` (eval transform), tagged with their source."""
+        for name, module in self.sources.items():
+            dataset = module.datasets[split]
+            if split != self.eval_split:  # training images through the evaluation transform
+                dataset = copy.copy(dataset)
+                dataset.transform = module.datasets[self.eval_split].transform
+            if count is not None:
+                order = range(min(count, len(dataset)))
+                if split == "train":  # a seeded random choice
+                    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:count].tolist()
+                dataset = Subset(dataset, order)
+            for batch in self._loader(module, dataset, batch_size):
+                yield batch if name == "" else {**batch, "source": name}
 
     def eval_batches(self, max_images: int | None = None, batch_size: int = 32) -> Iterator[dict[str, Any]]:
-        dataset = self.eval_dataset
-        if max_images is not None:
-            dataset = Subset(dataset, range(min(max_images, len(dataset))))
-        yield from self._loader(dataset, batch_size)
+        yield from self._batches(self.eval_split, max_images, batch_size)
 
-    def calibration(self, count: int, batch_size: int = 16, seed: int = 0) -> Iterator[np.ndarray]:
-        """``count`` training images (a seeded random choice) through the evaluation transform."""
-        if "train" not in self.datamodule.datasets:  # checked now, not on the first image
+    def calibration(self, count: int, batch_size: int = 16) -> Iterator[np.ndarray]:
+        """``count`` training images (a seeded random choice, split evenly over the sources) through the evaluation
+        transform."""
+        if not all("train" in m.datasets for m in self.sources.values()):  # checked now, not on the first image
             raise ConfigError("INT8 calibration needs the task's train split, which its data does not configure")
-        train = copy.copy(self.datamodule.datasets["train"])
-        train.transform = self.eval_dataset.transform
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count].tolist()
-        return (batch["image"].numpy() for batch in self._loader(Subset(train, order), batch_size))
+        per_source = max(1, count // len(self.sources))
+        return (batch["image"].numpy() for batch in self._batches("train", per_source, batch_size))
 
 
 # --- metrics ----------------------------------------------------------------------------------------------
@@ -277,7 +298,7 @@ def _delta(name: str, fp32: float, int8: float, evaluator: Evaluator) -> float:
 
 def _metric_text(fp32: dict[str, float], int8: dict[str, float], evaluator: Evaluator) -> str:
     parts = []
-    for key in fp32:
+    for key in evaluator.summary_keys(fp32):
         sign = " (lower is better)" if key in evaluator.lower_is_better else ""
         parts.append(f"{key} {fp32[key]:.4f} -> {int8[key]:.4f} ({int8[key] - fp32[key]:+.4f}){sign}")
     return "; ".join(parts)

@@ -21,6 +21,10 @@ value other than 1/-1, a count on line 1 that disagrees with the lines, a file l
 has and the other lacks are errors in the metadata and always raise, naming the file and line. A missing image or
 an empty box is a bad record that raises or, with ``on_error="skip"``, is skipped and reported.
 
+``write_celeba_face_annotations`` converts the face boxes of one split of the in-the-wild images into a COCO
+annotation file (one category, ``face``; one box per image), so the COCO detection reader, the SSD training
+and the COCO evaluator take CelebA unchanged.
+
 ``read_attribute_csv`` reads any attribute table as CSV with a header row: the image path first (any column name,
 e.g. ``path`` or the ``image_id`` of the Kaggle mirror's ``list_attr_celeba.csv``), then one column per attribute
 with values 0/1 or -1/+1 (one encoding per file) and an empty cell for unknown (NaN: left out of the loss and the
@@ -30,11 +34,15 @@ metrics).
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
+import secrets
 from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
+
+from PIL import Image
 
 from mobivision.data.csv_rows import BadRowError, PathColumn, csv_header, csv_rows, usable_rows
 from mobivision.data.records import BadRecords, ImageRecord
@@ -221,6 +229,76 @@ def read_celeba(
     if not records:
         raise DataError(f"no usable images in the CelebA {split} split ({images}) at {root}")
     return records, [names[c] for c in columns]
+
+
+FACE_CATEGORY: dict[str, int | str] = {"id": 1, "name": "face"}
+"""The one category of the converted face boxes."""
+
+
+def write_celeba_face_annotations(
+    root: str | Path, split: str, out_file: str | Path, *, on_error: str = "raise"
+) -> Path:
+    """Write the face boxes of one official CelebA split (in-the-wild images) as a COCO annotation file.
+
+    One image entry per record of ``read_celeba(root, split=split, images="in_the_wild")``, in its order: ``id``
+    the 1-based position, ``file_name`` the CelebA file name (relative to ``root/img_celeba``), ``width`` and
+    ``height`` read from the image header (not decoded). One annotation per image, with the same ``id``:
+    ``category_id`` 1 (``FACE_CATEGORY``), ``bbox`` ``[x, y, width, height]`` as ``list_bbox_celeba.txt`` gives
+    it (not clipped; the COCO reader clips), ``area`` ``width * height``, ``iscrowd`` 0.
+
+    The file is written atomically (a temporary file beside it, then a rename), so a reader never sees a partial
+    one. An existing ``out_file`` newer than ``list_bbox_celeba.txt`` and ``list_eval_partition.txt`` is reused
+    as it is; one older than either is rewritten.
+
+    Args:
+        root: The CelebA folder (see the module docstring); needs ``img_celeba/`` and ``list_bbox_celeba.txt``.
+        split: ``train``, ``val`` or ``test``.
+        out_file: The json file to write (its folder is created).
+        on_error: ``raise`` or ``skip`` (and report) bad records: a missing image, an empty box (``read_celeba``)
+            or an image whose header cannot be read.
+
+    Returns:
+        ``out_file`` as a ``Path``.
+
+    Raises:
+        ConfigError: Unknown ``split``.
+        DataError: As ``read_celeba``, or (with ``on_error="raise"``) an image whose size cannot be read.
+    """
+    root, out_file = Path(root), Path(out_file)
+    sources = [_metadata(root, BBOX_FILE), _metadata(root, PARTITION_FILE)]
+    if out_file.is_file() and out_file.stat().st_mtime_ns > max(s.stat().st_mtime_ns for s in sources):
+        return out_file
+    records, _ = read_celeba(root, split=split, images="in_the_wild", on_error=on_error)
+    bad = BadRecords(f"CelebA {split} split face boxes at {root}", on_error)
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
+    for record in records:
+        try:
+            with Image.open(record.path) as image:  # reads the header only
+                width, height = image.size
+        except OSError as exc:  # PIL's UnidentifiedImageError is an OSError
+            bad.add(f"{record.image_id}: cannot read the image size of {record.path}: {exc}")
+            continue
+        number = len(images) + 1
+        x0, y0, x1, y1 = record.box
+        w, h = x1 - x0, y1 - y0
+        images.append({"id": number, "file_name": record.image_id, "width": width, "height": height})
+        annotations.append(
+            {"id": number, "image_id": number, "category_id": 1, "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0}
+        )
+    bad.report()
+    if not images:
+        raise DataError(f"no usable images in the CelebA {split} split (in_the_wild) at {root}")
+    dataset = {"images": images, "annotations": annotations, "categories": [dict(FACE_CATEGORY)]}
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "x", encoding="utf-8") as f:
+            json.dump(dataset, f)
+        os.replace(temporary, out_file)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return out_file
 
 
 def _some(names: list[str]) -> str:

@@ -12,6 +12,9 @@ Common Objects in Context", 2014) into validated ``DetectionRecord``s:
 - images without boxes are kept, so negatives flow through training and evaluation;
 - a missing image file raises ``DataError`` naming it, or with ``on_error="skip"`` is counted and reported.
 
+``DetectionDataset`` can carry image-level label sets beside the boxes (CelebA's attributes of the same images,
+for a model with a detection head and an attribute head): ``image_labels``, one tensor per image file name.
+
 The json is parsed here rather than by ``COCO(annotation_file)`` because pycocotools prints to stdout and fails
 on a malformed file with a bare ``JSONDecodeError``/``KeyError`` that names neither the file nor the entry; the
 validated dict is then indexed by pycocotools' own ``createIndex``.
@@ -261,6 +264,10 @@ def _positive_number(value: object) -> bool:
     return _is_number(value) and math.isfinite(value) and value > 0
 
 
+SAMPLE_KEYS = ("image", "target", "meta", "labeled")
+"""Keys every detection sample has (``labeled`` only with ``image_labels``); label sets take other names."""
+
+
 class DetectionDataset(Dataset):
     """Detection records plus an albumentations bbox-aware transform (``mobivision.data.detection_transforms``).
 
@@ -268,15 +275,36 @@ class DetectionDataset(Dataset):
     image's pixels, "labels": int64 [N]}, "meta": {"image_id", "path", "size": (orig_h, orig_w),
     "input_size": (h, w)}}``; an image without boxes gives ``[0, 4]`` and ``[0]`` tensors.
 
-    Attributes:
-        annotation_file: The split's COCO annotation file: the ground truth its evaluation scores against.
+    With ``image_labels`` a sample also carries, for each label key, ``sample[key]``: the image's tensor, or a
+    tensor of NaN of the same shape when the image has no entry; and ``sample["labeled"] = {key: bool}``, False
+    for an image without an entry (it has no label for that key: leave it out of that key's loss and metrics).
+    These are image-level labels: the transform moves the boxes but leaves them unchanged.
 
     The transform's random state is seeded per DataLoader worker by the training loader's ``ResumableDataset``
     (tasks/resume.py), the one place that seeds augmentations.
+
+    Args:
+        records: The images and their boxes.
+        transform: The albumentations transform (``image``, ``bboxes``, ``labels``).
+        annotation_file: The split's COCO annotation file.
+        image_labels: ``{label key: {image file name: tensor}}``; the file name is ``record.path.name``
+            (``000001.jpg``), so it must be unique among the records. The tensors of one key share one shape
+            and a floating dtype (NaN marks unknown values). A key must not be one of ``SAMPLE_KEYS``.
+
+    Attributes:
+        annotation_file: The split's COCO annotation file: the ground truth its evaluation scores against.
+        image_labels: ``{label key: float tensor [len(records), ...]}``, row ``i`` the label of record ``i``
+            (NaN where it has none).
+        labeled: ``{label key: bool tensor [len(records)]}``, whether record ``i`` has an entry.
         boxes_seen: Boxes fed to the transform so far.
         boxes_lost: Of those, boxes the transform removed: crops that leave a box's centre (IoU crop) or its
             whole extent out, and boxes under 1 px wide or high after resizing. Both counters are per process:
             with DataLoader workers each worker counts its own copy and the main process sees zero.
+
+    Raises:
+        DataError: An ``image_labels`` key is one of ``SAMPLE_KEYS`` or has no entries, its tensors differ in
+            shape or are not floating point, none of its file names is a record's, or two records share a file
+            name.
     """
 
     def __init__(
@@ -285,10 +313,25 @@ class DetectionDataset(Dataset):
         *,
         transform: Callable[..., dict[str, Any]],
         annotation_file: str | Path | None = None,
+        image_labels: dict[str, dict[str, torch.Tensor]] | None = None,
     ) -> None:
         self.records = records
         self.annotation_file = annotation_file
         self.transform = transform
+        self.image_labels: dict[str, torch.Tensor] = {}
+        self.labeled: dict[str, torch.Tensor] = {}
+        if image_labels:
+            names = [record.path.name for record in records]
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise DataError(
+                        f"image_labels are keyed by file name, but two images are named {name!r}; "
+                        f"rename them or keep them in separate datasets"
+                    )
+                seen.add(name)
+            for key, table in image_labels.items():
+                self.image_labels[key], self.labeled[key] = _align_labels(key, table, names)
         self.boxes_seen = 0
         self.boxes_lost = 0
 
@@ -309,7 +352,7 @@ class DetectionDataset(Dataset):
         self.boxes_seen += len(record.boxes)
         self.boxes_lost += len(record.boxes) - len(boxes)
         tensor = out["image"]
-        return {
+        sample = {
             "image": tensor,
             "target": {"boxes": boxes, "labels": labels},
             "meta": {
@@ -319,12 +362,61 @@ class DetectionDataset(Dataset):
                 "input_size": (int(tensor.shape[-2]), int(tensor.shape[-1])),
             },
         }
+        if self.image_labels:
+            for key, values in self.image_labels.items():
+                sample[key] = values[index].clone()
+            sample["labeled"] = {key: bool(known[index]) for key, known in self.labeled.items()}
+        return sample
+
+
+def _align_labels(key: str, table: dict[str, torch.Tensor], names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One label set as a tensor ``[len(names), ...]`` in the records' order (NaN rows where an image has no
+    entry) and the bool mask of the images that have one."""
+    if key in SAMPLE_KEYS:
+        raise DataError(f"image_labels key {key!r} would replace the sample's own {key!r}; choose another name")
+    if not table:
+        raise DataError(f"image_labels[{key!r}] is empty: its label shape is unknown (leave the key out instead)")
+    first_name, first = next(iter(table.items()))
+    for name, value in table.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise DataError(f"image_labels[{key!r}][{name!r}] must be a floating-point tensor (NaN marks unknown)")
+        if value.shape != first.shape:
+            raise DataError(
+                f"image_labels[{key!r}][{name!r}] has shape {tuple(value.shape)}, but "
+                f"[{first_name!r}] has {tuple(first.shape)}; one key's labels share one shape"
+            )
+    labeled = torch.tensor([name in table for name in names], dtype=torch.bool)
+    if names and not labeled.any():
+        raise DataError(
+            f"none of the {len(table)} file names of image_labels[{key!r}] (e.g. {first_name!r}) is an image of the "
+            f"dataset (e.g. {names[0]!r}); the keys must be the images' file names"
+        )
+    values = torch.full((len(names), *first.shape), math.nan, dtype=first.dtype)
+    for index, name in enumerate(names):
+        if name in table:
+            values[index] = table[name]
+    return values, labeled
 
 
 def detection_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images (all the same size after the transform); keep targets and metas as lists of dicts."""
-    return {
+    """Stack images (all the same size after the transform); keep targets and metas as lists of dicts.
+
+    Samples with image-level label sets (``DetectionDataset(image_labels=...)``) also give, per label key,
+    ``batch[key]``: the tensors stacked ``[B, ...]`` (NaN rows for images without a label), and
+    ``batch["labeled"] = {key: bool tensor [B]}``. Samples without them give exactly ``image``, ``target`` and
+    ``meta``.
+    """
+    collated = {
         "image": torch.stack([sample["image"] for sample in batch]),
         "target": [sample["target"] for sample in batch],
         "meta": [sample["meta"] for sample in batch],
     }
+    for key in batch[0]:
+        if key not in SAMPLE_KEYS:
+            collated[key] = torch.stack([sample[key] for sample in batch])
+    if "labeled" in batch[0]:
+        collated["labeled"] = {
+            key: torch.tensor([sample["labeled"][key] for sample in batch], dtype=torch.bool)
+            for key in batch[0]["labeled"]
+        }
+    return collated

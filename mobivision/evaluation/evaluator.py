@@ -59,6 +59,10 @@ class Evaluator(ABC):
         """Report files of the last ``compute`` (tables, pictures, per-image predictions); default none."""
         return []
 
+    def summary_keys(self, metrics: dict[str, float]) -> list[str]:
+        """The metrics a one-line summary shows (default all)."""
+        return list(metrics)
+
     def better(self, name: str, a: float, b: float) -> bool:
         """Whether value ``a`` of metric ``name`` is better than ``b``."""
         return a < b if name in self.lower_is_better else a > b

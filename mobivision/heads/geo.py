@@ -50,8 +50,11 @@ class GeoLocator(nn.Module):
         self.head = GeoHead(classifier.num_features, num_cells, dropout=dropout)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        features = self.pool(self.backbone(images)[self.feature_name], pre_logits=True)
-        return self.head(features)
+        return self.forward_from_features(self.backbone(images), images)
+
+    def forward_from_features(self, features: dict[str, torch.Tensor], images: torch.Tensor) -> list[torch.Tensor]:
+        """``forward`` from the backbone's feature maps (the multi-head model's one backbone pass)."""
+        return self.head(self.pool(features[self.feature_name], pre_logits=True))
 
 
 def hierarchical_probabilities(probabilities: Sequence[torch.Tensor], parents: Sequence[torch.Tensor]) -> torch.Tensor:

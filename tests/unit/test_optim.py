@@ -29,7 +29,7 @@ def model() -> nn.Module:
 @pytest.fixture
 def groups(model: nn.Module) -> dict[str, dict]:
     """``parameter_groups`` of the model with a 0.1 backbone multiplier, by group name."""
-    listed = parameter_groups(backbone=model.backbone, head=model.head, lr=LR, weight_decay=WD, backbone_lr_mult=0.1)
+    listed = parameter_groups({"backbone": (model.backbone, 0.1), "head": (model.head, 1.0)}, lr=LR, weight_decay=WD)
     return {group["name"]: group for group in listed}
 
 
@@ -92,7 +92,7 @@ def test_depthwise_weights_do_not_decay(model: nn.Module, groups: dict[str, dict
 
 
 def test_backbone_lr_mult_reaches_the_optimizer(model: nn.Module) -> None:
-    listed = parameter_groups(backbone=model.backbone, head=model.head, lr=LR, weight_decay=WD, backbone_lr_mult=0.5)
+    listed = parameter_groups({"backbone": (model.backbone, 0.5), "head": (model.head, 1.0)}, lr=LR, weight_decay=WD)
     optimizer = build_optimizer(listed, name="sgd", lr=LR)
     lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
     assert lrs == pytest.approx({"backbone": 0.1, "backbone_no_decay": 0.1, "head": LR, "head_no_decay": LR})
