@@ -642,7 +642,8 @@ class CelebAFacesDataModule(DetectionDataModule):
         )
         if synthetic and synthetic.get("kind", "faces") != "faces":
             raise ConfigError(f"data.synthetic.kind must be faces for CelebA faces, got {synthetic['kind']!r}")
-        self.celeba_splits = {
+        # The official split of each configured split (``splits`` of a DetectionDataModule holds file paths).
+        self.splits = {
             split: name for split, name in {"train": train_split, "val": val_split, "test": test_split}.items() if name
         }
         self.attributes = list(attributes) if attributes else None
@@ -667,7 +668,7 @@ class CelebAFacesDataModule(DetectionDataModule):
             return
         self.prepare_data()
         self.class_names, self.category_ids = [str(FACE_CATEGORY["name"])], [int(FACE_CATEGORY["id"])]
-        for split, name in self.celeba_splits.items():
+        for split, name in self.splits.items():
             data = read_coco(
                 self._annotation_file(name),
                 self.root / IMAGE_FOLDERS["in_the_wild"],

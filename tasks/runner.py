@@ -67,8 +67,8 @@ def build_datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.Light
     """The data module of ``data_cfg``, set up, with the backbone's default mean/std unless the config sets them."""
     data_cfg = OmegaConf.create(data_cfg)
     if "sources" in data_cfg:  # a multi-head model's data: one data module per source (tasks/multitask_data.py)
-        # Other keys next to sources (num_workers, pin_memory...) apply to every source.
-        shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources")}
+        # Other keys next to sources (num_workers, batch_size...) apply to every source unless null.
+        shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources") and v is not None}
         sources = {
             name: build_datamodule(OmegaConf.merge(source, shared), backbone_name)
             for name, source in data_cfg.sources.items()
@@ -187,7 +187,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     task = load_task(cfg.ckpt_path)
     data_cfg = _container(cfg.data) if cfg.get("data") else task.hparams.run_config["data"]
     datamodule = build_datamodule(data_cfg, task.backbone_cfg["name"])
-    if datamodule.class_names != getattr(task, "class_names", datamodule.class_names):
+    data_names, task_names = getattr(datamodule, "class_names", None), getattr(task, "class_names", None)
+    if data_names is not None and task_names is not None and data_names != task_names:
         raise ConfigError(
             f"classes of the data {datamodule.class_names} differ from the checkpoint's {task.class_names}"
         )

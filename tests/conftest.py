@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,6 +256,50 @@ def _start_tool(tool: str, *args: object, cwd: Path, env: dict[str, str] | None 
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# Makes a training process stop after a given step (after its progress line), write a marker and sleep until killed:
+# a reliable point to kill it for resume tests. Installed as ``sitecustomize`` in that process only.
+PAUSE_HOOK = """
+import os, time
+from pathlib import Path
+from mobivision.tasks.callbacks import PlainProgress
+
+_step, _original = int(os.environ["MV_TEST_PAUSE_AT_STEP"]), PlainProgress.on_train_batch_end
+
+def on_train_batch_end(self, trainer, *args):
+    _original(self, trainer, *args)
+    if trainer.global_step == _step:
+        Path(os.environ["MV_TEST_PAUSE_MARKER"]).write_text(str(_step))
+        time.sleep(600)  # killed here by the test
+
+PlainProgress.on_train_batch_end = on_train_batch_end
+"""
+
+
+def pause_training_at(step: int, folder: Path) -> tuple[dict[str, str], Path]:
+    """The environment that pauses a training process after ``step`` (``PAUSE_HOOK``), and its marker file."""
+    hook = folder / "hook"
+    hook.mkdir(parents=True, exist_ok=True)
+    (hook / "sitecustomize.py").write_text(PAUSE_HOOK)
+    marker = folder / "paused"
+    return {"PYTHONPATH": str(hook), "MV_TEST_PAUSE_AT_STEP": str(step), "MV_TEST_PAUSE_MARKER": str(marker)}, marker
+
+
+def wait_and_kill(process: subprocess.Popen[str], marker: Path, timeout: float = 300) -> str:
+    """Wait until ``process`` paused (``marker`` written), SIGKILL it and return its output."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            assert process.poll() is None, f"the run to kill ended by itself:\n{process.communicate()[0][-3000:]}"
+            assert time.monotonic() < deadline, "the run to kill never reached the pause step"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        return process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import pause_training_at, wait_and_kill
 
 from mobivision.data.synthetic import write_shapes_classification
 from mobivision.errors import ConfigError, WeightFileError
@@ -43,21 +44,6 @@ TRAIN_ARGS = [
     "test_after_training=false",
     "log_every_n_steps=1",
 ]
-PAUSE_HOOK = """
-import os, time
-from pathlib import Path
-from mobivision.tasks.callbacks import PlainProgress
-
-_step, _original = int(os.environ["MV_TEST_PAUSE_AT_STEP"]), PlainProgress.on_train_batch_end
-
-def on_train_batch_end(self, trainer, *args):
-    _original(self, trainer, *args)
-    if trainer.global_step == _step:
-        Path(os.environ["MV_TEST_PAUSE_MARKER"]).write_text(str(_step))
-        time.sleep(600)  # killed here by the test
-
-PlainProgress.on_train_batch_end = on_train_batch_end
-"""
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -87,15 +73,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     a, b = tmp / "a", tmp / "b"
     a.mkdir()
     b.mkdir()
-    (tmp / "hook").mkdir()
-    (tmp / "hook" / "sitecustomize.py").write_text(PAUSE_HOOK)
-    marker = tmp / "paused"
+    pause, marker = pause_training_at(PAUSE_AT_STEP, tmp)
     killed = subprocess.Popen(
         _train_cmd(data, "callbacks.last_checkpoint.every_n_train_steps=3"),
         cwd=b,
-        env=_env(
-            PYTHONPATH=str(tmp / "hook"), MV_TEST_PAUSE_AT_STEP=str(PAUSE_AT_STEP), MV_TEST_PAUSE_MARKER=str(marker)
-        ),
+        env=_env(**pause),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -103,17 +85,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     try:
         uninterrupted = subprocess.run(_train_cmd(data), cwd=a, env=_env(), capture_output=True, text=True, timeout=300)
         assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
-        deadline = time.monotonic() + 300
-        while not marker.exists():
-            assert killed.poll() is None, f"the run to kill ended by itself:\n{killed.stdout.read()[-3000:]}"
-            assert time.monotonic() < deadline, "the run to kill never reached the pause step"
-            time.sleep(0.05)
-        killed.send_signal(signal.SIGKILL)
-        killed_out = killed.communicate(timeout=60)[0]
     finally:
-        if killed.poll() is None:
-            killed.kill()
-            killed.wait()
+        killed_out = wait_and_kill(killed, marker)
     run_dirs = list((b / "runs" / "demo_classification").iterdir())
     assert len(run_dirs) == 1
     last = run_dirs[0] / "checkpoints" / "last.ckpt"

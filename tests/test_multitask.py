@@ -1,0 +1,220 @@
+"""``experiment=demo_multitask`` end to end on a small synthetic set: train, add a head later with the old ones
+frozen, resume, evaluate in 1 and 2 processes, predict and export (ONNX parity, INT8 per head).
+
+The first run trains three heads (face detector + face attributes on the same in-the-wild images, a fine-grained
+classifier on its own data); the second adds a geolocator with ``init_from`` and everything else frozen, as a user
+adds geo-localization to a deployed detector.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import pause_training_at, wait_and_kill
+
+from mobivision.export.onnx_model import read_metadata
+from mobivision.tasks.multitask import MultiTask
+from mobivision.tasks.runner import load_task
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "experiment=demo_multitask",
+    "backbone.width_mult=0.25",
+    "data.num_workers=0",  # keys beside data.sources apply to every source
+    "data.batch_size=8",
+    "data.sources.faces.synthetic.num_images=80",
+    "data.sources.birds.synthetic.images_per_class=10",
+    "data.sources.geo.synthetic.num_images=160",
+    "data.sources.geo.partitions.t_min=2",
+    "data.sources.geo.partitions.t_max=[40,10]",
+    "trainer.max_epochs=2",
+    "trainer.deterministic=true",
+    "scheduler.warmup_epochs=0",
+    "progress=plain",
+    "log_every_n_steps=1",
+]
+WITHOUT_GEO = ["~task.heads.geo", "~data.sources.geo"]
+OLD_HEADS = ("faces", "attributes", "birds")
+STEPS_PER_EPOCH = 8  # the longest source: 64 training faces in batches of 8 (the birds' loader starts over)
+
+
+def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    return result
+
+
+def _run_dir(cwd: Path) -> Path:
+    (run,) = (cwd / "runs" / "demo_multitask").iterdir()
+    return run
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, run_tool) -> dict:
+    tmp = tmp_path_factory.mktemp("multitask")
+    data = tmp / "datasets"
+    first, second = tmp / "first", tmp / "second"
+    first.mkdir(), second.mkdir()
+    trained = _ok(run_tool("train", *SMALL, *WITHOUT_GEO, f"paths.data_dir={data}", cwd=first))
+    best = json.loads((_run_dir(first) / "summary.json").read_text())["best_checkpoint"]
+    frozen = [f"task.heads.{name}.freeze=true" for name in OLD_HEADS]
+    added = _ok(
+        run_tool(
+            "train", *SMALL, f"paths.data_dir={data}", f"init_from={best}", "task.freeze_backbone=true", *frozen,
+            cwd=second,
+        )
+    )  # fmt: skip
+    return {"tmp": tmp, "data": data, "first": _run_dir(first), "second": _run_dir(second), "out": trained.stdout,
+            "added_out": added.stdout, "best": Path(best)}  # fmt: skip
+
+
+def test_training_logs_every_heads_metrics_prints_one_table_and_keeps_every_head_in_the_checkpoint(runs) -> None:
+    summary = json.loads((runs["second"] / "summary.json").read_text())
+    for metric in ("faces/mAP", "attributes/mAP", "birds/top1", "geo/acc_25km", "geo/median_km", "score"):
+        assert f"val/{metric}" in summary["val"] and f"test/{metric}" in summary["test"], metric
+    assert "heads test:\n| head | primary metric | value |" in runs["added_out"]
+    for head in ("faces", "attributes", "birds", "geo"):
+        assert f"| {head} |" in runs["added_out"], head
+    assert (runs["second"] / "faces" / "per_class_test.md").is_file()  # each head's own reports, in its folder
+    ckpt = _load(Path(summary["best_checkpoint"]))
+    label_sets = ckpt["hyper_parameters"]["label_sets"]
+    assert label_sets["faces"]["target"]["class_names"] == ["face"]
+    assert len(label_sets["faces"]["attributes"]["attribute_names"]) == 8
+    assert len(label_sets["birds"]["target"]["class_names"]) == 6
+    assert [p["name"] for p in label_sets["geo"]["target"]["partitions"]] == ["cells_2_40", "cells_2_10"]
+    thresholds = ckpt["mobivision"]["heads"]["attributes"]["attribute_thresholds"]
+    assert len(thresholds) == 8 and thresholds != [0.5] * 8  # tuned on validation, kept per head
+    task = load_task(summary["best_checkpoint"])
+    assert isinstance(task, MultiTask) and task.head_tasks["attributes"].thresholds.tolist() == pytest.approx(
+        thresholds
+    )
+
+
+def test_a_head_added_later_leaves_the_old_heads_bit_identical(runs) -> None:
+    before, after = load_task(runs["best"]).eval(), load_task(runs["second"] / "checkpoints" / "best.ckpt").eval()
+    assert list(before.model.heads) == list(OLD_HEADS) and list(after.model.heads) == [*OLD_HEADS, "geo"]
+    images = torch.randn(4, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        old, new = before(images), after(images)
+    for head in OLD_HEADS:
+        mine, theirs = old[head], new[head]
+        pairs = [(mine[k], theirs[k]) for k in mine] if isinstance(mine, dict) else [(mine, theirs)]
+        assert all(torch.equal(a, b) for a, b in pairs), head
+    state_before, state_after = before.state_dict(), after.state_dict()
+    changed = [k for k, v in state_before.items() if not torch.equal(v, state_after[k])]
+    assert not changed  # weights and BatchNorm statistics of the backbone and old heads
+    assert any(k.startswith("model.heads.geo.") for k in state_after)
+    val_first = json.loads((runs["first"] / "summary.json").read_text())["val"]
+    val_second = json.loads((runs["second"] / "summary.json").read_text())["val"]
+    assert val_second["val/faces/mAP"] == pytest.approx(val_first["val/faces/mAP"], abs=1e-9)
+
+
+def test_resume_mid_epoch_ends_with_the_same_weights(runs, start_tool, run_tool) -> None:
+    """The first run again, killed after step 11 (epoch 2; the birds' loader had started over in epoch 1) with the
+    newest checkpoint at step 10, and resumed: the same final weights, BatchNorm statistics and optimizer state."""
+    cwd = runs["tmp"] / "resumed"
+    cwd.mkdir()
+    common = [*SMALL, *WITHOUT_GEO, f"paths.data_dir={runs['data']}", "callbacks.last_checkpoint.every_n_train_steps=5"]
+    pause, marker = pause_training_at(11, cwd)
+    wait_and_kill(start_tool("train", *common, cwd=cwd, env=pause), marker)
+    last = _run_dir(cwd) / "checkpoints" / "last.ckpt"
+    assert _load(last)["global_step"] == 10
+    _ok(run_tool("train", *common, "resume=auto", cwd=cwd))
+    final, reference = _load(last), _load(runs["first"] / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == reference["global_step"] == 2 * STEPS_PER_EPOCH
+    different = [k for k, v in reference["state_dict"].items() if not torch.equal(v, final["state_dict"][k])]
+    assert not different
+    for index, state in reference["optimizer_states"][0]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(
+                torch.as_tensor(value), torch.as_tensor(final["optimizer_states"][0]["state"][index][name])
+            )
+
+
+def test_evaluation_in_two_processes_equals_one(runs, tmp_path, start_tool) -> None:
+    best = runs["second"] / "checkpoints" / "best.ckpt"
+    args = [f"ckpt_path={best}", "split=val", "progress=plain", "trainer.accelerator=cpu"]
+    one = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
+    two = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'two'}", "trainer=ddp", "trainer.devices=2",
+                     cwd=tmp_path)  # fmt: skip
+    for process in (one, two):
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    single = json.loads((tmp_path / "one" / "summary.json").read_text())["test"]
+    double = json.loads((tmp_path / "two" / "summary.json").read_text())["test"]
+    assert single.keys() == double.keys() and "test/geo/median_km" in single
+    # Every evaluator metric; the detector's and attributes' losses are batch means logged per step, where the
+    # image DistributedSampler repeats to pad the last shard counts twice.
+    step_logged = {"test/faces/loss", "test/attributes/loss"}
+    for key, value in single.items():
+        if key in step_logged:
+            continue
+        assert double[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_predict_writes_every_heads_results_from_one_pass(runs, run_tool, tmp_path) -> None:
+    images = runs["data"] / "demo_faces" / "img_celeba"
+    chosen = tmp_path / "images"
+    chosen.mkdir()
+    for path in sorted(images.glob("*.jpg"))[:3]:
+        (chosen / path.name).write_bytes(path.read_bytes())
+    best = runs["second"] / "checkpoints" / "best.ckpt"
+    result = _ok(run_tool("predict", str(best), str(chosen), "--out", str(tmp_path / "out"), "--top-k", "2",
+                          cwd=tmp_path))  # fmt: skip
+    entries = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [e["image"] for e in entries] == sorted(p.name for p in chosen.iterdir())
+    for entry in entries:
+        assert list(entry["heads"]) == ["faces", "attributes", "birds", "geo"]
+        assert len(entry["heads"]["birds"][0]["top_k"]) == 2 and "lat" in entry["heads"]["geo"][0]
+        assert set(entry["heads"]["attributes"][0]["probabilities"]) >= {"Smiling", "Eyeglasses"}
+        line = next(line for line in result.stdout.splitlines() if line.startswith(entry["image"]))
+        assert all(f"{head}: " in line for head in ("faces", "attributes", "birds", "geo")), line
+        assert (tmp_path / "out" / Path(entry["image"]).with_suffix(".jpg")).is_file()
+    task = load_task(best).eval()
+    calls = []
+    task.model.backbone.register_forward_hook(lambda *args: calls.append(1))
+    from mobivision.data.records import load_rgb
+    from mobivision.tasks.base import PredictOptions
+
+    task.predict([load_rgb(p) for p in sorted(chosen.iterdir())], ["a", "b", "c"], PredictOptions())
+    assert len(calls) == 1  # one backbone pass for every head of the three images
+
+
+def test_export_writes_one_graph_with_every_heads_outputs_and_int8_per_head(runs, run_tool, tmp_path) -> None:
+    best = runs["second"] / "checkpoints" / "best.ckpt"
+    out = tmp_path / "export"
+    result = _ok(run_tool("export", str(best), "--out", str(out), "--formats", "onnx,int8,torchscript",
+                          "--calibration-images", "16", cwd=tmp_path))  # fmt: skip
+    report = json.loads((out / "export_report.json").read_text())
+    rows = {row["format"]: row for row in report["rows"]}
+    assert all(row["ok"] for row in rows.values()), result.stdout
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert names[:3] == ["faces.cls_logits", "faces.bbox_regression", "faces.anchors"]
+    assert "attributes.logits" in names and "birds.logits" in names and names[-1] == "geo.cell_probabilities"
+    meta = read_metadata(out / "model.onnx")
+    heads = json.loads(meta["heads"])
+    assert meta["task_kind"] == "multitask" and list(heads) == ["faces", "attributes", "birds", "geo"]
+    assert heads["faces"]["class_names"] == ["face"] and len(heads["attributes"]["attribute_names"]) == 8
+    assert (out / "model.geo.cells.json").is_file()
+    task = load_task(best).eval()
+    image = np.random.default_rng(0).standard_normal((2, 3, 96, 96)).astype(np.float32)
+    onnx_out = dict(zip(names, session.run(None, {session.get_inputs()[0].name: image}), strict=True))
+    with torch.no_grad():
+        torch_out = task.graph_outputs_from(task(torch.from_numpy(image)))
+    for name, expected in zip(names, torch_out, strict=True):
+        assert np.abs(onnx_out[name] - expected.numpy()).max() < 1e-3, name
+    int8 = rows["int8"]["metrics"]
+    for metric in ("faces/mAP", "attributes/mAP", "birds/top1", "geo/acc_25km", "score"):
+        assert metric in int8["fp32"] and metric in int8["int8"], metric
+    assert "faces/mAP" in rows["int8"]["check"] and "birds/top1" in rows["int8"]["check"]
