@@ -15,7 +15,7 @@ by class (ARCHITECTURE.md, "The task protocol"). A task declares, in its own mod
   main graph's, fed to the evaluator (the shared evaluation step; a multi-head model calls them per head);
 - ``describe_predictions(outputs, images, names, options)``: per image the JSON entries, the printed line and the
   picture a person wants (``predict`` pre-processes and runs the network, then calls it);
-- ``describe_target(target)``: what ``check`` prints of a batch's targets.
+- ``describe_target(target)``: what ``check`` prints of a batch's targets (``describe_batch``: of the whole batch).
 
 A task builds its network from plain configs (``backbone``, ``optimizer``, ``scheduler`` dicts), calls
 ``save_hyperparameters()`` so ``Task.load_from_checkpoint(path)`` needs no arguments, and exposes ``self.model``
@@ -154,6 +154,13 @@ class TaskModule(L.LightningModule):
         with torch.no_grad():
             outputs = self(torch.stack([self.preprocess(image) for image in images]))
         return self.describe_predictions(outputs, images, names, options)
+
+    def describe_batch(self, batch: dict[str, Any]) -> str:
+        """What ``check`` prints of a training batch: ``image float32 [32, 3, 64, 64] in [-1.00, 1.00]; target ...``."""
+        parts = [f"image {describe_value(batch['image'])}"]
+        if batch.get("target") is not None:
+            parts.append(f"target {self.describe_target(batch['target'])}")
+        return "; ".join(parts)
 
     def describe_target(self, target: Any) -> str:
         """What ``check`` prints of one batch's targets."""

@@ -26,7 +26,7 @@ from mobivision.evaluation.evaluator import Evaluator
 from mobivision.evaluation.multihead import MultiHeadEvaluator
 from mobivision.export.graphs import ExportGraph
 from mobivision.multitask import MultiTaskModel, share_module, shared_backbone
-from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule
+from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
 from mobivision.tasks.callbacks import set_backbone_frozen
 from mobivision.tasks.registry import task_of_kind
 from mobivision.visualize import draw_text_lines
@@ -262,7 +262,8 @@ class MultiTask(TaskModule):
             self.head_tasks[name].on_evaluated(stage, part)
 
     @property
-    def chance_level(self) -> dict[str, float]:
+    def chance_level(self) -> dict[str, float] | None:
+        """Each head's chance levels, ``<head>/<metric>`` (None: no head states one)."""
         levels: dict[str, float] = {}
         for name, task in self.head_tasks.items():
             level = task.chance_level
@@ -270,7 +271,7 @@ class MultiTask(TaskModule):
                 levels |= {f"{name}/{k}": v for k, v in level.items()}
             elif level is not None:
                 levels[f"{name}/{type(task).primary_metric.name}"] = level
-        return levels
+        return levels or None
 
     # --- prediction and export -----------------------------------------------------------------------------
 
@@ -316,8 +317,16 @@ class MultiTask(TaskModule):
     def export_side_files(self, out_dir: Path, name: str) -> list[Path]:
         return [f for head, task in self.head_tasks.items() for f in task.export_side_files(out_dir, f"{name}.{head}")]
 
-    def describe_target(self, target: Any) -> str:
-        return type(target).__name__
+    def describe_batch(self, batch: dict[str, Any]) -> str:
+        """Per source its images, and each head's labels as that head's task shows them."""
+        parts = []
+        for source, source_batch in batch.items():
+            heads = [
+                f"{name} {self.head_tasks[name].describe_target(source_batch[self.specs[name].labels])}"
+                for name in self._heads_of(source)
+            ]
+            parts.append(f"{source}: image {describe_value(source_batch['image'])}; " + "; ".join(heads))
+        return " | ".join(parts)
 
     # --- checkpoint ----------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import pause_training_at, wait_and_kill
 
+from mobivision import profile
 from mobivision.export.onnx_model import read_metadata
 from mobivision.tasks.multitask import MultiTask
 from mobivision.tasks.runner import load_task
@@ -218,3 +219,39 @@ def test_export_writes_one_graph_with_every_heads_outputs_and_int8_per_head(runs
     for metric in ("faces/mAP", "attributes/mAP", "birds/top1", "geo/acc_25km", "score"):
         assert metric in int8["fp32"] and metric in int8["int8"], metric
     assert "faces/mAP" in rows["int8"]["check"] and "birds/top1" in rows["int8"]["check"]
+
+
+def test_benchmark_compares_the_joint_pass_with_separate_networks(runs, run_tool, tmp_path) -> None:
+    best = runs["second"] / "checkpoints" / "best.ckpt"
+    result = _ok(run_tool("benchmark", "multitask", str(best), "--repeats", "3", "--warmup", "1", "--threads", "1",
+                          cwd=tmp_path))  # fmt: skip
+    rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in result.stdout.splitlines() if "|" in line}
+    joint, separate = (float(rows[k][0]) for k in ("joint (one backbone pass)", "4 separate networks"))
+    task = load_task(best)
+    backbone = profile(task.model.backbone, task.input_size).macs / 1e6
+    assert joint == pytest.approx(separate - 3 * backbone, abs=0.2)  # the backbone once instead of four times
+    ratios = [float(v) for v in rows["joint / separate"]]
+    assert ratios[0] == pytest.approx(joint / separate, abs=2e-3) and all(0 < r < 1 for r in ratios[:2])
+    assert "backbone share of the joint model" in result.stdout
+
+
+def test_check_reports_every_source_and_head_and_refuses_a_head_on_the_wrong_labels(runs, run_tool, tmp_path) -> None:
+    common = [*SMALL, f"paths.data_dir={runs['data']}"]
+    result = _ok(run_tool("check", *common, cwd=tmp_path))
+    out = result.stdout
+    for source in ("faces", "birds", "geo"):
+        assert f"✓ data.sources.{source}.root: " in out and f"✓ {source}: train split: " in out, source
+    assert "faces: image float32 [8, 3, 96, 96]" in out and "attributes float32 [8, 8]" in out
+    assert "✓ all checks passed" in out
+    wrong = _run_bad(run_tool, tmp_path, *common, "+task.heads.birds.labels=attributes")
+    assert "task.heads.birds.labels: source 'birds' has no label set 'attributes'; it has ['target']" in wrong
+    wrong = _run_bad(run_tool, tmp_path, *common, "task.heads.attributes.kind=classification")
+    assert "task.heads.attributes (classification) cannot be built from label set 'attributes'" in wrong
+
+
+def _run_bad(run_tool, cwd: Path, *args: str) -> str:
+    result = run_tool("train", *args, cwd=cwd)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    return errors[0]

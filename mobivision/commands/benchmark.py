@@ -24,6 +24,9 @@ ORT intra-op threads are ``--threads`` (ORT: inter-op 1, all graph optimizations
 task's metric of the fp32 and INT8 files on its validation split. The logic is in
 ``mobivision.benchmark`` (timing) and ``mobivision.commands.benchmark_latency`` (checkpoints, data).
 
+``multitask``: a multi-head checkpoint's one backbone pass against its heads as separate networks: multiply-adds,
+parameters and batch-1 latency, and the ratios (``mobivision.commands.benchmark_multitask``).
+
 ``detector``: our SSDLite320 on MobileNetV1 and on MobileNetV3-Large against torchvision's
 ``ssdlite320_mobilenet_v3_large``, with the time ratio to it. Our V3 model gets torchvision's
 random weights (``load_torchvision_ssdlite``), so both compute the same detections. Measured: batch-1
@@ -36,6 +39,7 @@ Usage::
         [--channels-last] [--json]
     python tools/benchmark.py detector [--threads N] [--repeats 10] [--json] [--device cuda]
         [--train-batch 8] [--bf16] [--channels-last]
+    python tools/benchmark.py multitask CKPT [--threads N] [--repeats 50] [--warmup 10]
     python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
         [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]
         [--out DIR]
@@ -62,9 +66,10 @@ from torch import nn
 from mobivision import create_model, list_models
 from mobivision.benchmark import SETTLE_SECONDS, TIMM_PEERS, interleaved_medians
 from mobivision.cli import exit_code, positive_float, positive_int
+from mobivision.commands.benchmark_multitask import add_multitask_parser, print_multitask_report, run_multitask
 from mobivision.profiling import count_parameters
 
-COMMANDS = ("backbone", "detector", "latency")
+COMMANDS = ("backbone", "detector", "latency", "multitask")
 INFERENCE_BATCHES = (1, 32)
 TRAIN_BATCH, TRAIN_RESOLUTION, TRAIN_WARMUP = 16, 160, 3
 INFERENCE_WARMUP = 3
@@ -72,7 +77,7 @@ INFERENCE_WARMUP = 3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector,latency}")
+    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector,latency,multitask}")
     backbone = commands.add_parser("backbone", help="mobilenet_v1 vs timm: inference latency, training images/s")
     backbone.add_argument("--width", type=positive_float, default=1.0, help="width multiplier (default 1.0)")
     backbone.add_argument("--resolution", type=positive_int, default=224, help="inference input size")
@@ -89,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
     detector.add_argument("--channels-last", action="store_true", help="NHWC memory format for models and inputs")
     add_latency_parser(commands)
+    add_multitask_parser(commands)
     return parser
 
 
@@ -505,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit_code(lambda: print_latency_report(run_latency(args)))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.command == "multitask":
+        return exit_code(lambda: print_multitask_report(run_multitask(args)))
     run, show = (run_detector, print_detector_report) if args.command == "detector" else (run_backbone, print_report)
     report = run(args)
     if args.json:

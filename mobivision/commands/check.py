@@ -38,7 +38,7 @@ from mobivision.configs import CONFIG_DIR
 from mobivision.errors import MobivisionError
 from mobivision.factory import default_mean_std
 from mobivision.profiling import count_macs, count_parameters
-from mobivision.tasks.base import TaskModule, describe_value
+from mobivision.tasks.base import describe_value
 from mobivision.tasks.runner import _container, build_datamodule, build_task, run_cli
 
 log = logging.getLogger("mobivision")
@@ -88,17 +88,19 @@ def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool =
     pretrained = _check_weights(cfg, report)
     _check_output(Path(output_dir) if output_dir is not None else Path(paths["output_dir"]), report)
     data_cfg = _container(cfg.data)
-    synthetic = bool(data_cfg.get("synthetic"))
-    if not synthetic:
-        _check_data_paths(data_cfg, report)
+    parts = data_parts(data_cfg)
+    for key, part in parts:
+        if not part.get("synthetic"):
+            _check_data_paths(part, report, key)
     datamodule = _build_datamodule(cfg, data_cfg, report)
-    if synthetic:
-        _check_data_paths(data_cfg, report, written=True)
+    for key, part in parts:
+        if part.get("synthetic"):
+            _check_data_paths(part, report, key, written=True)
     _report_splits(datamodule, report)
     split, batch = _load_batch(datamodule, report)
     found["batch"] = batch
     task = _build_task(cfg, datamodule, pretrained, report)
-    report.ok(f"{split} batch: {describe_batch(task, batch)}")
+    report.ok(f"{split} batch: {task.describe_batch(batch)}")
     _forward(task, batch, report)
     report.ok("all checks passed: ready to train (nothing trained, no checkpoint written)")
     return found
@@ -121,8 +123,7 @@ def _check_config(cfg: DictConfig, report: Report) -> None:
     report.ok(
         f"config: {resolved.get('task_name')} — task {resolved['task']['_target_'].rpartition('.')[2]}, "
         f"backbone {backbone['name']} x{backbone.get('width_mult', 1.0)}, "
-        f"data {resolved['data']['_target_'].rpartition('.')[2]} at {resolved['data'].get('resolution')} px "
-        f"(batch {resolved['data'].get('batch_size')}), trainer {trainer.get('accelerator')} x{trainer.get('devices')} "
+        f"data {_describe_data(resolved['data'])}, trainer {trainer.get('accelerator')} x{trainer.get('devices')} "
         f"({strategy}), {trainer.get('max_epochs')} epochs, seed {resolved.get('seed')}"
     )
     _check_ddp_freeze(resolved, report)
@@ -133,6 +134,16 @@ def _check_config(cfg: DictConfig, report: Report) -> None:
     accelerator = str(trainer.get("accelerator"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         report.warn(f"trainer.accelerator: {accelerator}, but this machine has no CUDA device (fine on a login node)")
+
+
+def _describe_data(data_cfg: dict[str, Any]) -> str:
+    """``ClassName at 64 px (batch 32)`` per data module (a multi-head model's: per source)."""
+    parts = [
+        f"{key.removeprefix('data.sources.') + ' ' if key != 'data' else ''}{part['_target_'].rpartition('.')[2]} at "
+        f"{part.get('resolution')} px (batch {part.get('batch_size')})"
+        for key, part in data_parts(data_cfg)
+    ]
+    return "; ".join(parts)
 
 
 def _check_ddp_freeze(resolved: dict[str, Any], report: Report) -> None:
@@ -160,12 +171,22 @@ def _absolute_paths(cfg: DictConfig) -> dict[str, str]:
     return paths
 
 
-def _split_paths(data_cfg: dict[str, Any]) -> list[tuple[str, Path, str]]:
+def data_parts(data_cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, config)`` of each data module: the data config, or each source of a multi-head model's (with the
+    keys beside ``sources`` that apply to every source)."""
+    sources = data_cfg.get("sources")
+    if not sources:
+        return [("data", data_cfg)]
+    shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources") and v is not None}
+    return [(f"data.sources.{name}", {**source, **shared}) for name, source in sources.items()]
+
+
+def _split_paths(data_cfg: dict[str, Any], prefix: str) -> list[tuple[str, Path, str]]:
     """``(key, path, kind)`` of every configured split file or folder; official formats name splits, not files."""
     root = Path(data_cfg["root"])
     if isinstance(data_cfg.get("splits"), dict):  # detection: COCO annotation file + image folder per split
         return [
-            (f"data.splits.{split}.{part}", root / paths[part], "file" if part == "annotations" else "folder")
+            (f"{prefix}.splits.{split}.{part}", root / paths[part], "file" if part == "annotations" else "folder")
             for split, paths in data_cfg["splits"].items()
             if paths
             for part in ("annotations", "images")
@@ -175,33 +196,37 @@ def _split_paths(data_cfg: dict[str, Any]) -> list[tuple[str, Path, str]]:
         return []
     kind = "folder" if fmt == "image_folder" else "file"
     return [
-        (f"data.{split}_split", root / name, kind)
+        (f"{prefix}.{split}_split", root / name, kind)
         for split in ("train", "val", "test")
         if (name := data_cfg.get(f"{split}_split"))
     ]
 
 
-def _check_data_paths(data_cfg: dict[str, Any], report: Report, *, written: bool = False) -> None:
+def _check_data_paths(data_cfg: dict[str, Any], report: Report, prefix: str, *, written: bool = False) -> None:
     root = Path(data_cfg["root"])
     if not root.is_dir():
-        report.fail(f"data.root: {root} {'is not a folder' if root.exists() else 'does not exist'}")
+        report.fail(f"{prefix}.root: {root} {'is not a folder' if root.exists() else 'does not exist'}")
     if written:
-        report.ok(f"data.root: {root} (synthetic data, written on first use and kept)")
+        report.ok(f"{prefix}.root: {root} (synthetic data, written on first use and kept)")
     else:
-        report.ok(f"data.root: {root}")
-    for key, path, kind in _split_paths(data_cfg):
+        report.ok(f"{prefix}.root: {root}")
+    for key, path, kind in _split_paths(data_cfg, prefix):
         if not path.exists():
             report.fail(f"{key}: {path} does not exist")
         if (kind == "folder") != path.is_dir():
             report.fail(f"{key}: {path} is not a {kind}")
     if data_cfg.get("format") in ("cub", "stanford_dogs", "celeba"):
-        report.ok(f"data.format: {data_cfg['format']} (official split files, read below)")
+        report.ok(f"{prefix}.format: {data_cfg['format']} (official split files, read below)")
 
 
 def _build_datamodule(cfg: DictConfig, data_cfg: dict[str, Any], report: Report):
     data_cfg = {**data_cfg, "num_workers": 0, "persistent_workers": False}  # one batch: no worker processes
-    partitions = data_cfg.get("partitions") or {}
-    cells_before = set(Path(partitions["dir"]).glob("cells_*.csv")) if partitions.get("dir") else set()
+    cell_dirs = [
+        (key, Path(part["partitions"]["dir"]))
+        for key, part in data_parts(data_cfg)
+        if (part.get("partitions") or {}).get("dir")
+    ]
+    cells_before = {folder: set(folder.glob("cells_*.csv")) for _, folder in cell_dirs}
     try:
         datamodule = build_datamodule(data_cfg, cfg.backbone.name)
     except (MobivisionError, OmegaConfBaseException) as exc:
@@ -211,17 +236,24 @@ def _build_datamodule(cfg: DictConfig, data_cfg: dict[str, Any], report: Report)
         if isinstance(cause, MobivisionError):  # through Hydra's InstantiationException
             report.fail(f"data: {cause}", cause)
         raise
-    if partitions.get("dir"):
-        new = sorted(set(Path(partitions["dir"]).glob("cells_*.csv")) - cells_before)
+    for key, folder in cell_dirs:
+        new = sorted(set(folder.glob("cells_*.csv")) - cells_before[folder])
         if new:
-            report.ok(f"data.partitions.dir: built {', '.join(p.name for p in new)} in {partitions['dir']} (kept)")
+            report.ok(f"{key}.partitions.dir: built {', '.join(p.name for p in new)} in {folder} (kept)")
     return datamodule
 
 
+def _modules(datamodule: Any) -> dict[str, Any]:
+    """``{prefix of messages: data module}``: the data module, or each source's."""
+    sources = getattr(datamodule, "sources", None)
+    return {f"{name}: ": module for name, module in sources.items()} if sources else {"": datamodule}
+
+
 def _report_splits(datamodule: Any, report: Report) -> None:
-    names = getattr(datamodule, "class_names", [])
-    for split, dataset in datamodule.datasets.items():
-        report.ok(f"{split} split: {len(dataset)} images" + (f", {len(names)} classes" if names else ""))
+    for prefix, module in _modules(datamodule).items():
+        names = getattr(module, "class_names", [])
+        for split, dataset in module.datasets.items():
+            report.ok(f"{prefix}{split} split: {len(dataset)} images" + (f", {len(names)} classes" if names else ""))
 
 
 def _check_weights(cfg: DictConfig, report: Report) -> str | None:
@@ -266,18 +298,22 @@ def _check_output(output_dir: Path, report: Report) -> None:
 
 
 def _load_batch(datamodule: Any, report: Report) -> tuple[str, Any]:
-    split = "train" if "train" in datamodule.datasets else "val"
-    loader = datamodule.train_dataloader() if split == "train" else datamodule.val_dataloader()
-    try:
-        batch = next(iter(loader))
-    except StopIteration:
-        report.fail(
-            f"data.batch_size: the {split} split ({len(datamodule.datasets[split])} images) gives no full batch "
-            f"of {datamodule.batch_size}"
-        )
-    except MobivisionError as exc:
-        report.fail(f"data: loading a {split} batch: {exc}", exc)
-    return split, batch
+    """The first training batch (validation without a train split); a multi-head model's: one per source."""
+    modules = _modules(datamodule)
+    split = "train" if all("train" in m.datasets for m in modules.values()) else "val"
+    batches = {}
+    for prefix, module in modules.items():
+        loader = module.train_dataloader() if split == "train" else module.val_dataloader()
+        try:
+            batches[prefix[:-2]] = next(iter(loader))
+        except StopIteration:
+            report.fail(
+                f"{prefix}data.batch_size: the {split} split ({len(module.datasets[split])} images) gives no full "
+                f"batch of {module.batch_size}"
+            )
+        except MobivisionError as exc:
+            report.fail(f"{prefix}data: loading a {split} batch: {exc}", exc)
+    return split, batches.get("", batches)
 
 
 def _build_task(cfg: DictConfig, datamodule: Any, pretrained: str | None, report: Report) -> Any:
@@ -293,11 +329,12 @@ def _build_task(cfg: DictConfig, datamodule: Any, pretrained: str | None, report
             raise
         report.fail(f"{_key_of(cfg, cause)}: {cause}", cause)
     params = count_parameters(task.model)
+    size = task.input_size
     try:
-        macs = f", {count_macs(task.model, datamodule.resolution) / 1e6:.1f} M multiply-adds per image"
+        macs = f", {count_macs(task.model, size) / 1e6:.1f} M multiply-adds per image"
     except Exception:  # the count is a courtesy; the forward below reports real problems
         macs = ""
-    report.ok(f"task: {type(task).__name__}, {params / 1e6:.3f} M parameters{macs} at {datamodule.resolution} px")
+    report.ok(f"task: {type(task).__name__}, {params / 1e6:.3f} M parameters{macs} at {size[1]}x{size[0]} px")
     return task
 
 
@@ -315,25 +352,18 @@ def _forward(task: Any, batch: Any, report: Report) -> None:
     try:
         with torch.no_grad(), warnings.catch_warnings(), _quiet_lightning():
             warnings.simplefilter("ignore")
-            output = task(batch["image"])
+            images = batch["image"] if "image" in batch else next(iter(batch.values()))["image"]
+            output = task(images)
             loss = task.training_step(batch, 0)
     except MobivisionError as exc:
         report.fail(f"task: forward pass: {exc}", exc)
     except Exception as exc:
-        report.fail(f"task: forward pass on the {tuple(batch['image'].shape)} batch: {type(exc).__name__}: {exc}", exc)
+        report.fail(f"task: forward pass on the {tuple(images.shape)} batch: {type(exc).__name__}: {exc}", exc)
     loss = loss["loss"] if isinstance(loss, dict) else loss
     value = float(loss)
     if not math.isfinite(value):
         report.fail(f"task: the training loss of the first batch is {value}")
     report.ok(f"forward pass: output {describe_value(output)}; training loss {value:.4f}")
-
-
-def describe_batch(task: TaskModule, batch: Any) -> str:
-    """``image float32 [32, 3, 64, 64] in [-1.00, 1.00]; target int64 [32] ...`` (targets as the task shows them)."""
-    parts = [f"image {describe_value(batch['image'])}"]
-    if batch.get("target") is not None:
-        parts.append(f"target {task.describe_target(batch['target'])}")
-    return "; ".join(parts)
 
 
 @contextlib.contextmanager

@@ -102,11 +102,9 @@ class ShapeCountTask(TaskModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        truth = counts(batch["target"], len(self.class_names)).to(batch["image"].device)
-        loss = F.smooth_l1_loss(self(batch["image"]), truth)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(truth))
-        return loss
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        truth = counts(batch["target"], len(self.class_names)).to(outputs.device)
+        return {"loss": F.smooth_l1_loss(outputs, truth)}
 
     def make_evaluator(self, dataset: Any, stage: str) -> CountEvaluator:
         return CountEvaluator(self.class_names)
@@ -117,11 +115,11 @@ class ShapeCountTask(TaskModule):
     def export_graphs(self) -> dict[str, ExportGraph]:
         return {"model": ExportGraph(self.model, ["counts"], {"counts": "[B, classes] expected count per class"})}
 
-    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
-        with torch.no_grad():
-            predicted = self(torch.stack([self.preprocess(image) for image in images]))
+    def describe_predictions(
+        self, outputs: torch.Tensor, images: list[np.ndarray], names: list[str], options: PredictOptions
+    ) -> list[ImagePrediction]:
         predictions = []
-        for name, image, row in zip(names, images, predicted.tolist(), strict=True):
+        for name, image, row in zip(names, images, outputs.tolist(), strict=True):
             entry = {"image": name, "counts": {n: round(c, 3) for n, c in zip(self.class_names, row, strict=True)}}
             lines = [f"{n}: {c:.1f}" for n, c in entry["counts"].items()]
             predictions.append(ImagePrediction([entry], ", ".join(lines), draw_text_lines(image, lines)))
