@@ -19,6 +19,7 @@ import torch
 from conftest import pause_training_at, wait_and_kill
 
 from mobivision import profile
+from mobivision.data.synthetic import write_synthetic_faces
 from mobivision.export.onnx_model import read_metadata
 from mobivision.tasks.multitask import MultiTask
 from mobivision.tasks.runner import load_task
@@ -255,3 +256,20 @@ def _run_bad(run_tool, cwd: Path, *args: str) -> str:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     return errors[0]
+
+
+def test_the_celeba_recipe_trains_on_files_in_celebas_layout(run_tool, tmp_path) -> None:
+    """``experiment=celeba_face_detect_attributes`` on the synthetic faces written in CelebA's official layout."""
+    root = write_synthetic_faces(tmp_path / "celeba", num_images=40, seed=1)
+    result = _ok(run_tool(
+        "train", "experiment=celeba_face_detect_attributes", "debug=fast", "trainer=cpu", "backbone.pretrained=null",
+        "backbone.width_mult=0.25", f"data.sources.faces.root={root}", "data.sources.faces.resolution=96",
+        "data.batch_size=8", cwd=tmp_path,
+    ))  # fmt: skip
+    (run,) = (tmp_path / "runs" / "celeba_face_detect_attributes").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert {"test/faces/mAP", "test/attributes/mAP", "test/score"} <= set(summary["test"])
+    assert (root / "annotations_faces" / "celeba_faces_train.json").is_file()  # boxes converted once, kept
+    label_sets = _load(Path(summary["best_checkpoint"]))["hyper_parameters"]["label_sets"]["faces"]
+    assert label_sets["target"]["class_names"] == ["face"] and len(label_sets["attributes"]["attribute_names"]) == 8
+    assert "| faces | mAP |" in result.stdout and "| attributes | mAP |" in result.stdout

@@ -8,12 +8,11 @@ import math
 import pytest
 import torch
 
-from mobivision import create_model, profile
+from mobivision import create_model, create_multitask, profile
 from mobivision.errors import ConfigError
 from mobivision.evaluation.classification import ClassificationEvaluator
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.evaluation.multihead import MultiHeadEvaluator
-from mobivision.multitask import create_multitask
 from mobivision.tasks.face_attributes import AttributeTask
 from mobivision.tasks.multitask import MultiTask, take_rows
 
