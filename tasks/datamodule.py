@@ -611,35 +611,10 @@ class CelebAFacesDataModule(DetectionDataModule):
         val_split: str | None = "val",
         test_split: str | None = "test",
         annotation_dir: str | None = None,
-        recipe: str = "ssdlite",
-        resolution: int = 320,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
-        on_error: str = "raise",
+        **options: Any,
     ) -> None:
-        super().__init__(
-            root=root,
-            splits={},
-            recipe=recipe,
-            resolution=resolution,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            mean=mean,
-            std=std,
-            augment=augment,
-            synthetic=synthetic,
-            on_error=on_error,
-        )
+        super().__init__(root=root, splits={}, synthetic=synthetic, **options)
         if synthetic and synthetic.get("kind", "faces") != "faces":
             raise ConfigError(f"data.synthetic.kind must be faces for CelebA faces, got {synthetic['kind']!r}")
         # The official split of each configured split (``splits`` of a DetectionDataModule holds file paths).
