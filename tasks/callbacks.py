@@ -17,16 +17,16 @@ from mobivision.errors import ConfigError
 from mobivision.tasks.resume import capture_rng, restore_rng
 
 
-def set_backbone_frozen(backbone: nn.Module, frozen: bool) -> None:
-    """Stop (or restart) gradients and BatchNorm statistics updates in ``backbone``.
+def set_frozen(module: nn.Module, frozen: bool) -> None:
+    """Stop (or restart) gradients and BatchNorm statistics updates in ``module`` (a backbone, a head).
 
     Frozen BatchNorm layers are put in eval mode so they use, and keep, their running statistics.
     """
-    for param in backbone.parameters():
+    for param in module.parameters():
         param.requires_grad = not frozen
-    for module in backbone.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.train(not frozen and backbone.training)
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.train(not frozen and module.training)
 
 
 class BackboneFreeze(L.Callback):
@@ -44,12 +44,12 @@ class BackboneFreeze(L.Callback):
         return trainer.current_epoch < self.unfreeze_at_epoch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        set_backbone_frozen(pl_module.model.backbone, self._frozen(trainer))
+        set_frozen(pl_module.model.backbone, self._frozen(trainer))
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         # Lightning may switch modules back to train mode after validation; keep frozen BN in eval.
         if self._frozen(trainer):
-            set_backbone_frozen(pl_module.model.backbone, True)
+            set_frozen(pl_module.model.backbone, True)
 
 
 def _format_seconds(seconds: float) -> str:

@@ -27,7 +27,7 @@ from mobivision.evaluation.multihead import MultiHeadEvaluator
 from mobivision.export.graphs import ExportGraph
 from mobivision.multitask import MultiTaskModel, share_module, shared_backbone
 from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
-from mobivision.tasks.callbacks import set_backbone_frozen
+from mobivision.tasks.callbacks import set_frozen
 from mobivision.tasks.registry import task_of_kind
 from mobivision.visualize import draw_text_lines
 
@@ -140,9 +140,9 @@ class MultiTask(TaskModule):
     def _heads_of(self, source: str) -> list[str]:
         return [name for name, spec in self.specs.items() if spec.data == source]
 
-    def head_batch(self, batch: dict[str, Any], name: str) -> tuple[dict[str, Any], torch.Tensor] | None:
+    def head_batch(self, batch: dict[str, Any], name: str) -> tuple[dict[str, Any], torch.Tensor | None] | None:
         """The part of a source's ``batch`` that has labels for head ``name`` (``image``, ``target``, ``meta``) and
-        the mask of those images; None when no image has them."""
+        the mask of those images (None: every image has them); None when no image has them."""
         key = self.specs[name].labels
         labeled = batch.get("labeled", {}).get(key)
         if labeled is None:
@@ -192,12 +192,12 @@ class MultiTask(TaskModule):
 
     def setup(self, stage: str) -> None:
         for module in self._frozen_modules():  # before the optimizer is made: frozen weights are left out of it
-            set_backbone_frozen(module, True)
+            set_frozen(module, True)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Lightning switches modules back to train mode after validation; frozen BatchNorm stays in eval mode.
         for module in self._frozen_modules():
-            set_backbone_frozen(module, True)
+            set_frozen(module, True)
 
     # --- evaluation ----------------------------------------------------------------------------------------
 

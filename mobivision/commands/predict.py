@@ -11,7 +11,9 @@ recorded in the checkpoint; this module batches the files, prints one line per i
 (``image_id`` = the file's path relative to the input, boxes in original pixels, ``category_name``) and the boxes
 drawn; classifiers: the top-k classes with probabilities; attribute models: every attribute's probability and
 decision (at the thresholds tuned on validation) and a picture with the top-k present ones; geo models: the
-predicted latitude/longitude and the top-k S2 cells. A bad input ends with one ``error: ...`` line and exit code 2.
+predicted latitude/longitude and the top-k S2 cells; multi-head models: per image every head's results from one
+backbone pass (``{"image", "heads": {head: its entries}}``) and one line naming each head. A bad input ends with one
+``error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mobivision import create_model
-from mobivision.tasks.callbacks import BackboneFreeze, PlainProgress, set_backbone_frozen
+from mobivision.tasks.callbacks import BackboneFreeze, PlainProgress, set_frozen
 from mobivision.tasks.classification import ClassificationTask
 
 
@@ -42,7 +42,7 @@ def _unchanged(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, suffix
     return [k for k in a if k.endswith(suffix) and torch.equal(a[k], b[k])]
 
 
-# --- set_backbone_frozen ---------------------------------------------------------------------------------
+# --- set_frozen ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def model() -> nn.Module:
 
 def test_frozen_backbone_gets_no_gradients_nor_statistics(model: nn.Module) -> None:
     x = torch.randn(4, 3, 32, 32)
-    set_backbone_frozen(model.backbone, True)
+    set_frozen(model.backbone, True)
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
     assert not any(m.training for m in _norms(model.backbone))
@@ -67,8 +67,8 @@ def test_frozen_backbone_gets_no_gradients_nor_statistics(model: nn.Module) -> N
 
 def test_unfrozen_backbone_trains_again(model: nn.Module) -> None:
     x = torch.randn(4, 3, 32, 32)
-    set_backbone_frozen(model.backbone, True)
-    set_backbone_frozen(model.backbone, False)
+    set_frozen(model.backbone, True)
+    set_frozen(model.backbone, False)
     assert all(p.requires_grad for p in model.backbone.parameters())
     assert all(m.training for m in _norms(model.backbone))
     before = _buffers(model.backbone)
@@ -81,8 +81,8 @@ def test_unfrozen_backbone_trains_again(model: nn.Module) -> None:
 
 def test_unfreezing_an_eval_backbone_keeps_batchnorm_in_eval(model: nn.Module) -> None:
     model.eval()
-    set_backbone_frozen(model.backbone, True)
-    set_backbone_frozen(model.backbone, False)
+    set_frozen(model.backbone, True)
+    set_frozen(model.backbone, False)
     assert all(p.requires_grad for p in model.backbone.parameters())
     assert not any(m.training for m in _norms(model.backbone))
 
