@@ -19,7 +19,9 @@ import torch
 from conftest import pause_training_at, wait_and_kill
 
 from mobivision import profile
+from mobivision.commands.export import export_task
 from mobivision.data.synthetic import write_synthetic_faces
+from mobivision.export import mobile
 from mobivision.export.onnx_model import read_metadata
 from mobivision.tasks.multitask import MultiTask
 from mobivision.tasks.runner import load_task
@@ -273,3 +275,14 @@ def test_the_celeba_recipe_trains_on_files_in_celebas_layout(run_tool, tmp_path)
     label_sets = _load(Path(summary["best_checkpoint"]))["hyper_parameters"]["label_sets"]["faces"]
     assert label_sets["target"]["class_names"] == ["face"] and len(label_sets["attributes"]["attribute_names"]) == 8
     assert "| faces | mAP |" in result.stdout and "| attributes | mAP |" in result.stdout
+
+
+def test_the_multi_head_graph_exports_to_executorch(runs, tmp_path) -> None:
+    """The mobile format of the single tasks works for the one multi-head graph too (ExecuTorch, in ``dev``)."""
+    if not mobile.available("pte"):
+        pytest.skip(f"pte: {mobile.INSTALL['pte']} not installed")
+    task = load_task(runs["second"] / "checkpoints" / "best.ckpt")
+    result = export_task(task, tmp_path, formats=["pte"], parity_images=2)
+    (row,) = result.rows
+    assert row.ok and row.path.name == "model.pte" and row.parity is not None
+    assert {o.name for o in row.parity.outputs} >= {"faces.cls_logits", "attributes.logits", "geo.cell_probabilities"}
