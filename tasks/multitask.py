@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -235,9 +236,8 @@ class MultiTask(TaskModule):
         """``outputs``: the export graph's (every head's, flat); ``batch`` of the source ``batch["source"]`` (export's
         INT8 check drives this with ONNX Runtime's outputs)."""
         start = 0
-        for name, task in self.head_tasks.items():
-            count = len(task.export_graphs()["model"].output_names)
-            mine, start = outputs[start : start + count], start + count
+        for name, names in self.output_names.items():
+            mine, start = outputs[start : start + len(names)], start + len(names)
             if self.specs[name].data != batch["source"]:
                 continue
             selected = self.head_batch(batch, name)
@@ -245,7 +245,7 @@ class MultiTask(TaskModule):
                 part, mask = selected
                 if mask is not None:  # per-image outputs only: constant outputs (a detector's anchors) stay whole
                     mine = [o[mask] if o.shape[:1] == mask.shape else o for o in mine]
-                task.update_evaluator(evaluator.parts[name], mine, part)
+                self.head_tasks[name].update_evaluator(evaluator.parts[name], mine, part)
 
     def on_validation_epoch_start(self) -> None:
         self.evaluator = self.make_evaluator(
@@ -298,21 +298,31 @@ class MultiTask(TaskModule):
     def graph_outputs_from(self, outputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
         return tuple(t for name, task in self.head_tasks.items() for t in task.graph_outputs_from(outputs[name]))
 
+    @cached_property
+    def output_names(self) -> dict[str, list[str]]:
+        """Each head's outputs in the export graph, in order: ``<head>.<output of its main graph>``."""
+        return {
+            name: [f"{name}.{output}" for output in task.export_graphs()["model"].output_names]
+            for name, task in self.head_tasks.items()
+        }
+
     def export_graphs(self) -> dict[str, ExportGraph]:
         """One graph, one backbone pass: every head's main-graph outputs named ``<head>.<output>``."""
-        names, meanings = [], {}
-        for name, task in self.head_tasks.items():
-            graph = task.export_graphs()["model"]
-            names += [f"{name}.{output}" for output in graph.output_names]
-            meanings |= {f"{name}.{output}": f"head {name}: {text}" for output, text in graph.meanings.items()}
+        meanings = {
+            f"{name}.{output}": f"head {name}: {text}"
+            for name, task in self.head_tasks.items()
+            for output, text in task.export_graphs()["model"].meanings.items()
+        }
+        names = [output for outputs in self.output_names.values() for output in outputs]
         return {"model": ExportGraph(MultiHeadOutputs(self), names, meanings)}
 
     def export_metadata(self) -> dict[str, Any]:
-        heads = {}
-        for name, task in self.head_tasks.items():
-            outputs = [f"{name}.{output}" for output in task.export_graphs()["model"].output_names]
-            heads[name] = {"kind": task.kind, "outputs": outputs, **task.export_metadata()}
-        return {"heads": heads}
+        return {
+            "heads": {
+                name: {"kind": task.kind, "outputs": self.output_names[name], **task.export_metadata()}
+                for name, task in self.head_tasks.items()
+            }
+        }
 
     def export_side_files(self, out_dir: Path, name: str) -> list[Path]:
         return [f for head, task in self.head_tasks.items() for f in task.export_side_files(out_dir, f"{name}.{head}")]

@@ -58,3 +58,9 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [source.test_dataloader() for source in self.sources.values()]
+
+
+def source_modules(datamodule: Any) -> dict[str, Any]:
+    """``{source name: data module}`` of a multi-head model's data; ``{"": datamodule}`` for any other data."""
+    sources = getattr(datamodule, "sources", None)
+    return dict(sources) if sources else {"": datamodule}

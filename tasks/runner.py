@@ -67,12 +67,7 @@ def build_datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.Light
     """The data module of ``data_cfg``, set up, with the backbone's default mean/std unless the config sets them."""
     data_cfg = OmegaConf.create(data_cfg)
     if "sources" in data_cfg:  # a multi-head model's data: one data module per source (tasks/multitask_data.py)
-        # Other keys next to sources (num_workers, batch_size...) apply to every source unless null.
-        shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources") and v is not None}
-        sources = {
-            name: build_datamodule(OmegaConf.merge(source, shared), backbone_name)
-            for name, source in data_cfg.sources.items()
-        }
+        sources = {name: build_datamodule(source, backbone_name) for name, source in source_configs(data_cfg).items()}
         datamodule = instantiate({"_target_": data_cfg._target_}, sources=sources)
         datamodule.setup()
         return datamodule
@@ -82,6 +77,14 @@ def build_datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.Light
     datamodule = instantiate(data_cfg, _convert_="all")
     datamodule.setup()
     return datamodule
+
+
+def source_configs(data_cfg: DictConfig | dict) -> dict[str, Any]:
+    """The data config of each source of a multi-head model's data, with the keys beside ``sources``
+    (``num_workers``, ``batch_size``...) set in every source unless null."""
+    data_cfg = OmegaConf.create(data_cfg)
+    shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources") and v is not None}
+    return {name: OmegaConf.merge(source, shared) for name, source in data_cfg.sources.items()}
 
 
 def _container(cfg: DictConfig) -> dict[str, Any]:

@@ -39,7 +39,8 @@ from mobivision.errors import MobivisionError
 from mobivision.factory import default_mean_std
 from mobivision.profiling import count_macs, count_parameters
 from mobivision.tasks.base import describe_value
-from mobivision.tasks.runner import _container, build_datamodule, build_task, run_cli
+from mobivision.tasks.multitask_data import source_modules
+from mobivision.tasks.runner import _container, build_datamodule, build_task, run_cli, source_configs
 
 log = logging.getLogger("mobivision")
 
@@ -172,13 +173,10 @@ def _absolute_paths(cfg: DictConfig) -> dict[str, str]:
 
 
 def data_parts(data_cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``(key, config)`` of each data module: the data config, or each source of a multi-head model's (with the
-    keys beside ``sources`` that apply to every source)."""
-    sources = data_cfg.get("sources")
-    if not sources:
+    """``(key, config)`` of each data module: the data config, or each source of a multi-head model's."""
+    if not data_cfg.get("sources"):
         return [("data", data_cfg)]
-    shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources") and v is not None}
-    return [(f"data.sources.{name}", {**source, **shared}) for name, source in sources.items()]
+    return [(f"data.sources.{name}", _container(cfg)) for name, cfg in source_configs(data_cfg).items()]
 
 
 def _split_paths(data_cfg: dict[str, Any], prefix: str) -> list[tuple[str, Path, str]]:
@@ -243,14 +241,9 @@ def _build_datamodule(cfg: DictConfig, data_cfg: dict[str, Any], report: Report)
     return datamodule
 
 
-def _modules(datamodule: Any) -> dict[str, Any]:
-    """``{prefix of messages: data module}``: the data module, or each source's."""
-    sources = getattr(datamodule, "sources", None)
-    return {f"{name}: ": module for name, module in sources.items()} if sources else {"": datamodule}
-
-
 def _report_splits(datamodule: Any, report: Report) -> None:
-    for prefix, module in _modules(datamodule).items():
+    for source, module in source_modules(datamodule).items():
+        prefix = f"{source}: " if source else ""
         names = getattr(module, "class_names", [])
         for split, dataset in module.datasets.items():
             report.ok(f"{prefix}{split} split: {len(dataset)} images" + (f", {len(names)} classes" if names else ""))
@@ -299,13 +292,14 @@ def _check_output(output_dir: Path, report: Report) -> None:
 
 def _load_batch(datamodule: Any, report: Report) -> tuple[str, Any]:
     """The first training batch (validation without a train split); a multi-head model's: one per source."""
-    modules = _modules(datamodule)
+    modules = source_modules(datamodule)
     split = "train" if all("train" in m.datasets for m in modules.values()) else "val"
     batches = {}
-    for prefix, module in modules.items():
+    for source, module in modules.items():
+        prefix = f"{source}: " if source else ""
         loader = module.train_dataloader() if split == "train" else module.val_dataloader()
         try:
-            batches[prefix[:-2]] = next(iter(loader))
+            batches[source] = next(iter(loader))
         except StopIteration:
             report.fail(
                 f"{prefix}data.batch_size: the {split} split ({len(module.datasets[split])} images) gives no full "

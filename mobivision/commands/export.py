@@ -80,6 +80,7 @@ from mobivision.export import (
     verify_parity,
 )
 from mobivision.tasks.base import TaskModule
+from mobivision.tasks.multitask_data import source_modules
 from mobivision.tasks.runner import build_datamodule, load_task
 
 FORMATS = ("onnx", "onnx-nms", "int8", "torchscript", "pte", "tflite")
@@ -138,7 +139,7 @@ class TaskData:
 
     def __init__(self, datamodule: Any) -> None:
         self.datamodule = datamodule
-        self.sources = dict(getattr(datamodule, "sources", None) or {"": datamodule})
+        self.sources = source_modules(datamodule)
         self.eval_split = "val" if all("val" in m.datasets for m in self.sources.values()) else "test"
         if not all(self.eval_split in m.datasets for m in self.sources.values()):
             raise ConfigError("the task's data has neither a val nor a test split to evaluate on")
