@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mobivision import create_detector
-from mobivision.evaluation.coco import CocoEvaluator, to_coco_results
+from mobivision.evaluation.coco import CocoEvaluator, check_engine, to_coco_results
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import SSDRawOutputs, SSDWithNMS, compare_detections
 from mobivision.export.graphs import ExportGraph
@@ -32,6 +32,8 @@ class DetectionTask(TaskModule):
         category_ids: Dataset category id of each class (COCO's ids have gaps); kept in the checkpoint.
         head: ``ssd`` or ``ssdlite``.
         detector: Further ``create_detector`` options (``extra_depths``, ``anchors``, ``loss``, ``postprocess``).
+        coco_engine: The COCOeval implementation of validation and test: ``faster_coco_eval`` (C++, default) or
+            ``pycocotools`` (the reference; same numbers).
         **See ``TaskModule`` for the shared arguments.**
     """
 
@@ -46,10 +48,13 @@ class DetectionTask(TaskModule):
         category_ids: list[int],
         head: str = "ssdlite",
         detector: dict[str, Any] | None = None,
+        coco_engine: str = "faster_coco_eval",
         **common: Any,
     ) -> None:
         super().__init__(**common)
         self.save_hyperparameters()
+        check_engine(coco_engine)
+        self.coco_engine = coco_engine
         self.class_names = list(class_names)
         self.category_ids = [int(c) for c in category_ids]
         options = dict(self.backbone_cfg)
@@ -94,6 +99,7 @@ class DetectionTask(TaskModule):
             category_ids=self.category_ids,
             class_names=self.class_names,
             per_class=stage == "test",
+            engine=self.coco_engine,
         )
 
     def update_evaluator(self, evaluator: Evaluator, outputs: Sequence[torch.Tensor], batch: dict[str, Any]) -> None:

@@ -213,6 +213,10 @@ def _write_evaluation(task: TaskModule, output_dir: Path, split: str, summary: d
     if task.trainer.is_global_zero:
         files = task.write_evaluation(output_dir, split)
         summary["files"] = [str(f) for f in files]
+        computed_by = getattr(task.evaluator, "computed_by", None)
+        if computed_by:
+            summary["computed_by"] = computed_by
+            print(f"{split} metrics computed with {computed_by}", flush=True)
         table = next((f for f in files if f.suffix == ".md"), None)
         if table is not None:
             print(f"{table.stem.replace('_', ' ')}:\n{table.read_text()}", flush=True)

@@ -67,6 +67,8 @@ def test_eval_tool_prints_the_per_class_table_and_writes_results(overfit_run: di
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| class" in result.stdout and "| circle" in result.stdout and "test/AP50" in result.stdout
+    assert "test metrics computed with faster_coco_eval " in result.stdout  # the engine, named with its version
+    assert json.loads((tmp / "eval" / "summary.json").read_text())["computed_by"].startswith("faster_coco_eval ")
     results = json.loads((tmp / "eval" / "results_test.json").read_text())
     assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
     expected = json.loads((tmp / "run" / "summary.json").read_text())["test"]["test/AP50"]

@@ -22,10 +22,12 @@ class Evaluator(ABC):
     Class attributes:
         rank_zero_only: ``compute`` is expensive (COCOeval): run it on one process and broadcast the metrics.
         lower_is_better: Metric names where lower values are better (all others: higher is better).
+        computed_by: What computed the metrics where that is a choice (COCO's engine and version), for reports.
     """
 
     rank_zero_only: bool = False
     lower_is_better: frozenset[str] = frozenset()
+    computed_by: str | None = None  # what computed the metrics when that is a choice (COCO: the engine)
 
     def __init__(self) -> None:
         self._rows: dict[Hashable, Any] = {}

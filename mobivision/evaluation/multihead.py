@@ -32,6 +32,8 @@ class MultiHeadEvaluator(Evaluator):
         self.weights = {head: float(weights.get(head, 0.0)) for head in self.parts}
         self.rank_zero_only = any(part.rank_zero_only for part in self.parts.values())
         self.metrics: dict[str, float] = {}
+        engines = [f"{head}: {part.computed_by}" for head, part in self.parts.items() if part.computed_by]
+        self.computed_by = "; ".join(engines) or None
         self.lower_is_better = frozenset(
             f"{head}/{name}" for head, part in self.parts.items() for name in part.lower_is_better
         )
