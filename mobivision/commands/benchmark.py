@@ -24,6 +24,9 @@ ORT intra-op threads are ``--threads`` (ORT: inter-op 1, all graph optimizations
 task's metric of the fp32 and INT8 files on its validation split. The logic is in
 ``mobivision.benchmark`` (timing) and ``mobivision.commands.benchmark_latency`` (checkpoints, data).
 
+``coco-scale``: COCO-sized synthetic annotation files: ``read_coco`` at train2017 size and ``coco_evaluate`` with
+each engine beside the raw engine at val2017 size (``mobivision.commands.benchmark_coco``).
+
 ``multitask``: a multi-head checkpoint's one backbone pass against its heads as separate networks: multiply-adds,
 parameters and batch-1 latency, and the ratios (``mobivision.commands.benchmark_multitask``).
 
@@ -39,6 +42,7 @@ Usage::
         [--channels-last] [--json]
     python tools/benchmark.py detector [--threads N] [--repeats 10] [--json] [--device cuda]
         [--train-batch 8] [--bf16] [--channels-last]
+    python tools/benchmark.py coco-scale [--images 5000] [--train-images 118287] [--detections 100] [--out DIR]
     python tools/benchmark.py multitask CKPT [--threads N] [--repeats 50] [--warmup 10]
     python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
         [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]
@@ -66,10 +70,11 @@ from torch import nn
 from mobivision import create_model, list_models
 from mobivision.benchmark import SETTLE_SECONDS, TIMM_PEERS, interleaved_medians
 from mobivision.cli import exit_code, positive_float, positive_int
+from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco_scale_report, run_coco_scale
 from mobivision.commands.benchmark_multitask import add_multitask_parser, print_multitask_report, run_multitask
 from mobivision.profiling import count_parameters
 
-COMMANDS = ("backbone", "detector", "latency", "multitask")
+COMMANDS = ("backbone", "detector", "latency", "multitask", "coco-scale")
 INFERENCE_BATCHES = (1, 32)
 TRAIN_BATCH, TRAIN_RESOLUTION, TRAIN_WARMUP = 16, 160, 3
 INFERENCE_WARMUP = 3
@@ -77,7 +82,7 @@ INFERENCE_WARMUP = 3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector,latency,multitask}")
+    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector,latency,multitask,coco-scale}")
     backbone = commands.add_parser("backbone", help="mobilenet_v1 vs timm: inference latency, training images/s")
     backbone.add_argument("--width", type=positive_float, default=1.0, help="width multiplier (default 1.0)")
     backbone.add_argument("--resolution", type=positive_int, default=224, help="inference input size")
@@ -95,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--channels-last", action="store_true", help="NHWC memory format for models and inputs")
     add_latency_parser(commands)
     add_multitask_parser(commands)
+    add_coco_scale_parser(commands)
     return parser
 
 
@@ -501,6 +507,16 @@ def print_latency_report(report: dict[str, Any]) -> None:
         console.print(line, highlight=False, markup=False)
 
 
+def _coco_scale(args: argparse.Namespace) -> None:
+    """The coco-scale files in ``--out`` (kept) or in a temporary folder (removed)."""
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        print_coco_scale_report(run_coco_scale(args, args.out))
+        return
+    with tempfile.TemporaryDirectory(prefix="mobivision-coco-scale-") as folder:
+        print_coco_scale_report(run_coco_scale(args, Path(folder)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -509,10 +525,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         return exit_code(lambda: print_latency_report(run_latency(args)))
-    if args.threads is not None:
+    if getattr(args, "threads", None) is not None:
         torch.set_num_threads(args.threads)
     if args.command == "multitask":
         return exit_code(lambda: print_multitask_report(run_multitask(args)))
+    if args.command == "coco-scale":
+        return exit_code(lambda: _coco_scale(args))
     run, show = (run_detector, print_detector_report) if args.command == "detector" else (run_backbone, print_report)
     report = run(args)
     if args.json:

@@ -20,10 +20,11 @@ Other -1.0 values are kept as pycocotools gives them: -1.0 means "no ground trut
 (e.g. ``APs`` when there is no small object), never "zero".
 
 Two engines compute the same numbers (every stat and the per-class table equal to 1e-12: the C++ accumulation can
-round the last bit differently; tested): ``faster_coco_eval`` (default) runs COCOeval's matching and accumulation in C++, about ten times faster than pycocotools' Python loops
-at val2017 size, which matters when a long recipe validates every few epochs; ``pycocotools`` is the reference.
-faster-coco-eval is a maintained package with pycocotools' API (``COCO``, ``COCOeval_faster``) and numpy as its only
-dependency, so the same validation and sorting feed either engine.
+round the last bit differently; tested): ``faster_coco_eval`` (default) runs COCOeval's matching and accumulation
+in C++, about ten times faster than pycocotools' Python loops at val2017 size, which matters when a long recipe
+validates every few epochs; ``pycocotools`` is the reference. faster-coco-eval is a maintained package with
+pycocotools' API (``COCO``, ``COCOeval_faster``) and numpy as its only dependency, so the same validation and
+sorting feed either engine.
 """
 
 from __future__ import annotations
@@ -278,31 +279,36 @@ def _load_results(results: str | Path | Sequence[Mapping[str, Any]], *, iou_type
         loaded = results
     if not isinstance(loaded, Sequence) or isinstance(loaded, str | bytes):
         raise DataError(f"{source}: expected a list of result dicts, got a {type(loaded).__name__}")
-    dets = []
-    for index, det in enumerate(loaded):
-        if not isinstance(det, Mapping):
-            raise DataError(f"{source}: result {index} is not a dict: {det!r}")
-        missing = [key for key in _RESULT_KEYS[iou_type] if key not in det]
-        if iou_type == "segm" and "segmentation" not in det:
-            missing.append("segmentation")
-        if missing:
-            raise DataError(f"{source}: result {index} lacks {missing}: {det!r}")
-        det = copy.deepcopy(dict(det))
-        try:
-            det["score"] = float(det["score"])
-            if "bbox" in det:
-                det["bbox"] = [float(v) for v in det["bbox"]]
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{source}: result {index} has a non-numeric score or bbox: {det!r}") from exc
-        if "bbox" in det and len(det["bbox"]) != 4:
-            raise DataError(f"{source}: result {index} bbox must be [x, y, w, h], got {det['bbox']}")
-        if not math.isfinite(det["score"]) or not all(math.isfinite(v) for v in det.get("bbox", ())):
-            raise DataError(f"{source}: result {index} has a non-finite score or bbox: {det!r}")
-        dets.append(det)
+    dets = [_checked_result(det, index, source, iou_type) for index, det in enumerate(loaded)]
     dets.sort(
         key=lambda d: (-d["score"], _sort_key(d["image_id"]), _sort_key(d["category_id"]), tuple(d.get("bbox", ())))
     )
     return dets
+
+
+def _checked_result(det: Any, index: int, source: str, iou_type: str) -> dict[str, Any]:
+    """A validated copy of result ``index`` (float score and bbox); the input is not modified."""
+    if not isinstance(det, Mapping):
+        raise DataError(f"{source}: result {index} is not a dict: {det!r}")
+    missing = [key for key in _RESULT_KEYS[iou_type] if key not in det]
+    if iou_type == "segm" and "segmentation" not in det:
+        missing.append("segmentation")
+    if missing:
+        raise DataError(f"{source}: result {index} lacks {missing}: {det!r}")
+    det = dict(det)  # shallow: bbox is rebuilt below and segmentation copied, so the input stays as given
+    if "segmentation" in det:
+        det["segmentation"] = copy.deepcopy(det["segmentation"])
+    try:
+        det["score"] = float(det["score"])
+        if "bbox" in det:
+            det["bbox"] = [float(v) for v in det["bbox"]]
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: result {index} has a non-numeric score or bbox: {det!r}") from exc
+    if "bbox" in det and len(det["bbox"]) != 4:
+        raise DataError(f"{source}: result {index} bbox must be [x, y, w, h], got {det['bbox']}")
+    if not math.isfinite(det["score"]) or not all(math.isfinite(v) for v in det.get("bbox", ())):
+        raise DataError(f"{source}: result {index} has a non-finite score or bbox: {det!r}")
+    return det
 
 
 def _check_results(dets: list[dict[str, Any]], *, evaluated: set[Any], categories: set[Any]) -> None:
@@ -354,11 +360,13 @@ def _fmt(value: float) -> str:
     return "n/a" if value == -1 else f"{value:.3f}"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     """Sort numbers before anything else, so ids of mixed types still sort."""
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        return (0, value)
-    return (1, str(value))
+    return (0, value) if _is_number(value) else (1, str(value))
 
 
 def _preview(ids: Iterable[Any], limit: int = 10) -> str:
