@@ -5,7 +5,7 @@ Each source is an ordinary data module (its own format, resolution, augmentation
 ``labels``). A joint source (``CelebAFacesDataModule``: face box and attributes of the same image) serves several
 heads from one batch. Training draws one batch of every source per step (Lightning's ``CombinedLoader`` in
 ``max_size_cycle`` mode: an epoch is the longest source's, the shorter ones start over), so every step sees every
-dataset; validation and test run each source's loader in turn (``self.names`` order).
+dataset; validation and test run each source's loader in turn (``data.sources`` order).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ class MultiTaskDataModule(L.LightningDataModule):
         if not sources:
             raise ConfigError("data.sources is empty: a multi-head model needs at least one data source")
         self.sources = dict(sources)
-        self.names = list(self.sources)
 
     def setup(self, stage: str | None = None) -> None:
         for source in self.sources.values():
@@ -42,7 +41,7 @@ class MultiTaskDataModule(L.LightningDataModule):
     def meta(self) -> dict[str, Any]:
         """The first source's pre-processing (what prediction and export use: one input for one backbone pass),
         and every source's under ``sources``."""
-        first = self.sources[self.names[0]].meta
+        first = next(iter(self.sources.values())).meta
         return {**first, "sources": {name: source.meta for name, source in self.sources.items()}}
 
     def task_inputs(self) -> dict[str, Any]:
