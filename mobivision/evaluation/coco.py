@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,37 @@ def coco_evaluate(
     if iou_type not in IOU_TYPES:
         raise ConfigError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     check_engine(engine)
+    with _cyclic_gc_paused():
+        return _evaluate(gt, results, image_ids=image_ids, iou_type=iou_type, per_class=per_class, engine=engine)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cycle collector off for the block, back to its previous state after.
+
+    Loading and evaluating val2017-size results creates millions of dicts and lists; the collector rescanned all
+    of them again and again (measured: ~1.5x the whole evaluation's time). None of them form cycles, so
+    reference counting frees them either way.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _evaluate(
+    gt: str | Path | COCO | Mapping[str, Any],
+    results: str | Path | Sequence[Mapping[str, Any]],
+    *,
+    image_ids: Iterable[Any] | None,
+    iou_type: str,
+    per_class: bool,
+    engine: str,
+) -> dict[str, Any]:
+    """``coco_evaluate`` once its arguments are checked."""
     coco_gt = _load_gt(gt, engine)
     gt_ids = set(coco_gt.getImgIds())
     if image_ids is None:
@@ -270,20 +304,58 @@ def _check_gt_annotations(dataset: dict[str, Any], *, source: str) -> None:
 
 
 def _load_results(results: str | Path | Sequence[Mapping[str, Any]], *, iou_type: str) -> list[dict[str, Any]]:
-    """Validated copies of the results, sorted by ``(-score, image_id, category_id, bbox)``."""
-    if isinstance(results, str | Path):
-        source = str(results)
-        loaded = _read_json(Path(results))
-    else:
-        source = "results"
-        loaded = results
+    """Validated copies of the results (a file's are its own), sorted by ``(-score, image_id, category_id, bbox)``."""
+    from_file = isinstance(results, str | Path)
+    source = str(results) if from_file else "results"
+    loaded = _read_json(Path(results)) if from_file else results
     if not isinstance(loaded, Sequence) or isinstance(loaded, str | bytes):
         raise DataError(f"{source}: expected a list of result dicts, got a {type(loaded).__name__}")
-    dets = [_checked_result(det, index, source, iou_type) for index, det in enumerate(loaded)]
-    dets.sort(
-        key=lambda d: (-d["score"], _sort_key(d["image_id"]), _sort_key(d["category_id"]), tuple(d.get("bbox", ())))
-    )
+    dets = _checked_box_results(loaded, copy_needed=not from_file) if iou_type == "bbox" else None
+    if dets is None:  # not plain json-like boxes: checked one by one, so the error names the result
+        dets = [_checked_result(det, index, source, iou_type) for index, det in enumerate(loaded)]
+        dets.sort(
+            key=lambda d: (-d["score"], _sort_key(d["image_id"]), _sort_key(d["category_id"]), tuple(d.get("bbox", ())))
+        )
     return dets
+
+
+def _checked_box_results(loaded: Sequence[Any], *, copy_needed: bool) -> list[dict[str, Any]] | None:
+    """The box results checked, copied and sorted exactly as ``_checked_result`` and the sort above do, but with
+    numpy over whole columns; ``None`` unless every result is a plain dict with int ids, an int or float score
+    and a list of 4 int or float box values, all finite (the caller then takes the per-result path). The dicts are
+    copied when ``copy_needed`` (the caller's list), else reused (read from a file here).
+
+    Written by hand because at val2017 size (500,000 results) the per-result checks and the tuple sort took
+    longer than faster-coco-eval's whole C++ evaluation.
+    """
+    if not loaded or set(map(type, loaded)) != {dict}:
+        return None
+    try:
+        columns = {key: list(map(itemgetter(key), loaded)) for key in _RESULT_KEYS["bbox"]}
+    except KeyError:
+        return None
+    boxes = columns["bbox"]
+    if (
+        not set(map(type, columns["image_id"])) | set(map(type, columns["category_id"])) <= {int}
+        or not set(map(type, columns["score"])) <= {int, float}
+        or set(map(type, boxes)) != {list}
+        or set(map(len, boxes)) != {4}
+        or not set(map(type, chain.from_iterable(boxes))) <= {int, float}
+    ):
+        return None
+    image_ids, category_ids = np.array(columns["image_id"]), np.array(columns["category_id"])
+    if image_ids.dtype.kind != "i" or category_ids.dtype.kind != "i":  # ints beyond int64 sort in Python
+        return None
+    scores, box_values = np.array(columns["score"], dtype=np.float64), np.array(boxes, dtype=np.float64)
+    if not (np.isfinite(scores).all() and np.isfinite(box_values).all()):
+        return None
+    # lexsort's last key is the primary one: (-score, image_id, category_id, x, y, w, h), stable as list.sort.
+    order = np.lexsort((*box_values.T[::-1], category_ids, image_ids, -scores)).tolist()
+    if set(map(type, columns["score"])) == {float} and set(map(type, chain.from_iterable(boxes))) == {float}:
+        # Already floats (json's case): shallow copies; the engines read the box lists and never change them.
+        return [dict(loaded[i]) for i in order] if copy_needed else [loaded[i] for i in order]
+    score_list, box_list = scores.tolist(), box_values.tolist()
+    return [{**loaded[i], "score": score_list[i], "bbox": box_list[i]} for i in order]
 
 
 def _checked_result(det: Any, index: int, source: str, iou_type: str) -> dict[str, Any]:
@@ -313,13 +385,13 @@ def _checked_result(det: Any, index: int, source: str, iou_type: str) -> dict[st
 
 def _check_results(dets: list[dict[str, Any]], *, evaluated: set[Any], categories: set[Any]) -> None:
     """Raise ``DataError`` for results on images that are not evaluated or with unknown categories."""
-    outside = {d["image_id"] for d in dets if d["image_id"] not in evaluated}
+    outside = set(map(itemgetter("image_id"), dets)) - evaluated
     if outside:
         raise DataError(
             f"results for {len(outside)} image ids that are not evaluated (not in the ground truth or not in "
             f"image_ids): {_preview(outside)}"
         )
-    unknown = {d["category_id"] for d in dets if d["category_id"] not in categories}
+    unknown = set(map(itemgetter("category_id"), dets)) - categories
     if unknown:
         known = _preview(categories)
         raise DataError(f"results with category ids unknown to the ground truth: {_preview(unknown)} (known: {known})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import json
 import logging
@@ -30,6 +31,7 @@ from mobivision.evaluation import (
     format_per_class_table,
     per_class_ap,
 )
+from mobivision.evaluation.coco import _checked_box_results, _load_results
 
 IMAGE_IDS = (10, 20, 30, 40)
 CATEGORIES = ({"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}, {"id": 7, "name": "bird"})
@@ -349,3 +351,73 @@ def test_coco_evaluator_keeps_each_image_once_across_processes(gt: dict[str, Any
     expected = coco_evaluate(annotations, once, image_ids=[10, 20, 30])
     assert metrics == {("mAP" if k == "AP" else k): v for k, v in expected.items()}
     assert 0 < metrics["mAP"] < 1
+
+
+def _one_by_one(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``coco_evaluate`` hands its engine, computed plainly: float score and box, sorted by
+    (-score, image_id, category_id, box), ties in input order."""
+    dets = [{**r, "score": float(r["score"]), "bbox": [float(v) for v in r["bbox"]]} for r in results]
+    return sorted(dets, key=lambda d: (-d["score"], d["image_id"], d["category_id"], tuple(d["bbox"])))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["json floats", "int boxes and scores", "numpy scalars", "tuple boxes", "a bool score", "huge ids"],
+)
+def test_results_are_checked_copied_and_ordered_the_same_on_every_path(gt: dict[str, Any], variant: str) -> None:
+    # Plain json results take a column-wise numpy path, anything else the per-result one: same dicts, same order.
+    rng = np.random.default_rng(5)
+    results = []
+    for n in range(400):
+        box = [float(round(v, 1)) for v in rng.uniform(1, 100, 4)]
+        score = float(rng.choice([0.25, 0.5, 0.75]))  # many ties: the order falls to ids and boxes
+        results.append({"image_id": IMAGE_IDS[n % 4], "category_id": [1, 3, 7][n % 3], "bbox": box, "score": score,
+                        "extra": n})  # fmt: skip
+    results += [dict(r) for r in results[:50]]  # exact duplicates keep their input order
+    if variant == "int boxes and scores":
+        for r in results[::3]:
+            r["bbox"], r["score"] = [int(v) for v in r["bbox"]], 1
+    elif variant == "numpy scalars":
+        results[7]["score"] = np.float32(0.5)
+        results[8]["bbox"] = list(np.asarray(results[8]["bbox"]))
+    elif variant == "tuple boxes":
+        results[9]["bbox"] = tuple(results[9]["bbox"])
+    elif variant == "a bool score":
+        results[10]["score"] = True
+    elif variant == "huge ids":
+        gt["images"].append({"id": 2**70, "width": 640, "height": 480, "file_name": "huge.jpg"})
+        results[11]["image_id"] = 2**70
+    before = copy.deepcopy(results)
+
+    dets = _load_results(results, iou_type="bbox")
+
+    column_wise = _checked_box_results(results, copy_needed=True) is not None
+    assert column_wise is (variant in ("json floats", "int boxes and scores"))
+    assert dets == _one_by_one(results)
+    assert [d["extra"] for d in dets] == [d["extra"] for d in _one_by_one(results)]
+    assert all(type(d["score"]) is float and all(type(v) is float for v in d["bbox"]) for d in dets)
+    assert results == before and not {id(d) for d in dets} & {id(r) for r in results}  # copies, input unchanged
+    assert coco_evaluate(gt, results) == coco_evaluate(gt, list(reversed(results)))
+
+
+def test_a_bad_result_among_many_is_named_by_its_index(gt: dict[str, Any]) -> None:
+    results = [dict(r, score=0.5) for r in perfect_results(gt) * 300]
+    results[1234] = {**results[1234], "score": float("nan")}
+    with pytest.raises(DataError, match=r"result 1234 has a non-finite score"):
+        coco_evaluate(gt, results)
+    results[1234] = {**results[1234], "score": 0.5, "bbox": [1.0, 2.0, 3.0]}
+    with pytest.raises(DataError, match=r"result 1234 bbox must be \[x, y, w, h\]"):
+        coco_evaluate(gt, results)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cycle_collector_is_left_as_it_was(gt: dict[str, Any], enabled: bool) -> None:
+    (gc.enable if enabled else gc.disable)()
+    try:
+        coco_evaluate(gt, perfect_results(gt))
+        assert gc.isenabled() is enabled
+        with pytest.raises(DataError):
+            coco_evaluate(gt, [{"image_id": 555, "category_id": 1, "bbox": [0.0, 0.0, 5.0, 5.0], "score": 0.3}])
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
