@@ -1,4 +1,5 @@
-"""``tools/benchmark.py coco-scale`` on small COCO-shaped files: every row, equal stats between ours and raw."""
+"""``tools/benchmark.py coco-scale`` on small COCO-shaped files: every row, equal stats between ours and raw, the
+pipeline rows beside torchvision's and the JPEGs they read."""
 
 from __future__ import annotations
 
@@ -6,21 +7,56 @@ import json
 import re
 from pathlib import Path
 
+from PIL import Image
 
-def test_coco_scale_times_the_reader_and_both_engines_beside_the_raw_ones(run_tool, tmp_path: Path) -> None:
+PIPELINE_IMAGES = 6
+
+
+def test_coco_scale_times_the_reader_engines_and_pipelines_beside_their_peers(run_tool, tmp_path: Path) -> None:
     out = tmp_path / "files"
     result = run_tool("benchmark", "coco-scale", "--images", "60", "--train-images", "150", "--detections", "20",
-                      "--out", str(out), cwd=tmp_path)  # fmt: skip
+                      "--pipeline-images", str(PIPELINE_IMAGES), "--out", str(out), cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in result.stdout.splitlines() if "|" in line}
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:6]]
+        for line in result.stdout.splitlines()
+        if "|" in line
+    }
     train = json.loads((out / "instances_train.json").read_text())
     boxes = sum(not a["iscrowd"] for a in train["annotations"])  # training records leave crowds out
     assert f"read_coco, 150 images, {boxes:,} boxes" in rows
     for engine in ("faster_coco_eval", "pycocotools"):
-        seconds, ratio, difference = (cell.strip() for cell in rows[f"evaluation, coco_evaluate(engine='{engine}')"])
+        seconds, rate, speedup, difference = rows[f"evaluation, coco_evaluate(engine='{engine}')"]
         raw = float(rows[f"evaluation, raw {engine}"][0])
-        assert abs(float(ratio) * raw - float(seconds)) <= 0.006 * (1 + float(ratio))  # printed to 2 decimals
+        assert rate == "" and speedup.endswith("x")
+        # ours speed / raw speed = raw time / our time, printed to 2 decimals (times to 3)
+        assert abs(float(speedup[:-1]) * float(seconds) - raw) <= 0.006 * float(seconds) + 0.001
         assert float(difference) <= 1e-12  # the same 12 stats as the library run on its own
     detections = json.loads((out / "detections.json").read_text())
     assert len(detections) == 60 * 20 and len(list((out / "val").iterdir())) == 60
     assert re.search(r"raw faster_coco_eval is \d+\.\dx faster than raw pycocotools", result.stdout)
+    _assert_pipeline_rows(rows)
+    _assert_real_size_jpegs(out / "val")
+
+
+def _assert_pipeline_rows(rows: dict[str, list[str]]) -> None:
+    for label, resolution in (("SSD", 300), ("SSDLite", 320)):
+        step = f"{label} train pipeline, {PIPELINE_IMAGES} JPEGs 640x480 -> {resolution} px, 1 worker"
+        peer_seconds, peer_rate, peer_speedup, _ = rows[f"{step}: torchvision reference v2"]
+        seconds, rate, speedup, _ = rows[f"{step}: ours"]
+        assert peer_speedup == "" and speedup.endswith("x")
+        for spent, images_per_second in ((seconds, rate), (peer_seconds, peer_rate)):
+            # seconds printed to 3 decimals, images/s to 1
+            tolerance = 0.0005 * float(images_per_second) + 0.05 * float(spent) + 1e-9
+            assert abs(float(spent) * float(images_per_second) - PIPELINE_IMAGES) <= tolerance
+        # ours speed / torchvision speed, from rates printed to 1 decimal and a ratio to 2
+        assert abs(float(speedup[:-1]) - float(rate) / float(peer_rate)) <= 0.006 + 0.002 * float(speedup[:-1])
+
+
+def _assert_real_size_jpegs(image_dir: Path) -> None:
+    written = [path for path in sorted(image_dir.iterdir()) if path.stat().st_size > 0]
+    assert len(written) == PIPELINE_IMAGES  # the other images stay empty placeholders
+    for path in written:
+        assert path.stat().st_size > 30_000, path
+        with Image.open(path) as image:
+            assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (640, 480))

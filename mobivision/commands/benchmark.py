@@ -24,8 +24,11 @@ ORT intra-op threads are ``--threads`` (ORT: inter-op 1, all graph optimizations
 task's metric of the fp32 and INT8 files on its validation split. The logic is in
 ``mobivision.benchmark`` (timing) and ``mobivision.commands.benchmark_latency`` (checkpoints, data).
 
-``coco-scale``: COCO-sized synthetic annotation files: ``read_coco`` at train2017 size and ``coco_evaluate`` with
-each engine beside the raw engine at val2017 size (``mobivision.commands.benchmark_coco``).
+``coco-scale``: COCO-sized synthetic annotation files and real-size JPEGs: ``read_coco`` at train2017 size,
+``coco_evaluate`` with each engine beside the raw engine at val2017 size, and the SSD / SSDLite training input
+pipelines per worker (one process, one thread) beside torchvision's detection reference with the v2 API, in one
+table of times, images/s and ``ours speed / peer speed`` (``mobivision.commands.benchmark_coco``,
+``mobivision.commands.benchmark_pipeline``).
 
 ``multitask``: a multi-head checkpoint's one backbone pass against its heads as separate networks: multiply-adds,
 parameters and batch-1 latency, and the ratios (``mobivision.commands.benchmark_multitask``).
@@ -42,7 +45,8 @@ Usage::
         [--channels-last] [--json]
     python tools/benchmark.py detector [--threads N] [--repeats 10] [--json] [--device cuda]
         [--train-batch 8] [--bf16] [--channels-last]
-    python tools/benchmark.py coco-scale [--images 5000] [--train-images 118287] [--detections 100] [--out DIR]
+    python tools/benchmark.py coco-scale [--images 5000] [--train-images 118287] [--detections 100]
+        [--pipeline-images 200] [--out DIR]
     python tools/benchmark.py multitask CKPT [--threads N] [--repeats 50] [--warmup 10]
     python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
         [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]

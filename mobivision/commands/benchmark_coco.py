@@ -2,15 +2,18 @@
 
 Writes COCO-sized synthetic files (default: a val2017-size split, 5,000 images with ~7.3 boxes each over COCO's 80
 category ids and 100 detections per image, and a train2017-size annotation file, 118,287 images; every image file
-an empty placeholder, since only the annotations are read) and times, in one run:
+an empty placeholder, since only the annotations are read, except the first ``--pipeline-images`` val images,
+written as real-size JPEGs) and times, in one run:
 
 - ``read_coco`` on the train-size file (what every training run pays at start-up);
 - the evaluation of the val-size results by ``coco_evaluate`` with each engine, beside the raw engine it runs
   (``pycocotools``' ``COCO`` + ``COCOeval``, faster-coco-eval's ``COCO`` + ``COCOeval_faster``, as their READMEs
-  use them), with the ratio ours / raw and the largest difference of the 12 stats.
+  use them), with the largest difference of the 12 stats;
+- the SSD and SSDLite training input pipelines per worker, ours (``DetectionDataset`` + our recipe) beside
+  torchvision's detection reference with the v2 API (``mobivision.commands.benchmark_pipeline``).
 
-The input pipelines (``DetectionDataset`` + the SSD / SSDLite recipes per worker, beside torchvision's reference)
-are not part of this table yet.
+One table: seconds, images/s for the pipelines, and ``ours speed / peer speed`` (the peer's time over ours: above
+1 ours is faster) on each of our rows.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mobivision.cli import positive_int
+from mobivision.commands.benchmark_pipeline import pipeline_rows, write_photo_jpegs
 from mobivision.data.coco import read_coco
 from mobivision.evaluation.coco import COCO_METRIC_KEYS, ENGINES, coco_evaluate
 
@@ -39,11 +43,16 @@ COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66
 
 
 def add_coco_scale_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("coco-scale", help="COCO-sized files: reader and evaluation times (ours vs raw)")
+    parser = commands.add_parser(
+        "coco-scale", help="COCO-sized files: reader, evaluation and input pipeline times (ours vs peers)"
+    )
     parser.add_argument("--images", type=positive_int, default=5000, help="val-size images (default 5000)")
     parser.add_argument("--boxes", type=float, default=7.3, help="mean boxes per image (default 7.3, as COCO)")
     parser.add_argument("--detections", type=positive_int, default=100, help="detections per image (default 100)")
     parser.add_argument("--train-images", type=int, default=118287, help="train-size images for the reader (0: skip)")
+    parser.add_argument(
+        "--pipeline-images", type=int, default=200, help="val images written as JPEGs for the pipelines (0: skip)"
+    )
     parser.add_argument("--out", type=Path, help="folder for the files (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -135,7 +144,10 @@ def run_coco_scale(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         difference = max(abs(ours[k] - r) for k, r in zip(COCO_METRIC_KEYS, raw, strict=True))
         rows.append({"step": f"evaluation, raw {engine}", "seconds": raw_seconds})
         rows.append({"step": f"evaluation, coco_evaluate(engine={engine!r})", "seconds": ours_seconds,
-                     "ratio": ours_seconds / raw_seconds, "max_stat_difference": difference})  # fmt: skip
+                     "speedup": raw_seconds / ours_seconds, "max_stat_difference": difference})  # fmt: skip
+    if args.pipeline_images > 0:
+        photo_ids = write_photo_jpegs(val, folder / "val", args.pipeline_images, rng)
+        rows += pipeline_rows(val, folder / "val", photo_ids, args.seed)
     raw = {row["step"]: row["seconds"] for row in rows}
     speedup = raw["evaluation, raw pycocotools"] / raw["evaluation, raw faster_coco_eval"]
     annotations = len(json.loads(val.read_text())["annotations"])
@@ -147,10 +159,11 @@ def print_coco_scale_report(report: dict[str, Any]) -> None:
     print(
         f"val size: {report['images']:,} images, {report['annotations']:,} boxes, {report['detections']:,} detections"
     )
-    print("| step | seconds | ours / raw | max stat difference |")
-    print("| ---- | ------: | ---------: | ------------------: |")
+    print("| step | seconds | images/s | ours speed / peer speed | max stat difference |")
+    print("| ---- | ------: | -------: | ----------------------: | ------------------: |")
     for row in report["rows"]:
-        ratio = f"{row['ratio']:.2f}" if "ratio" in row else ""
+        rate = f"{row['images_per_second']:.1f}" if "images_per_second" in row else ""
+        speedup = f"{row['speedup']:.2f}x" if "speedup" in row else ""
         difference = f"{row['max_stat_difference']:.1e}" if "max_stat_difference" in row else ""
-        print(f"| {row['step']} | {row['seconds']:.2f} | {ratio} | {difference} |")
+        print(f"| {row['step']} | {row['seconds']:.3f} | {rate} | {speedup} | {difference} |")
     print(f"raw faster_coco_eval is {report['fast_engine_speedup']:.1f}x faster than raw pycocotools")
