@@ -1,18 +1,39 @@
-"""Operability: ``tools/check.py`` (compose, check paths, one batch, one forward pass), ``--cfg job``, and
-``seed=`` reproducibility on CPU. (Unknown keys: tests/test_tools.py; plain progress lines: tests/test_ddp.py.)"""
+"""Operability: ``tools/check.py`` (compose, check paths, one batch, one forward pass, expected wall time),
+``--cfg job``, and ``seed=`` reproducibility on CPU. (Unknown keys: tests/test_tools.py; plain progress lines:
+tests/test_ddp.py; the wall-time schedule and arithmetic: tests/unit/test_check_wall_time.py.)"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from mobivision.commands import check as check_module
 from mobivision.commands.check import check
+from mobivision.commands.wall_time import format_duration
 from mobivision.data.synthetic import write_shapes_classification
 from mobivision.tasks.runner import run_cli, train
 
 TINY = ["experiment=demo_classification", "data.synthetic.images_per_class=10"]
+MULTITASK = [
+    "experiment=demo_multitask",
+    "backbone.width_mult=0.25",
+    "data.batch_size=8",  # keys beside data.sources apply to every source
+    "data.sources.faces.synthetic.num_images=80",
+    "data.sources.birds.synthetic.images_per_class=10",
+    "data.sources.geo.synthetic.num_images=160",
+    "data.sources.geo.partitions.t_min=2",
+    "data.sources.geo.partitions.t_max=[40,10]",
+]
+WALL_TIME = re.compile(
+    r"✓ expected wall time: about (?P<about>.+) on this machine \(cpu\): (?P<epochs>\d+) epochs? x (?P<images>[\d,]+) "
+    r"images at (?P<rate>[\d,.]+) img/s \(training step (?P<step>[\d,.]+) img/s, batch (?P<batch>\d+); "
+    r"(?P<data>.+)\), (?P<validations>\d+) validations? x (?P<val_images>[\d,]+) images(?: \+ test "
+    r"(?P<test_images>[\d,]+) images)? at (?P<eval_rate>[\d,.]+) img/s \(inference; metrics not timed\)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +91,78 @@ def test_check_stops_at_the_first_problem_with_one_error_line(
     assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {expected}"]
     assert f"✗ {expected}" in out.splitlines()
     assert not (tmp_path / "run").exists()  # the output folder is only tested, never created
+
+
+def _number(text: str | None) -> float:
+    """A printed count or rate (``1,184``, ``52.1``); a part the line leaves out: 0."""
+    return float(text.replace(",", "")) if text else 0.0
+
+
+def _wall_time_line(found: dict[str, Any]) -> re.Match[str]:
+    (line,) = [line for line in found["lines"] if "expected wall time" in line]
+    match = WALL_TIME.fullmatch(line)
+    assert match, line
+    return match
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, compose_train) -> tuple[dict[str, Any], dict]:
+    """``check`` on ``TINY`` with 2 loader workers: what it found, and the task's state right after it was built."""
+    built = {}
+    build_task = check_module._build_task
+
+    def build_and_keep(*args: Any, **kwargs: Any) -> Any:
+        task = build_task(*args, **kwargs)
+        built["state"] = {key: value.clone() for key, value in task.state_dict().items()}
+        return task
+
+    cfg = compose_train(tmp_path_factory.mktemp("wall_time"), TINY)
+    cfg.paths.data_dir = str(data_dir)
+    cfg.data.num_workers = 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(check_module, "_build_task", build_and_keep)
+        found = check(cfg, echo=False)
+    return found, built["state"]
+
+
+def test_check_prints_the_expected_wall_time_that_its_printed_parts_add_up_to(checked) -> None:
+    found, _ = checked
+    line = _wall_time_line(found)
+    printed = {key: _number(value) for key, value in line.groupdict().items() if key not in ("about", "data")}
+    # 36 training images in batches of 32 (the last partial batch dropped), 15 epochs; 12 validation and test images
+    assert (printed["epochs"], printed["images"], printed["batch"]) == (15, 32, 32)
+    assert (printed["validations"], printed["val_images"], printed["test_images"]) == (15, 12, 12)
+    total = (
+        printed["epochs"] * printed["images"] / printed["rate"]
+        + (printed["validations"] * printed["val_images"] + printed["test_images"]) / printed["eval_rate"]
+    )
+    assert total == pytest.approx(found["expected_seconds"], rel=0.01)
+    assert line["about"] == format_duration(found["expected_seconds"])
+    wall = found["wall_time"]
+    assert wall.total_seconds == found["expected_seconds"]
+    assert wall.loader_rate == pytest.approx(wall.throughput.worker_rate * min(2, wall.schedule.cpus))
+    assert wall.train_rate == min(wall.throughput.step_rate, wall.loader_rate)  # workers load while the step runs
+    bound = "data loading" if wall.data_bound else "the training step"
+    assert line["data"].endswith(f"with 2 workers; bound by {bound}")
+
+
+def test_check_leaves_the_task_it_built_bit_identical(checked) -> None:
+    """The forward pass and the timed training steps run on a copy: weights and BatchNorm statistics stay."""
+    found, before = checked
+    after = found["task"].state_dict()
+    assert after.keys() == before.keys() and any(key.endswith("running_mean") for key in before)
+    assert all(torch.equal(after[key], before[key]) for key in before)
+    assert all(param.grad is None for param in found["task"].parameters())
+
+
+def test_check_times_one_step_over_every_source_of_a_multi_head_model(tmp_path: Path, compose_train) -> None:
+    found = check(compose_train(tmp_path, MULTITASK), echo=False)
+    wall = found["wall_time"]
+    assert wall.throughput.images_per_step == 3 * 8  # one batch of each source
+    assert wall.schedule.batches_per_epoch == 15  # the longest source: 126 geo training images in batches of 8
+    printed = _wall_time_line(found)
+    assert (printed["epochs"], printed["images"], printed["batch"]) == ("12", "360", "24")
+    assert printed["data"].endswith("in the main process, before each step")  # compose_train: no workers
 
 
 def test_cfg_job_prints_the_composed_config_without_a_run_folder(tmp_path: Path, run_tool) -> None:

@@ -3,17 +3,22 @@
 In order: the config resolves; the data root and each split's file or folder exist; weight and checkpoint
 paths exist (a URL is only reported: it is downloaded to the cache by the first training); the output folder
 can be created; the data module builds and one training batch loads; the task builds and one forward pass
-(and the training loss) on that batch gives finite values. Each step prints a ``✓`` line; the first problem
-prints a ``✗`` line and raises ``CheckError`` (a ``MobivisionError``), which ``run_cli`` turns into one
-``error: <key>: <problem>`` line on stderr and exit code 2.
+(and the training loss) on that batch gives finite values; then the expected wall time of the run on this machine:
+training steps (forward, loss, backward, optimizer step) on that batch, the loading of training batches and
+inference are timed for a few seconds on the device training would use, and scaled by the epochs (or steps),
+validations and test pass the config asks for. Each step prints a ``✓`` line; the first problem prints a ``✗``
+line and raises ``CheckError`` (a ``MobivisionError``), which ``run_cli`` turns into one ``error: <key>:
+<problem>`` line on stderr and exit code 2.
 
-Nothing is written, except what training itself writes on first use and keeps: a synthetic dataset
-(``data.synthetic``) and the geo task's cell partitionings (``data.partitions.dir``).
+The forward pass and the timing run on a copy of the task: the task built (``found["task"]``) keeps its weights
+and BatchNorm statistics. Nothing is written, except what training itself writes on first use and keeps: a
+synthetic dataset (``data.synthetic``) and the geo task's cell partitionings (``data.partitions.dir``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import logging
 import math
@@ -34,6 +39,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mobivision.backbones.download import cache_dir, is_url
+from mobivision.commands.wall_time import (
+    StepError,
+    WallTime,
+    on_device,
+    source_batches,
+    timed_throughput,
+    training_schedule,
+)
 from mobivision.configs import CONFIG_DIR
 from mobivision.errors import MobivisionError
 from mobivision.factory import default_mean_std
@@ -101,8 +114,14 @@ def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool =
     split, batch = _load_batch(datamodule, report)
     found["batch"] = batch
     task = _build_task(cfg, datamodule, pretrained, report)
+    found["task"] = task
     report.ok(f"{split} batch: {task.describe_batch(batch)}")
-    _forward(task, batch, report)
+    trial = copy.deepcopy(task)  # the forward pass moves BatchNorm statistics, the timing trains: not the task's
+    _forward(trial, datamodule, batch, report)
+    if split != "train":
+        report.warn("expected wall time: not estimated (no training split to time)")
+    elif (wall_time := _report_wall_time(cfg, datamodule, trial, batch, report)) is not None:
+        found["wall_time"], found["expected_seconds"] = wall_time, wall_time.total_seconds
     report.ok("all checks passed: ready to train (nothing trained, no checkpoint written)")
     return found
 
@@ -341,18 +360,19 @@ def _key_of(cfg: DictConfig, error: BaseException) -> str:
     return "task"
 
 
-def _forward(task: Any, batch: Any, report: Report) -> None:
+def _forward(task: Any, datamodule: Any, batch: Any, report: Report) -> None:
     task.train()
+    shape = tuple(source_batches(batch)[0]["image"].shape)
     try:
         with torch.no_grad(), warnings.catch_warnings(), _quiet_lightning():
             warnings.simplefilter("ignore")
-            images = batch["image"] if "image" in batch else next(iter(batch.values()))["image"]
-            output = task(images)
+            batch = on_device(task, datamodule, batch)
+            output = task(source_batches(batch)[0]["image"])
             loss = task.training_step(batch, 0)
     except MobivisionError as exc:
         report.fail(f"task: forward pass: {exc}", exc)
     except Exception as exc:
-        report.fail(f"task: forward pass on the {tuple(images.shape)} batch: {type(exc).__name__}: {exc}", exc)
+        report.fail(f"task: forward pass on the {shape} batch: {type(exc).__name__}: {exc}", exc)
     loss = loss["loss"] if isinstance(loss, dict) else loss
     value = float(loss)
     if not math.isfinite(value):
@@ -370,6 +390,27 @@ def _quiet_lightning():
         yield
     finally:
         logger.setLevel(level)
+
+
+def _report_wall_time(cfg: DictConfig, datamodule: Any, task: Any, batch: Any, report: Report) -> WallTime | None:
+    """Times ``task`` (a copy: it is trained) on ``batch``, the data loading and inference; prints the expected wall
+    time of the run (None: it cannot be estimated)."""
+    trainer = _container(cfg.trainer)
+    workers = sum(int(part.get("num_workers") or 0) for _, part in data_parts(_container(cfg.data)))
+    test_after_training = bool(cfg.get("test_after_training"))
+    schedule = training_schedule(trainer, datamodule, workers=workers, test_after_training=test_after_training)
+    if schedule is None:
+        report.warn("expected wall time: not estimated (trainer.max_epochs=-1 without trainer.max_steps: no set end)")
+        return None
+    with warnings.catch_warnings(), _quiet_lightning():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer; the first batch already showed the data's
+        try:
+            throughput = timed_throughput(task, batch, datamodule, trainer)
+        except StepError as exc:  # the forward pass worked: backward or the optimizer failed, or the device is full
+            report.fail(str(exc), exc)
+    wall_time = WallTime(throughput, schedule)
+    report.ok(wall_time.describe())
+    return wall_time
 
 
 # --- command line -----------------------------------------------------------------------------------------------
