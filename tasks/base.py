@@ -128,6 +128,11 @@ class TaskModule(L.LightningModule):
         """Files written beside the exported graphs (geo: the cells); default none."""
         return []
 
+    def compiled_modules(self) -> list[nn.Module]:
+        """What the ``compile`` training option compiles (``nn.Module.compile``: same weights, same names): the
+        network, whose call is the task's forward."""
+        return [self.model]
+
     def loss(self, outputs: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Training losses of the network's ``outputs`` on ``batch``: ``"loss"`` (minimised) and any terms to log."""
         raise NotImplementedError

@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,12 @@ from mobivision.data.synthetic import (
     write_synthetic_faces,
     write_synthetic_geo,
 )
-from mobivision.data.transforms import classification_eval_transform, classification_train_transform
+from mobivision.data.transforms import (
+    classification_eval_transform,
+    classification_train_transform,
+    normalization_table,
+    normalized_batch,
+)
 from mobivision.errors import ConfigError
 from mobivision.factory import default_mean_std
 from mobivision.geo.cells import assign_cells, cells_to_columns, load_or_build_cells
@@ -93,6 +99,9 @@ class SplitDataModule(L.LightningDataModule):
         batch_size / eval_batch_size: Training and evaluation batch sizes.
         num_workers / pin_memory / persistent_workers: DataLoader options.
         mean / std: Normalisation on [0, 1] pixels (the runner fills in the backbone's default).
+        normalize_on_device: Training batches leave the loader as uint8 images, normalised on the device
+            (``on_after_batch_transfer``, which Lightning calls after the copy) to the same floats: a quarter of the
+            bytes through worker queues, pinned memory and the copy to the GPU. Evaluation batches stay floats.
     """
 
     collate_fn = None
@@ -109,9 +118,11 @@ class SplitDataModule(L.LightningDataModule):
         persistent_workers: bool,
         mean: list[float] | None,
         std: list[float] | None,
+        normalize_on_device: bool = False,
     ) -> None:
         super().__init__()
         self.resolution = resolution
+        self.normalize_on_device = normalize_on_device
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.loader_options = {
@@ -124,6 +135,19 @@ class SplitDataModule(L.LightningDataModule):
         self.std = tuple(std) if std is not None else default_std
         self.class_names: list[str] = []
         self.datasets: dict[str, Dataset] = {}
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """A training batch of uint8 images (``normalize_on_device``) normalised here, on the device, to the floats
+        the loader would have made; any other batch as it is."""
+        return normalized_batch(batch, self._normalization_table)
+
+    @cached_property
+    def _normalization_table(self) -> torch.Tensor:
+        return normalization_table(self.mean, self.std)
+
+    def _normalize_in_loader(self, split: str) -> bool:
+        """Whether ``split``'s transform normalises (else it emits uint8 for the device, ``normalize_on_device``)."""
+        return split != "train" or not self.normalize_on_device
 
     def task_inputs(self) -> dict[str, Any]:
         """Keyword arguments the task needs from the data (its label map)."""
@@ -212,6 +236,7 @@ class ClassificationDataModule(SplitDataModule):
         persistent_workers: bool = False,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        normalize_on_device: bool = False,
         augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
         on_error: str = "raise",
@@ -227,6 +252,7 @@ class ClassificationDataModule(SplitDataModule):
             persistent_workers=persistent_workers,
             mean=mean,
             std=std,
+            normalize_on_device=normalize_on_device,
         )
         if use_boxes and format not in ("cub", "stanford_dogs"):
             raise ConfigError(f"data.use_boxes needs box annotations: format cub or stanford_dogs, not {format!r}")
@@ -294,7 +320,7 @@ class ClassificationDataModule(SplitDataModule):
         common = {"resolution": self.resolution, "mean": self.mean, "std": self.std}
         if split == "train":
             options = {k: v for k, v in self.augment.items() if k != "crop_pct"}
-            return classification_train_transform(**common, **options)
+            return classification_train_transform(**common, **options, normalize=self._normalize_in_loader(split))
         return classification_eval_transform(**common, crop_pct=self.augment.get("crop_pct", 0.875))
 
 
@@ -500,6 +526,7 @@ class DetectionDataModule(SplitDataModule):
         persistent_workers: bool = False,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        normalize_on_device: bool = False,
         augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
         on_error: str = "raise",
@@ -513,6 +540,7 @@ class DetectionDataModule(SplitDataModule):
             persistent_workers=persistent_workers,
             mean=mean,
             std=std,
+            normalize_on_device=normalize_on_device,
         )
         if recipe not in DETECTION_RECIPES:
             raise ConfigError(f"data.recipe must be one of {DETECTION_RECIPES}, got {recipe!r}")
@@ -568,7 +596,7 @@ class DetectionDataModule(SplitDataModule):
         if split != "train":
             return detection_eval_transform(**common)
         preset = ssd_train_transform if self.recipe == "ssd" else ssdlite_train_transform
-        return preset(**common, **self.augment)
+        return preset(**common, **self.augment, normalize=self._normalize_in_loader(split))
 
 
 class CelebAFacesDataModule(DetectionDataModule):

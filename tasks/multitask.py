@@ -183,6 +183,10 @@ class MultiTask(TaskModule):
         self.log_dict(logged, batch_size=size)
         return total
 
+    def compiled_modules(self) -> list[nn.Module]:
+        # The steps call the backbone, then each head's forward_from_features (not a module call).
+        return [self.model.backbone]
+
     def optimizer_parts(self) -> dict[str, tuple[nn.Module, float]]:
         parts = {"backbone": (self.model.backbone, self.backbone_lr_mult)}
         return parts | {name: (self.model.heads[name], spec.lr_mult) for name, spec in self.specs.items()}

@@ -48,6 +48,14 @@ class MultiTaskDataModule(L.LightningDataModule):
         """Every source's label sets: ``{"label_sets": {source: {batch key: task inputs}}}``."""
         return {"label_sets": {name: source.label_sets() for name, source in self.sources.items()}}
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Each source's batch finished by its own module (uint8 images normalised with its mean and std): a training
+        batch holds every source's, an evaluation batch is that of source number ``dataloader_idx``."""
+        sources = list(self.sources.values())
+        if isinstance(batch, dict) and "image" not in batch:
+            return {name: self.sources[name].on_after_batch_transfer(part, 0) for name, part in batch.items()}
+        return sources[dataloader_idx].on_after_batch_transfer(batch, dataloader_idx)
+
     def train_dataloader(self) -> CombinedLoader:
         loaders = {name: source.train_dataloader() for name, source in self.sources.items()}
         return CombinedLoader(loaders, mode="max_size_cycle")

@@ -132,6 +132,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     task = build_task(cfg, datamodule)
     if cfg.get("init_from"):
         init_weights(task, cfg.init_from)
+    speed_up(task, channels_last=cfg.get("channels_last", False), compile_mode=cfg.get("compile"))
     trainer = _trainer(cfg)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -152,6 +153,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _write_summary(output_dir, summary)
         _print_metrics(summary)
     return summary
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes the ``compile`` training option takes (``reduce-overhead``: CUDA graphs)."""
+
+
+def speed_up(task: TaskModule, *, channels_last: bool, compile_mode: str | None) -> None:
+    """The training speed options: the network's weights in NHWC memory (``channels_last``; convolutions then run
+    NHWC, their fastest layout on GPUs) and ``torch.compile`` of ``task.compiled_modules()`` (``compile``). Both
+    keep the weights and their names, so checkpoints load the same either way."""
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ConfigError(
+            f"compile: {compile_mode!r} is not a torch.compile mode (expected null or one of {COMPILE_MODES})"
+        )
+    if channels_last:
+        task.model.to(memory_format=torch.channels_last)
+    if compile_mode is not None:
+        for module in task.compiled_modules():
+            module.compile(mode=compile_mode)
 
 
 def load_task(checkpoint: str | Path) -> TaskModule:

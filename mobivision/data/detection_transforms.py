@@ -10,7 +10,8 @@ and ``ssdlite``; SSDLite drops the photometric distortion and the zoom-out, see 
 Boxes are absolute ``xyxy`` (albumentations ``pascal_voc``) with a ``labels`` field; albumentations clips them
 to the image after each step and removes boxes under 1 px wide or high (``MIN_BOX_SIZE``), so a box becomes
 "lost" when a crop leaves its centre out or a resize shrinks it below a pixel. Outputs are normalised float CHW
-tensors.
+tensors (training presets with ``normalize=False``: uint8 CHW, normalised on the device, see
+``mobivision.data.transforms``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import cv2
 import numpy as np
 from albumentations.augmentations.crops.transforms import BaseCrop
 from albumentations.core.bbox_utils import denormalize_bboxes
-from albumentations.pytorch import ToTensorV2
+
+from mobivision.data.transforms import to_tensor
 
 MIN_BOX_SIZE = 1.0
 """Boxes narrower or lower than this many pixels after any step are removed (and count as lost)."""
@@ -190,13 +192,12 @@ def bbox_params() -> A.BboxParams:
     )
 
 
-def _finish(resolution: int, mean: tuple[float, ...], std: tuple[float, ...]) -> list[A.BasicTransform]:
+def _finish(
+    resolution: int, mean: tuple[float, ...], std: tuple[float, ...], *, normalize: bool = True
+) -> list[A.BasicTransform]:
     # SSD resizes to a square input whatever the aspect ratio (Liu et al., Sec. 3: 300x300).
-    return [
-        A.Resize(height=resolution, width=resolution, interpolation=cv2.INTER_LINEAR),
-        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
-        ToTensorV2(),
-    ]
+    resize = A.Resize(height=resolution, width=resolution, interpolation=cv2.INTER_LINEAR)
+    return [resize, *to_tensor(mean, std, normalize=normalize)]
 
 
 def ssd_train_transform(
@@ -209,6 +210,7 @@ def ssd_train_transform(
     max_zoom_out: float = 4.0,
     iou_crop: bool = True,
     hflip: float = 0.5,
+    normalize: bool = True,
 ) -> A.Compose:
     """The SSD training recipe: photometric distortion, zoom-out, IoU crop, flip, square resize, normalise.
 
@@ -221,6 +223,7 @@ def ssd_train_transform(
         max_zoom_out: Largest canvas side over image side.
         iou_crop: Apply ``RandomIoUCrop``.
         hflip: Probability of a horizontal flip.
+        normalize: Normalise here (float output); False: uint8 output for ``normalize_uint8`` on the device.
 
     Returns:
         A bbox-aware compose: call it as ``t(image=hwc_uint8, bboxes=xyxy, labels=labels)``.
@@ -234,16 +237,23 @@ def ssd_train_transform(
     if iou_crop:
         steps.append(RandomIoUCrop())
     steps.append(A.HorizontalFlip(p=hflip))
-    return A.Compose(steps + _finish(resolution, mean, std), bbox_params=bbox_params())
+    return A.Compose(steps + _finish(resolution, mean, std, normalize=normalize), bbox_params=bbox_params())
 
 
 def ssdlite_train_transform(
-    *, resolution: int, mean: tuple[float, ...], std: tuple[float, ...], iou_crop: bool = True, hflip: float = 0.5
+    *,
+    resolution: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    iou_crop: bool = True,
+    hflip: float = 0.5,
+    normalize: bool = True,
 ) -> A.Compose:
-    """torchvision's SSDLite recipe: IoU crop, flip, square resize, normalise (no photometric, no zoom-out)."""
+    """torchvision's SSDLite recipe: IoU crop, flip, square resize, normalise (no photometric, no zoom-out);
+    ``normalize`` as in ``ssd_train_transform``."""
     steps: list[A.BasicTransform] = [RandomIoUCrop()] if iou_crop else []
     steps.append(A.HorizontalFlip(p=hflip))
-    return A.Compose(steps + _finish(resolution, mean, std), bbox_params=bbox_params())
+    return A.Compose(steps + _finish(resolution, mean, std, normalize=normalize), bbox_params=bbox_params())
 
 
 def detection_eval_transform(*, resolution: int, mean: tuple[float, ...], std: tuple[float, ...]) -> A.Compose:
