@@ -39,6 +39,12 @@ random weights (``load_torchvision_ssdlite``), so both compute the same detectio
 end-to-end latency (normalisation, network, decoding + NMS) with the share spent in post-processing, and
 training images/s (batch 8 at 320 px, SGD step on the SSD loss with four boxes per image).
 
+``training``: training images/s of our two COCO recipes' detectors (``ssdlite320_mobilenet_v3_large``,
+``ssd300_mobilenet_v1``, 81 classes) beside torchvision's SSDLite320-V3 in eager: model only (batches already on
+the device) in eager, channels_last, bf16 and ``torch.compile`` variants, and end to end on real-size JPEGs through
+``DetectionDataModule``'s loader (float or uint8 batches, normalised on the device), with the data-bound share
+(``mobivision.commands.benchmark_training``).
+
 Usage::
 
     python tools/benchmark.py [backbone] [--width 1.0] [--resolution 224] [--threads N] [--repeats 10]
@@ -47,6 +53,8 @@ Usage::
         [--train-batch 8] [--bf16] [--channels-last]
     python tools/benchmark.py coco-scale [--images 5000] [--train-images 118287] [--detections 100]
         [--pipeline-images 200] [--out DIR]
+    python tools/benchmark.py training [--device cuda] [--batch 64] [--variants eager,bf16+channels_last+compile]
+        [--compile-mode default] [--repeats 10] [--images 512] [--workers 8] [--epochs 2] [--json]
     python tools/benchmark.py multitask CKPT [--threads N] [--repeats 50] [--warmup 10]
     python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
         [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]
@@ -76,9 +84,10 @@ from mobivision.benchmark import SETTLE_SECONDS, TIMM_PEERS, interleaved_medians
 from mobivision.cli import exit_code, positive_float, positive_int
 from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco_scale_report, run_coco_scale
 from mobivision.commands.benchmark_multitask import add_multitask_parser, print_multitask_report, run_multitask
+from mobivision.commands.benchmark_training import add_training_parser, print_training_report, run_training
 from mobivision.profiling import count_parameters
 
-COMMANDS = ("backbone", "detector", "latency", "multitask", "coco-scale")
+COMMANDS = ("backbone", "detector", "latency", "multitask", "coco-scale", "training")
 INFERENCE_BATCHES = (1, 32)
 TRAIN_BATCH, TRAIN_RESOLUTION, TRAIN_WARMUP = 16, 160, 3
 INFERENCE_WARMUP = 3
@@ -86,7 +95,7 @@ INFERENCE_WARMUP = 3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="{backbone,detector,latency,multitask,coco-scale}")
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     backbone = commands.add_parser("backbone", help="mobilenet_v1 vs timm: inference latency, training images/s")
     backbone.add_argument("--width", type=positive_float, default=1.0, help="width multiplier (default 1.0)")
     backbone.add_argument("--resolution", type=positive_int, default=224, help="inference input size")
@@ -105,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_latency_parser(commands)
     add_multitask_parser(commands)
     add_coco_scale_parser(commands)
+    add_training_parser(commands)
     return parser
 
 
@@ -529,13 +539,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         return exit_code(lambda: print_latency_report(run_latency(args)))
+    if args.command == "training" and args.images < args.batch:
+        parser.error(f"training --images {args.images}: fewer than one --batch of {args.batch} (full batches only)")
     if getattr(args, "threads", None) is not None:
         torch.set_num_threads(args.threads)
     if args.command == "multitask":
         return exit_code(lambda: print_multitask_report(run_multitask(args)))
     if args.command == "coco-scale":
         return exit_code(lambda: _coco_scale(args))
-    run, show = (run_detector, print_detector_report) if args.command == "detector" else (run_backbone, print_report)
+    run, show = {
+        "detector": (run_detector, print_detector_report),
+        "training": (run_training, print_training_report),
+    }.get(args.command, (run_backbone, print_report))
     report = run(args)
     if args.json:
         print(json.dumps(report, indent=2))
