@@ -26,14 +26,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mobivision.errors import ConfigError, MobivisionError, WeightFileError
 from mobivision.factory import default_mean_std
+from mobivision.run_dirs import register_resolver as register_unique_dir_resolver
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.callbacks import PlainProgress
+from mobivision.tasks.checkpoint_io import AtomicCheckpointIO
 from mobivision.tasks.registry import task_class
 from mobivision.tasks.resume import init_weights, prepare_resume
 
 log = logging.getLogger("mobivision")
 # paths.root_dir: the folder the command runs in, so run folders and data never land inside an installed package.
 OmegaConf.register_new_resolver("mv.cwd", os.getcwd, replace=True)
+register_unique_dir_resolver()  # ${mv.unique_dir:...} in hydra.run.dir: a run folder no other run shares
 
 
 def _absolute_paths(cfg: DictConfig) -> None:
@@ -59,7 +62,12 @@ def _trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
         cfg.get("progress", "auto") == "auto" and sys.stdout.isatty()
     )
     return instantiate(
-        cfg.trainer, callbacks=_callbacks(cfg), logger=loggers or False, enable_progress_bar=progress_bar, **overrides
+        cfg.trainer,
+        callbacks=_callbacks(cfg),
+        logger=loggers or False,
+        enable_progress_bar=progress_bar,
+        plugins=[AtomicCheckpointIO()],  # atomic writes; a failed one stops the run with one error (checkpoint_io.py)
+        **overrides,
     )
 
 

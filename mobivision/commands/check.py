@@ -2,13 +2,14 @@
 
 In order: the config resolves; the data root and each split's file or folder exist; weight and checkpoint
 paths exist (a URL is only reported: it is downloaded to the cache by the first training); the output folder
-can be created; the data module builds and one training batch loads; the task builds and one forward pass
-(and the training loss) on that batch gives finite values; then the expected wall time of the run on this machine:
-training steps (forward, loss, backward, optimizer step) on that batch, the loading of training batches and
-inference are timed for a few seconds on the device training would use, and scaled by the epochs (or steps),
-validations and test pass the config asks for. Each step prints a ``✓`` line; the first problem prints a ``✗``
-line and raises ``CheckError`` (a ``MobivisionError``), which ``run_cli`` turns into one ``error: <key>:
-<problem>`` line on stderr and exit code 2.
+can be created (probed with a temporary folder, removed at once; no run folder is claimed); the data module
+builds and one training batch loads; the task builds and one forward pass (and the training loss) on that batch
+gives finite values; then the expected wall time of the run on this machine: training steps (forward, loss,
+backward, optimizer step) on that batch, the loading of training batches and inference are timed for a few
+seconds on the device training would use, and scaled by the epochs (or steps), validations and test pass the
+config asks for. Each step prints a ``✓`` line; the first problem prints a ``✗`` line and raises ``CheckError``
+(a ``MobivisionError``), which ``run_cli`` turns into one ``error: <key>: <problem>`` line on stderr and exit
+code 2.
 
 The forward pass and the timing run on a copy of the task: the task built (``found["task"]``) keeps its weights
 and BatchNorm statistics. Nothing is written, except what training itself writes on first use and keeps: a
@@ -22,7 +23,6 @@ import copy
 import hashlib
 import logging
 import math
-import os
 import re
 import shutil
 import sys
@@ -38,6 +38,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mobivision import run_dirs
 from mobivision.backbones.download import cache_dir, is_url
 from mobivision.commands.wall_time import (
     StepError,
@@ -302,9 +303,11 @@ def _cached_download(url: str) -> Path | None:
 
 
 def _check_output(output_dir: Path, report: Report) -> None:
+    """The run could create (or write in) ``output_dir``: probed for real, and nothing is left behind."""
+    problem = run_dirs.cannot_create(output_dir)
+    if problem is not None:
+        report.fail(f"paths.output_dir: cannot create {output_dir} ({problem})")
     existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        report.fail(f"paths.output_dir: cannot write {output_dir} ({existing} is not a writable folder)")
     state = "exists" if existing == output_dir else f"created by training, under {existing}"
     report.ok(f"paths.output_dir: {output_dir} ({state}; writable)")
 
@@ -420,7 +423,8 @@ RUN_DIR = "hydra.run.dir="
 
 def _intended_output_dir(cfg: DictConfig, user_run_dir: str | None) -> Path:
     """Where ``tools/train.py`` with these arguments would write: ``paths.output_dir`` if set explicitly,
-    else Hydra's configured run folder (this tool's own run folder is a temporary one)."""
+    else Hydra's configured run folder (this tool's own run folder is a temporary one). The run folder is only
+    named, not claimed (``run_dirs.preview``): ``check`` creates no run folder."""
     hydra_cfg = HydraConfig.get()
     output_dir = Path(cfg.paths.output_dir).expanduser().resolve()
     if output_dir != Path(hydra_cfg.runtime.output_dir).resolve():
@@ -433,7 +437,8 @@ def _intended_output_dir(cfg: DictConfig, user_run_dir: str | None) -> Path:
         overrides=[*hydra_overrides, *hydra_cfg.overrides.task],
         return_hydra_config=True,
     )
-    return Path(OmegaConf.select(composed, "hydra.run.dir")).expanduser().resolve()
+    with run_dirs.preview():
+        return Path(OmegaConf.select(composed, "hydra.run.dir")).expanduser().resolve()
 
 
 def check_main() -> None:

@@ -3,22 +3,39 @@
 
 Both compose from the configs shipped with the package (``mobivision.configs.CONFIG_DIR``), so they work the same
 from a checkout and from an installed wheel; the work itself is ``mobivision.tasks.runner.train`` / ``evaluate``.
+The run folder is claimed for this run alone (``mobivision.run_dirs``); a run that stops at a config error (exit
+code 2) removes it again when it holds nothing but Hydra's own files.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from mobivision.configs import CONFIG_DIR
+from mobivision.run_dirs import release_if_unused
 from mobivision.tasks.runner import evaluate, run_cli, train
+
+
+def _run(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """``run_cli(fn, cfg)``; on a config error, no empty run folder is left behind."""
+    try:
+        return run_cli(fn, cfg)
+    except SystemExit as exit_:
+        if exit_.code == 2:
+            release_if_unused(HydraConfig.get().runtime.output_dir)
+        raise
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def train_main(cfg: DictConfig) -> None:
     """``train experiment=demo trainer.max_epochs=5``: fit, test the best checkpoint, write ``summary.json``."""
-    run_cli(train, cfg)
+    _run(train, cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def eval_main(cfg: DictConfig) -> None:
     """``eval ckpt_path=runs/<task>/<time>/checkpoints/best.ckpt [split=val] [data=...]``."""
-    run_cli(evaluate, cfg)
+    _run(evaluate, cfg)
