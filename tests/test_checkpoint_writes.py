@@ -235,3 +235,16 @@ def test_train_raises_the_checkpoint_error_itself(
     with pytest.raises(CheckpointWriteError, match=r"last\.ckpt: \[Errno 28\] No space left on device"):
         train(cfg)
     assert list((Path(cfg.paths.output_dir) / "checkpoints").iterdir()) == []
+
+
+def test_last_checkpoint_knows_the_best_score_of_its_own_validation(tmp_path: Path, data_dir: Path, compose_train):
+    # last.ckpt is written at validation end; the best-checkpoint callback must have taken that validation's score
+    # by then, or a resumed run starts one validation behind and may overwrite best.ckpt with a worse model.
+    cfg = compose_train(tmp_path, [*TINY, "debug=fast", "data.batch_size=8", "test_after_training=false"])
+    cfg.paths.data_dir = str(data_dir)
+    summary = train(cfg)
+    last = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=False)
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert state["best_model_score"] is not None
+    assert float(state["best_model_score"]) == pytest.approx(summary["val"]["val/top1"])
+    assert Path(state["best_model_path"]).name == "best.ckpt"
