@@ -139,8 +139,10 @@ class LastCheckpoint(Checkpoint):
     continues from, mid-epoch included (the loader position is in it).
 
     ``best.ckpt`` stays with the monitored ``ModelCheckpoint`` (Lightning 2.6's ``save_last`` only writes
-    ``last.ckpt`` when the best one changes). Place this callback after that one: checkpoint callbacks run last,
-    in their order, so ``last.ckpt`` holds the best score of the same validation.
+    ``last.ckpt`` when the best one changes). Place this callback after that one, and let that one save at
+    validation end (``save_on_train_epoch_end: false``; by default it saves at the end of the training epoch, after
+    this one): checkpoint callbacks run last, in their order, so ``last.ckpt`` holds the best score of the same
+    validation (tested).
     """
 
     def __init__(self, *, dirpath: str, every_n_train_steps: int = 0) -> None:
