@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
+from mobivision.commands.predict import picture_names
 
 
 def quick_train_args(data_dir: Path) -> list[str]:
@@ -103,3 +107,37 @@ def test_predict_cli_lists_the_top_k_classes_of_a_classifier(tmp_path: Path, tra
         assert item["image"] in result.stdout
     bad = run_tool("predict", str(trained["best"]), str(images), "--top-k", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--top-k" in bad.stderr
+
+
+@pytest.mark.slow
+def test_predict_cli_names_and_skips_unreadable_files_and_predicts_the_rest(
+    tmp_path: Path, trained: dict, run_tool
+) -> None:
+    source = next((trained["cwd"] / "data").glob("demo_shapes_cls/test"))
+    images = tmp_path / "in"
+    images.mkdir()
+    first = next(source.rglob("*.png"))
+    shutil.copy(first, images / "shape.png")
+    Image.open(first).convert("RGB").save(images / "shape.jpg")  # same stem, another extension
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = run_tool("predict", str(trained["best"]), str(images), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("skipped:")] == [
+        line for line in result.stderr.splitlines() if "broken.jpg" in line
+    ] and "broken.jpg" in result.stderr
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert sorted(item["image"] for item in predictions) == ["shape.jpg", "shape.png"]
+    only_broken = tmp_path / "broken_only"
+    only_broken.mkdir()
+    shutil.copy(images / "broken.jpg", only_broken)
+    failed = run_tool("predict", str(trained["best"]), str(only_broken), cwd=tmp_path)
+    assert failed.returncode == 2 and "none of the 1 image files" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_pictures_of_inputs_that_differ_only_in_extension_do_not_overwrite_each_other() -> None:
+    names = ["cat.png", "cat.jpg", "dog.png", "sub/cat.png"]
+    pictures = picture_names(names)
+    assert pictures == {"cat.png": "cat.png.jpg", "cat.jpg": "cat.jpg.jpg", "dog.png": "dog.jpg",
+                        "sub/cat.png": "sub/cat.jpg"}  # fmt: skip
+    assert len(set(pictures.values())) == len(names)

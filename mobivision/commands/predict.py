@@ -12,16 +12,20 @@ recorded in the checkpoint; this module batches the files, prints one line per i
 drawn; classifiers: the top-k classes with probabilities; attribute models: every attribute's probability and
 decision (at the thresholds tuned on validation) and a picture with the top-k present ones; geo models: the
 predicted latitude/longitude and the top-k S2 cells; multi-head models: per image every head's results from one
-backbone pass (``{"image", "heads": {head: its entries}}``) and one line naming each head. A bad input ends with one
-``error: ...`` line and exit code 2.
+backbone pass (``{"image", "heads": {head: its entries}}``) and one line naming each head. A file that cannot be
+read is named on stderr and skipped (the others are predicted); inputs whose names differ only in their extension
+get pictures of their own. A bad input ends with one ``error: ...`` line and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from mobivision.cli import exit_code, positive_int
@@ -44,22 +48,44 @@ def find_images(source: str | Path) -> tuple[Path, list[Path]]:
 
 def predict_files(
     task: TaskModule, root: Path, paths: list[Path], out_dir: Path, options: PredictOptions, *, batch_size: int = 16
-) -> list[ImagePrediction]:
+) -> dict[Path, ImagePrediction]:
     """``task.predict`` on ``paths`` in batches; writes ``out_dir/predictions.json`` (every image's entries) and
-    ``out_dir/<relative path>.jpg`` for each prediction with a picture."""
-    predictions = []
+    ``out_dir/<picture name>`` for each prediction with a picture (``picture_names``). A file that cannot be read
+    is named on stderr and skipped; if none can be read, ``DataError``."""
+    pictures = picture_names([str(p.relative_to(root)) for p in paths])
+    predictions: dict[Path, ImagePrediction] = {}
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        names = [str(p.relative_to(root)) for p in chunk]
-        for name, prediction in zip(names, task.predict([load_rgb(p) for p in chunk], names, options), strict=True):
+        chunk = [(path, image) for path in paths[start : start + batch_size] if (image := _readable(path)) is not None]
+        names = [str(path.relative_to(root)) for path, _ in chunk]
+        results = task.predict([image for _, image in chunk], names, options) if chunk else []
+        for (path, _), name, prediction in zip(chunk, names, results, strict=True):
             if prediction.picture is not None:
-                picture = out_dir / Path(name).with_suffix(".jpg")
+                picture = out_dir / pictures[name]
                 picture.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(prediction.picture).save(picture, quality=92)
-            predictions.append(prediction)
-    entries = [entry for prediction in predictions for entry in prediction.entries]
+            predictions[path] = prediction
+    if not predictions:
+        raise DataError(f"none of the {len(paths)} image files under {root} can be read")
+    entries = [entry for prediction in predictions.values() for entry in prediction.entries]
     (out_dir / "predictions.json").write_text(json.dumps(entries, indent=1) + "\n")
     return predictions
+
+
+def _readable(path: Path) -> np.ndarray | None:
+    """The image, or None after naming the file and the reason on stderr."""
+    try:
+        return load_rgb(path)
+    except DataError as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return None
+
+
+def picture_names(names: list[str]) -> dict[str, str]:
+    """Each input's picture file: ``<name without extension>.jpg``, or ``<name>.jpg`` for inputs that would share
+    one (``cat.png`` and ``cat.jpg`` get ``cat.png.jpg`` and ``cat.jpg.jpg``), so no picture overwrites another."""
+    plain = {name: str(Path(name).with_suffix(".jpg")) for name in names}
+    taken = Counter(plain.values())
+    return {name: picture if taken[picture] == 1 else f"{name}.jpg" for name, picture in plain.items()}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     options = PredictOptions(score_threshold=args.score_threshold, top_k=args.top_k)
-    for path, prediction in zip(paths, predict_files(task, root, paths, out, options), strict=True):
+    for path, prediction in predict_files(task, root, paths, out, options).items():
         if prediction.line is not None:
             print(f"{path.relative_to(root)}: {prediction.line}")
     print(f"wrote {out / 'predictions.json'}")

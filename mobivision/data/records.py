@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from mobivision.errors import ConfigError, DataError
@@ -89,12 +89,34 @@ class BadRecords:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """An image file as an ``H x W x 3`` uint8 array; an unreadable file raises ``DataError`` naming it."""
+    """An image file as an ``H x W x 3`` uint8 array, as ``rgb8`` makes it; an unreadable file raises ``DataError``
+    naming it."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
+            return rgb8(image)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:  # Pillow's decoders raise all four
         raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+_SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def rgb8(image: Image.Image) -> np.ndarray:
+    """Any image Pillow opens as the 8-bit RGB picture a viewer shows: turned upright by its EXIF orientation;
+    16-bit grey scaled to 8 bits (``convert("RGB")`` would clip everything above 255 to white); transparency
+    (alpha, or a palette's transparent colour) composited over white; CMYK, palette and grey converted."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT_GREY:
+        grey = np.asarray(image).astype(np.float64)  # "I" holds a 16-bit PNG's values too
+        eight_bit = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(eight_bit[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(canvas, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
 
 
 def crop_to_box(

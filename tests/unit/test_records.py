@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mobivision.data.records import ClassificationDataset, ImageRecord, crop_to_box
+from mobivision.data.records import ClassificationDataset, ImageRecord, crop_to_box, load_rgb
 from mobivision.data.transforms import classification_eval_transform, classification_train_transform
 from mobivision.errors import ConfigError, DataError
 
@@ -97,3 +97,51 @@ def test_attribute_records_give_float_targets_and_keep_unknowns(image_file: Path
     assert attributes.dtype == torch.float32 and attributes[:2].tolist() == [1.0, 0.0]
     assert torch.isnan(attributes[2])
     assert label.dtype == torch.long and label.item() == 2
+
+
+def _saved(image: Image.Image, path: Path, **options) -> Path:
+    image.save(path, **options)
+    return path
+
+
+def test_sixteen_bit_grey_is_scaled_to_eight_bits_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[0, 257, 30000], [60000, 65535, 128]], dtype=np.uint16)
+    rgb = load_rgb(_saved(Image.fromarray(values), tmp_path / "depth.png"))
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 1, 117], [233, 255, 0]])
+    assert (rgb[..., 0] == rgb[..., 2]).all()
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    image = Image.new("RGB", (40, 20), (200, 0, 0))
+    image.paste((0, 0, 200), (0, 0, 10, 20))  # blue left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: rotate 90 degrees clockwise to view
+    rgb = load_rgb(_saved(image, tmp_path / "turned.jpg", exif=exif, quality=95))
+    assert rgb.shape == (40, 20, 3)  # upright: 20 wide, 40 high
+    assert rgb[2, 10, 2] > 150 and rgb[-3, 10, 0] > 150  # the blue edge is now at the top
+
+
+def test_transparency_is_composited_over_white(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (4, 2), (0, 0, 0, 0))  # fully transparent black
+    rgba.putpixel((0, 0), (10, 20, 30, 255))
+    out = load_rgb(_saved(rgba, tmp_path / "alpha.png"))
+    assert tuple(out[0, 0]) == (10, 20, 30) and tuple(out[1, 3]) == (255, 255, 255)
+    palette = Image.new("P", (3, 1), 0)
+    palette.putpalette([0, 0, 0, 50, 100, 150] + [0] * 762)
+    palette.putpixel((1, 0), 1)
+    out = load_rgb(_saved(palette, tmp_path / "palette.png", transparency=0))
+    assert tuple(out[0, 0]) == (255, 255, 255) and tuple(out[0, 1]) == (50, 100, 150)
+    grey_alpha = Image.new("LA", (2, 1), (0, 0))
+    grey_alpha.putpixel((1, 0), (80, 255))
+    out = load_rgb(_saved(grey_alpha, tmp_path / "la.png"))
+    assert tuple(out[0, 0]) == (255, 255, 255) and tuple(out[0, 1]) == (80, 80, 80)
+
+
+def test_cmyk_and_a_truncated_file(tmp_path: Path) -> None:
+    cmyk = load_rgb(_saved(Image.new("CMYK", (3, 3), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", quality=95))
+    assert cmyk.shape == (3, 3, 3) and cmyk[1, 1, 0] > 200 and cmyk[1, 1, 1] < 60  # red
+    whole = _saved(Image.new("RGB", (64, 64), (1, 2, 3)), tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(DataError, match=r"cannot read image .*cut\.jpg"):
+        load_rgb(tmp_path / "cut.jpg")
