@@ -37,7 +37,7 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from mobivision.data.records import BadRecords, load_rgb
+from mobivision.data.records import BadRecords, check_on_error, load_rgb, sample_or_next_readable
 from mobivision.errors import DataError
 
 log = logging.getLogger("mobivision")
@@ -290,6 +290,8 @@ class DetectionDataset(Dataset):
         image_labels: ``{label key: {image file name: tensor}}``; the file name is ``record.path.name``
             (``000001.jpg``), so it must be unique among the records. The tensors of one key share one shape
             and a floating dtype (NaN marks unknown values). A key must not be one of ``SAMPLE_KEYS``.
+        on_error: ``raise`` (an unreadable image stops the run, naming it) or ``skip`` (named in a warning, the
+            next readable image takes its place: ``sample_or_next_readable``).
 
     Attributes:
         annotation_file: The split's COCO annotation file: the ground truth its evaluation scores against.
@@ -314,7 +316,10 @@ class DetectionDataset(Dataset):
         transform: Callable[..., dict[str, Any]],
         annotation_file: str | Path | None = None,
         image_labels: dict[str, dict[str, torch.Tensor]] | None = None,
+        on_error: str = "raise",
     ) -> None:
+        check_on_error(on_error)
+        self.on_error = on_error
         self.records = records
         self.annotation_file = annotation_file
         self.transform = transform
@@ -339,6 +344,9 @@ class DetectionDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return sample_or_next_readable(self._sample, index, len(self), on_error=self.on_error)
+
+    def _sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image = load_rgb(record.path)
         if image.shape[:2] != (record.height, record.width):

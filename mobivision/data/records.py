@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from mobivision.errors import ConfigError, DataError
 
 log = logging.getLogger("mobivision")
+T = TypeVar("T")
 
 ON_ERROR = ("raise", "skip")
 
@@ -73,8 +74,7 @@ class BadRecords:
     problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.on_error not in ON_ERROR:
-            raise DataError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        check_on_error(self.on_error)
 
     def add(self, problem: str) -> None:
         if self.on_error == "raise":
@@ -88,14 +88,43 @@ class BadRecords:
             log.warning("%s: skipped %d bad records: %s%s", self.source, len(self.problems), shown, more)
 
 
+def check_on_error(on_error: str) -> None:
+    """``DataError`` unless ``on_error`` is one of ``ON_ERROR``."""
+    if on_error not in ON_ERROR:
+        raise DataError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+
+
+class UnreadableImageError(DataError):
+    """An image file that is missing, truncated or not an image; the message names it."""
+
+
 def load_rgb(path: Path) -> np.ndarray:
-    """An image file as an ``H x W x 3`` uint8 array, as ``rgb8`` makes it; an unreadable file raises ``DataError``
-    naming it."""
+    """An image file as an ``H x W x 3`` uint8 array, as ``rgb8`` makes it; an unreadable file raises
+    ``UnreadableImageError`` naming it."""
     try:
         with Image.open(path) as image:
             return rgb8(image)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:  # Pillow's decoders raise all four
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+        raise UnreadableImageError(f"cannot read image {path}: {exc}") from exc
+
+
+_skipped_here: set[str] = set()  # files this process has already named (one warning per file and process)
+
+
+def sample_or_next_readable(sample: Callable[[int], T], index: int, count: int, *, on_error: str) -> T:
+    """``sample(index)``; with ``on_error="skip"`` an unreadable image is named in a warning (once per file and
+    process) and the next readable sample takes its place, so batches keep their size. Shared by the datasets, so
+    every task skips the same way; with ``raise`` the ``UnreadableImageError`` stops the run."""
+    for step in range(count):
+        try:
+            return sample((index + step) % count)
+        except UnreadableImageError as exc:
+            if on_error != "skip":
+                raise
+            if str(exc) not in _skipped_here:
+                _skipped_here.add(str(exc))
+                log.warning("data.on_error=skip: %s; the next image takes its place", exc)
+    raise DataError(f"none of the {count} images of this split can be read (data.on_error=skip)")
 
 
 _SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -163,7 +192,8 @@ class ClassificationDataset(Dataset):
     """Records plus an albumentations-style transform (``transform(image=...)["image"]``).
 
     A record with a ``box`` is cropped to it (``crop_to_box`` with ``crop_margin``) before the transform;
-    ``meta["size"]`` stays the original image's ``(height, width)``.
+    ``meta["size"]`` stays the original image's ``(height, width)``. ``on_error``: ``raise`` (an unreadable image
+    stops the run, naming it) or ``skip`` (named in a warning, the next readable image takes its place).
     """
 
     def __init__(
@@ -173,18 +203,24 @@ class ClassificationDataset(Dataset):
         class_names: list[str],
         transform: Callable[..., dict[str, Any]],
         crop_margin: float = 0.0,
+        on_error: str = "raise",
     ) -> None:
+        check_on_error(on_error)
         if crop_margin < 0:
             raise ConfigError(f"crop_margin must be >= 0 (a fraction of the box size per side), got {crop_margin}")
         self.records = records
         self.class_names = class_names
         self.transform = transform
         self.crop_margin = crop_margin
+        self.on_error = on_error
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return sample_or_next_readable(self._sample, index, len(self), on_error=self.on_error)
+
+    def _sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image = load_rgb(record.path)
         size = image.shape[:2]

@@ -145,3 +145,29 @@ def test_cmyk_and_a_truncated_file(tmp_path: Path) -> None:
     (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) // 3])
     with pytest.raises(DataError, match=r"cannot read image .*cut\.jpg"):
         load_rgb(tmp_path / "cut.jpg")
+
+
+def test_unreadable_training_images_are_named_and_replaced_with_skip_and_stop_the_run_with_raise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = []
+    for index in range(4):
+        path = tmp_path / f"{index}.png"
+        Image.new("RGB", (8, 8), (index * 60, 0, 0)).save(path)
+        records.append(ImageRecord(image_id=str(index), path=path, label=index % 2))
+    (tmp_path / "1.png").write_bytes(b"\x89PNG broken")
+    transform = classification_eval_transform(resolution=8, mean=(0, 0, 0), std=(1, 1, 1), crop_pct=1.0)
+    skipping = ClassificationDataset(records, class_names=["a", "b"], transform=transform, on_error="skip")
+    with caplog.at_level("WARNING", logger="mobivision"):
+        samples = [skipping[i] for i in range(4)] + [skipping[1]]
+    assert [s["meta"]["image_id"] for s in samples] == ["0", "2", "2", "3", "2"]  # 1 replaced by the next one
+    assert [r.message for r in caplog.records if "1.png" in r.message] and len(caplog.records) == 1  # named once
+    raising = ClassificationDataset(records, class_names=["a", "b"], transform=transform)
+    with pytest.raises(DataError, match=r"cannot read image .*1\.png"):
+        raising[1]
+    for record in records:
+        record.path.write_bytes(b"nothing")
+    with pytest.raises(DataError, match="none of the 4 images of this split can be read"):
+        skipping[0]
+    with pytest.raises(DataError, match="on_error must be one of"):
+        ClassificationDataset(records, class_names=["a"], transform=transform, on_error="ignore")
