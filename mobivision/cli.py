@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from mobivision.errors import MobivisionError
+from mobivision.errors import MobivisionError, user_message
 
 
 def positive_int(text: str) -> int:
@@ -30,6 +30,6 @@ def exit_code(action: Callable[[], object]) -> int:
     try:
         action()
     except MobivisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2
     return 0

@@ -23,3 +23,16 @@ class DataError(MobivisionError, ValueError):
 
 class ExportError(MobivisionError, RuntimeError):
     """An export failed or its result does not reproduce the PyTorch model (the message holds the report)."""
+
+
+_WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):\n"
+
+
+def user_message(error: BaseException) -> str:
+    """The text of the one ``error: ...`` line: ``str(error)``, except for an error raised in a DataLoader worker,
+    where torch re-raises it with the worker's whole traceback as its message: then the original message alone."""
+    text = str(error)
+    if not (text.startswith("Caught ") and _WORKER_TRACEBACK in text):
+        return text
+    last_line = text.rstrip().splitlines()[-1]
+    return last_line.removeprefix(f"{type(error).__module__}.{type(error).__qualname__}: ")
