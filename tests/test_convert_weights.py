@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +152,35 @@ def test_cli_reports_a_truncated_file_in_one_line(timm_v1_100, tmp_path, run_too
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and str(broken) in result.stderr
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def _copy_tf_slim(fixture: Path, folder: Path, stem: str = "model.ckpt") -> Path:
+    """The TF-Slim fixture's checkpoint copied into ``folder`` as ``<stem>.index`` / ``.data-*``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in fixture.glob("model.ckpt.*"):
+        shutil.copy(part, folder / part.name.replace("model.ckpt", stem))
+    return folder
+
+
+def test_a_no_top_keras_file_records_its_own_resolution(keras_fixture, tmp_path) -> None:
+    # Keras publishes the 128-px backbone as mobilenet_2_5_128_tf_no_top.h5: its 128, not the default 224.
+    no_top = tmp_path / "mobilenet_2_5_128_tf_no_top.h5"
+    shutil.copy(keras_fixture / "mobilenet_2_5_128_tf.h5", no_top)
+    assert read_metadata(convert_weights(no_top, tmp_path / "k.safetensors"))["resolution"] == 128
+
+
+def test_a_tf_slim_archive_records_the_resolution_in_its_name(tf_slim_fixture, tmp_path, monkeypatch) -> None:
+    # A released archive (mobilenet_v1_0.25_128.tgz) downloaded and unpacked: the checkpoint inside is model.ckpt.
+    monkeypatch.setenv("MOBIVISION_CACHE", str(tmp_path / "cache"))
+    folder = _copy_tf_slim(tf_slim_fixture, tmp_path / "unpacked")
+    archive = tmp_path / "mobilenet_v1_0.25_128.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for part in sorted(folder.iterdir()):
+            tar.add(part, arcname=part.name)
+    output = convert_weights(archive.as_uri(), tmp_path / "tf.safetensors")
+    assert read_metadata(output)["resolution"] == 128
+
+
+def test_a_date_in_a_folder_name_is_not_a_resolution(tf_slim_fixture, tmp_path) -> None:
+    folder = _copy_tf_slim(tf_slim_fixture, tmp_path / "mobilenet_v1_2018_08_02")
+    assert read_metadata(convert_weights(folder, tmp_path / "tf.safetensors"))["resolution"] == 224

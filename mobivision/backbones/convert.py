@@ -37,8 +37,12 @@ FORMAT = "mobivision"
 # pretrained_cfg keys written into every file (``classes`` only where the model has names).
 _CFG_KEYS = ("architecture", "width_mult", "padding", "bn_eps", "mean", "std", "num_classes", "label_offset")
 DEFAULT_RESOLUTION = 224
-# Released TF files carry their input size in the name: mobilenet_v1_0.25_128.ckpt, mobilenet_2_5_128_tf.h5.
-_TF_RESOLUTION_IN_NAME = re.compile(r"_(\d{2,3})(?:_tf)?(?:\.ckpt)?$")
+# Released TF files carry their input size in the name (mobilenet_v1_0.25_128.ckpt, mobilenet_2_5_128_tf_no_top.h5,
+# mobilenet_v2_..._0.35_96.h5) or in their archive's name (mobilenet_v1_0.25_128.tgz holding model.ckpt). Only the
+# released sizes count as an underscore-separated part: neither a date (mobilenet_v1_2018_08_02) nor a training step
+# (model.ckpt-160) is read as a resolution.
+_TF_RESOLUTION_IN_NAME = re.compile(r"(?:^|_)(96|128|160|192|224)(?=[_.]|$)")
+_ARCHIVE_FOLDER_SUFFIXES = (".tgz.d", ".tar.gz.d")  # the folders ``download`` unpacks archives into
 
 
 def save_weights(model: ImageClassifier, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
@@ -103,7 +107,8 @@ def convert_weights(
         output: The ``.safetensors`` file to write; must not be the source.
         arch: Architecture, when the file cannot tell (it must agree with the file's otherwise).
         width_mult: Width multiplier; read from the tensors for MobileNetV1, 1.0 by default for V2/V3.
-        resolution: Training input size to record (default: from a TF file's name, else 224).
+        resolution: Training input size to record (default: the source's metadata, else the size a released
+            TF / Keras file, its folder or its archive states in its name, else 224).
 
     Returns:
         The output path.
@@ -162,12 +167,19 @@ def _file_classes(weights: LoadedWeights) -> int:
 
 
 def _resolution_from_name(weights: LoadedWeights) -> int:
+    """The training resolution a released TF / Keras file states in its name, its folder's or its archive's."""
     if weights.source_format in ("tf_slim", "keras"):
-        for part in (weights.path, *weights.path.parents[:1]):
-            name = part.name.removesuffix(".index").removesuffix(".h5")
-            if match := _TF_RESOLUTION_IN_NAME.search(name):
-                return int(match.group(1))
+        for part in (weights.path, *weights.path.parents[:2]):
+            if match := _last_resolution_in(part.name):
+                return match
     return DEFAULT_RESOLUTION
+
+
+def _last_resolution_in(name: str) -> int | None:
+    for suffix in _ARCHIVE_FOLDER_SUFFIXES:
+        name = name.removesuffix(suffix)
+    found = _TF_RESOLUTION_IN_NAME.findall(name)
+    return int(found[-1]) if found else None
 
 
 def _verify(

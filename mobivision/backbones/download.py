@@ -1,8 +1,10 @@
 """Fetch weight files from URLs into a local cache, checked by SHA-256.
 
 The expected digest comes from the URL fragment (``https://host/w.pth#sha256=<hex>``), as pip does for
-package hashes. Without one, the digest of the first download is recorded next to the file and every
-later cache hit is checked against it, so a corrupted cache is caught. ``.tgz`` / ``.tar.gz`` archives
+package hashes. The digest of every download is recorded next to the cached file (``<file>.sha256``) and a
+later cache hit without ``#sha256=`` is checked against it, so a corrupted or replaced cache file is caught
+(one error naming the file; it is kept for inspection). A cache hit with ``#sha256=`` is checked against the
+URL's digest, and a mismatching file is removed. ``.tgz`` / ``.tar.gz`` archives
 (the form TF-Slim released its checkpoints in) are unpacked into a folder beside them.
 
 Two generic helpers serve dataset preparation scripts (``datasets/*/prepare.py``) too: ``fetch_to``
@@ -91,17 +93,51 @@ def _check_digest(path: Path, expected: str, url: str) -> None:
 
 
 def download(url: str, *, timeout: float = 60.0) -> Path:
-    """Local path of ``url``'s file (downloaded once, verified every time); archives are unpacked."""
+    """Local path of ``url``'s file (downloaded once, verified every time); archives are unpacked.
+
+    The file's SHA-256 is recorded beside it (``<file>.sha256``) at download, whether or not the URL
+    carried one, so a later use without ``#sha256=`` still checks the cached bytes. A cached file without
+    a record (written by an older version) is trusted once and recorded now: downloads land atomically, so
+    it is complete, and from then on any change to it is caught.
+    """
     url, expected = _expected_digest(url)
     name = Path(urllib.parse.urlsplit(url).path).name or "weights"
     path = cache_dir() / hashlib.sha256(url.encode()).hexdigest()[:16] / name
-    recorded = path.with_name(path.name + ".sha256")
+    record = path.with_name(path.name + ".sha256")
     if not path.exists():
         _fetch(url, path, timeout=timeout)
-        if expected is None:
-            recorded.write_text(sha256_of(path) + "\n")
-    _check_digest(path, expected or recorded.read_text().strip(), url)
+        if expected is not None:
+            _check_digest(path, expected, url)
+        _write_record(record, sha256_of(path))
+    elif expected is not None:
+        _check_digest(path, expected, url)
+    else:
+        _check_record(path, record)
     return _unpack(path) if name.endswith((".tgz", ".tar.gz")) else path
+
+
+def _write_record(record: Path, digest: str) -> None:
+    """Write ``digest`` to ``record`` atomically (a torn record would fail every later check)."""
+    tmp = record.with_name(record.name + ".part")
+    tmp.write_text(digest + "\n")
+    os.replace(tmp, record)
+
+
+def _check_record(path: Path, record: Path) -> None:
+    """Check a cached file against the digest recorded at its download (record it now if there is none)."""
+    actual = sha256_of(path)
+    try:
+        recorded = record.read_text().strip().lower()
+    except FileNotFoundError:
+        _write_record(record, actual)
+        return
+    except OSError as exc:
+        raise WeightFileError(f"{record}: cannot read the recorded SHA-256 ({exc})") from exc
+    if actual != recorded:
+        raise WeightFileError(
+            f"{path}: SHA-256 {actual} does not match {recorded or '(empty)'} recorded at download "
+            "(delete it to download again)"
+        )
 
 
 def _unpack(archive: Path) -> Path:

@@ -29,7 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("output", help="the .safetensors file to write")
     parser.add_argument("--arch", choices=list_models(), help="architecture (default: read from the file)")
     parser.add_argument("--width", type=float, help="width multiplier (default: from the file, else 1.0)")
-    parser.add_argument("--resolution", type=int, help="training input size to record (default: 224)")
+    parser.add_argument(
+        "--resolution", type=int, help="training input size to record (default: from the checkpoint, else 224)"
+    )
     return parser.parse_args(argv)
 
 

@@ -23,6 +23,14 @@ the side-car ``model.cells.json``, which can hold tens of thousands of cells); d
 backbone pass), named ``<head>.<output>``, with each head's entries under ``heads`` in the metadata and the INT8
 check reporting each head's primary metric (every source's validation images at the export resolution).
 
+The export folder: ``export_report.json`` is also the folder's manifest: its ``files`` lists every file of the
+export present in the folder. Before writing, an export removes the files the previous report lists (a previous
+export's, possibly of another model or ``--name``) and nothing else, so the folder ends with exactly this export's
+files beside the user's own, and the report (written also when the export fails) never sits beside another
+model's files. A manifest rather than refusing a non-empty folder: re-exporting into the same folder is the
+common case, and it needs no ``--overwrite``; rather than a temporary folder swapped in: a failed export's files
+stay where the report says, for inspection. An ``out_dir`` that is a file is a ``ConfigError``.
+
 Parity inputs: a seeded random batch, plus (when the task's data can be read) the first validation images
 through the evaluation transform. Failing parity, or an INT8 metric drop beyond ``max_metric_drop``, raises
 ``ExportError`` with the report; the files stay on disk for inspection.
@@ -86,6 +94,15 @@ from mobivision.tasks.runner import build_datamodule, load_task
 FORMATS = ("onnx", "onnx-nms", "int8", "torchscript", "pte", "tflite")
 DEFAULT_FORMATS = ("onnx", "onnx-nms", "int8", "torchscript")
 GRAPH_OF_FORMAT = {"onnx-nms": "nms"}  # formats of a task's extra graph; every other format writes "model"
+FILE_OF_FORMAT = {
+    "onnx": "{name}.onnx",
+    "onnx-nms": "{name}_nms.onnx",
+    "int8": "{name}.int8.onnx",
+    "torchscript": "{name}.ts",
+    "pte": "{name}.pte",
+    "tflite": "{name}.tflite",
+}
+REPORT_NAME = "export_report.json"
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------
@@ -252,6 +269,7 @@ class ExportResult:
     out_dir: Path
     rows: list[ExportRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # every file this export writes (the report's manifest)
 
     def table(self) -> str:
         header = ("format", "file", "size MB", "check")
@@ -263,8 +281,9 @@ class ExportResult:
         return "\n".join(lines)
 
     def write_report(self) -> Path:
-        path = self.out_dir / "export_report.json"
-        payload = {"rows": [r.as_dict() for r in self.rows], "notes": self.notes}
+        path = self.out_dir / REPORT_NAME
+        present = sorted({p.name for p in self.files if p.is_file()})
+        payload = {"rows": [r.as_dict() for r in self.rows], "notes": self.notes, "files": present}
         path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
         return path
 
@@ -282,6 +301,39 @@ def parse_formats(text: str | Sequence[str] | None, task: TaskModule) -> list[st
         if GRAPH_OF_FORMAT.get(fmt, "model") not in graphs:
             raise ConfigError(f"format {fmt} is for detectors; this checkpoint is a {task.kind} model")
     return [f for f in FORMATS if f in requested]
+
+
+def refuse_a_file(out_dir: Path, *, option: str) -> Path:
+    """``out_dir``, unless it names an existing file (a ``ConfigError`` naming ``option``)."""
+    if out_dir.is_file():
+        raise ConfigError(f"{option}: {out_dir} is a file, expected a folder")
+    return out_dir
+
+
+def export_folder(out_dir: str | Path, *, option: str = "export folder") -> Path:
+    """``out_dir`` created if needed; a file or an uncreatable path is a ``ConfigError`` naming ``option``."""
+    out_dir = refuse_a_file(Path(out_dir), option=option)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot create the folder {out_dir}: {exc}") from exc
+    return out_dir
+
+
+def previous_export_files(out_dir: Path) -> list[Path]:
+    """The files in ``out_dir`` that its export report lists (an earlier export's manifest)."""
+    try:
+        payload = json.loads((out_dir / REPORT_NAME).read_text())
+    except (OSError, ValueError):  # no report, or one we cannot read: then no file is known to be an export's
+        return []
+    if not isinstance(payload, dict):
+        return []
+    entries = payload.get("files")
+    if not isinstance(entries, list):  # a report written before the manifest: its rows name the files
+        entries = [row.get("file") for row in payload.get("rows", []) if isinstance(row, dict)]
+    # Only bare names inside out_dir: the report is data, it must not make us delete anything elsewhere.
+    names = {Path(entry).name for entry in entries if isinstance(entry, str)} - {"", ".", "..", REPORT_NAME}
+    return [out_dir / n for n in sorted(names) if (out_dir / n).is_file()]
 
 
 def _parity_inputs(task: TaskModule, data: TaskData | None, parity_images: int) -> list[tuple[str, np.ndarray]]:
@@ -345,8 +397,7 @@ def export_task(
     """
     task = task.eval()
     wanted = parse_formats(formats, task)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = export_folder(out_dir)
     result = ExportResult(out_dir)
     size = task.input_size
     if data is None and (parity_images > 0 or "int8" in wanted):
@@ -371,7 +422,6 @@ def export_task(
         if on_row is not None:
             on_row(row)
         if not row.ok:
-            result.write_report()
             details = row.parity.table() if row.parity is not None else row.check
             raise ExportError(f"{row.format} export {row.path} failed its check:\n{details}")
 
@@ -380,9 +430,6 @@ def export_task(
             torch_runner(graph.module), run, inputs, graph.output_names, format=fmt, compare=graph.compare
         )
         return ExportRow(fmt, path, report.summary(), report.ok, report)
-
-    for side_file in task.export_side_files(out_dir, name):
-        result.notes.append(f"{side_file.name.removeprefix(name + '.').split('.')[0]}: {side_file}")
 
     def onnx_row(fmt: str, path: Path, graph: ExportGraph, graph_exporter: str) -> Any:
         """Write ``graph`` as ONNX with its metadata, check its parity; returns its ONNX Runtime session."""
@@ -400,36 +447,46 @@ def export_task(
         finish(parity_row(fmt, path, lambda x: run_onnx(session, x), graph))
         return session
 
-    onnx_path = out_dir / f"{name}.onnx"
-    if "onnx" in wanted or "int8" in wanted:
-        session = onnx_row("onnx", onnx_path, main, exporter)
-    if "onnx-nms" in wanted:
-        # the in-graph NonMaxSuppression is a TorchScript-exporter symbolic
-        onnx_row("onnx-nms", out_dir / f"{name}_nms.onnx", graphs["nms"], "torchscript")
-    if "int8" in wanted:
-        assert data is not None
-        path = out_dir / f"{name}.int8.onnx"
-        quantize_int8(onnx_path, path, data.calibration(calibration_images), per_channel=True)
-        int8_session = onnx_session(path, threads=threads)
-        fp32, evaluator = evaluate_runner(task, lambda x: run_onnx(session, x), data, eval_images)
-        int8, _ = evaluate_runner(task, lambda x: run_onnx(int8_session, x), data, eval_images)
-        primary = task.primary_metric.name
-        drop = _delta(primary, fp32[primary], int8[primary], evaluator)
-        ok = max_metric_drop is None or not drop > max_metric_drop or math.isnan(drop)
-        check = f"{data.eval_split} {_metric_text(fp32, int8, evaluator)}"
-        if not ok:
-            check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"
-        finish(ExportRow("int8", path, check, ok, metrics={"fp32": fp32, "int8": int8}))
-    if "torchscript" in wanted:
-        path = export_torchscript(main.module, out_dir / f"{name}.ts", input_size=size)
-        finish(parity_row("torchscript", path, torchscript_runner(path), main))
-    if "pte" in wanted:
-        path = mobile.export_pte(main.module, out_dir / f"{name}.pte", input_size=size)
-        finish(parity_row("pte", path, mobile.pte_runner(path), main))
-    if "tflite" in wanted:
-        path = mobile.export_tflite(main.module, out_dir / f"{name}.tflite", input_size=size)
-        finish(parity_row("tflite", path, mobile.tflite_runner(path, threads=threads), main))
-    result.write_report()
+    for stale in previous_export_files(out_dir):  # nothing is written before the arguments and data are checked
+        stale.unlink()
+    result.files = [out_dir / FILE_OF_FORMAT[fmt].format(name=name) for fmt in wanted]
+    if "int8" in wanted:  # INT8 is quantized from the float ONNX file
+        result.files.append(out_dir / FILE_OF_FORMAT["onnx"].format(name=name))
+    try:
+        for side_file in task.export_side_files(out_dir, name):
+            result.files.append(side_file)
+            result.notes.append(f"{side_file.name.removeprefix(name + '.').split('.')[0]}: {side_file}")
+        onnx_path = out_dir / f"{name}.onnx"
+        if "onnx" in wanted or "int8" in wanted:
+            session = onnx_row("onnx", onnx_path, main, exporter)
+        if "onnx-nms" in wanted:
+            # the in-graph NonMaxSuppression is a TorchScript-exporter symbolic
+            onnx_row("onnx-nms", out_dir / f"{name}_nms.onnx", graphs["nms"], "torchscript")
+        if "int8" in wanted:
+            assert data is not None
+            path = out_dir / f"{name}.int8.onnx"
+            quantize_int8(onnx_path, path, data.calibration(calibration_images), per_channel=True)
+            int8_session = onnx_session(path, threads=threads)
+            fp32, evaluator = evaluate_runner(task, lambda x: run_onnx(session, x), data, eval_images)
+            int8, _ = evaluate_runner(task, lambda x: run_onnx(int8_session, x), data, eval_images)
+            primary = task.primary_metric.name
+            drop = _delta(primary, fp32[primary], int8[primary], evaluator)
+            ok = max_metric_drop is None or not drop > max_metric_drop or math.isnan(drop)
+            check = f"{data.eval_split} {_metric_text(fp32, int8, evaluator)}"
+            if not ok:
+                check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"
+            finish(ExportRow("int8", path, check, ok, metrics={"fp32": fp32, "int8": int8}))
+        if "torchscript" in wanted:
+            path = export_torchscript(main.module, out_dir / f"{name}.ts", input_size=size)
+            finish(parity_row("torchscript", path, torchscript_runner(path), main))
+        if "pte" in wanted:
+            path = mobile.export_pte(main.module, out_dir / f"{name}.pte", input_size=size)
+            finish(parity_row("pte", path, mobile.pte_runner(path), main))
+        if "tflite" in wanted:
+            path = mobile.export_tflite(main.module, out_dir / f"{name}.tflite", input_size=size)
+            finish(parity_row("tflite", path, mobile.tflite_runner(path, threads=threads), main))
+    finally:  # also after a failure: the report lists what this export left in the folder
+        result.write_report()
     return result
 
 
@@ -469,8 +526,10 @@ def run(args: argparse.Namespace) -> None:
     if args.max_metric_drop is not None and args.max_metric_drop < 0:
         raise ConfigError(f"--max-metric-drop must be >= 0, got {args.max_metric_drop}")
     checkpoint = Path(args.checkpoint)
-    task = load_checkpoint(checkpoint)
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
+    if args.out:  # told before the checkpoint is loaded; created only once it loads
+        refuse_a_file(out, option="--out")
+    task = load_checkpoint(checkpoint)
     result = export_task(
         task,
         out,
@@ -489,7 +548,7 @@ def run(args: argparse.Namespace) -> None:
     print(result.table())
     for note in result.notes:
         print(f"note: {note}")
-    print(f"wrote {out / 'export_report.json'}")
+    print(f"wrote {out / REPORT_NAME}")
 
 
 def main(argv: list[str] | None = None) -> int:

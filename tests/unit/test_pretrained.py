@@ -242,8 +242,42 @@ def test_first_digest_is_recorded_and_a_corrupted_cache_is_detected(timm_v1_100,
         byte = f.read(1)
         f.seek(1000)
         f.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(WeightFileError, match="checksum mismatch"):
+    expected = rf"{cached}: SHA-256 [0-9a-f]{{64}} does not match {sha256(timm_v1_100.pth)} recorded at download"
+    with pytest.raises(WeightFileError, match=expected + r" \(delete it to download again\)"):
         create_model("mobilenet_v1", pretrained=timm_v1_100.pth.as_uri())
+    assert cached.exists()  # kept for inspection; deleting it downloads it again
+    cached.unlink()
+    create_model("mobilenet_v1", pretrained=timm_v1_100.pth.as_uri())
+    assert sha256(cached) == sha256(timm_v1_100.pth)
+
+
+def test_a_download_with_a_digest_is_reused_without_one(timm_v1_100, cache, images) -> None:
+    create_model("mobilenet_v1", pretrained=f"{timm_v1_100.pth.as_uri()}#sha256={sha256(timm_v1_100.pth)}")
+    model = create_model("mobilenet_v1", pretrained=timm_v1_100.pth.as_uri())  # the same cached file, no fragment
+    assert max_diff(model, timm_v1_100.model, images, "cache hit without #sha256=") <= 1e-5
+
+
+def test_a_cached_file_without_a_record_is_recorded_on_reuse(timm_v1_100, cache) -> None:
+    # As a cache filled by an older version, which recorded nothing: trusted once, then checked every time.
+    create_model("mobilenet_v1", pretrained=timm_v1_100.pth.as_uri())
+    (cached,) = [p for p in cached_files(cache) if p.name == timm_v1_100.pth.name]
+    record = cached.with_name(cached.name + ".sha256")
+    record.unlink()
+    create_model("mobilenet_v1", pretrained=timm_v1_100.pth.as_uri())
+    assert record.read_text().strip() == sha256(timm_v1_100.pth)
+
+
+def test_a_corrupted_cache_is_one_error_line_from_the_tool(timm_v1_100, cache, tmp_path, capsys) -> None:
+    from mobivision.commands.convert import main
+
+    url = timm_v1_100.pth.as_uri()
+    create_model("mobilenet_v1", pretrained=url)
+    (cached,) = [p for p in cached_files(cache) if p.name == timm_v1_100.pth.name]
+    cached.write_bytes(cached.read_bytes()[:5000])  # truncated behind our back
+    assert main([url, str(tmp_path / "out.safetensors")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {cached}: SHA-256 "), lines
+    assert lines[0].endswith("recorded at download (delete it to download again)")
 
 
 def test_no_test_reaches_the_network(cache) -> None:
