@@ -106,6 +106,8 @@ class SplitDataModule(L.LightningDataModule):
 
     collate_fn = None
     formats: tuple[str, ...] = ()
+    label_kind: str | None = None  # the ``kind`` of the task that reads ``batch["target"]`` (tasks/data_checks.py)
+    split_key = "{split}_split"  # the config key naming a split, for messages
 
     def __init__(
         self,
@@ -161,6 +163,10 @@ class SplitDataModule(L.LightningDataModule):
         Default: the one set ``{"target": self.task_inputs()}``.
         """
         return {"target": self.task_inputs()}
+
+    def label_kinds(self) -> dict[str, str]:
+        """``{batch key: task kind}`` of ``label_sets()``: which task can read each set (none if unknown)."""
+        return {"target": self.label_kind} if self.label_kind else {}
 
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
@@ -219,6 +225,7 @@ class ClassificationDataModule(SplitDataModule):
     """
 
     formats = FORMATS
+    label_kind = "classification"
 
     def __init__(
         self,
@@ -348,6 +355,7 @@ class AttributeDataModule(ClassificationDataModule):
     """
 
     formats = ("celeba", "csv")
+    label_kind = "attributes"
 
     def __init__(
         self,
@@ -427,6 +435,7 @@ class GeoDataModule(ClassificationDataModule):
     """
 
     formats = ("csv",)
+    label_kind = "geo"
 
     def __init__(
         self,
@@ -511,6 +520,8 @@ class DetectionDataModule(SplitDataModule):
     """
 
     collate_fn = staticmethod(detection_collate)
+    label_kind = "detection"
+    split_key = "splits.{split}"
 
     def __init__(
         self,
@@ -630,6 +641,8 @@ class CelebAFacesDataModule(DetectionDataModule):
         **See ``DetectionDataModule`` for the other arguments (``recipe``, ``augment``, loaders, ``on_error``).**
     """
 
+    split_key = "{split}_split"
+
     def __init__(
         self,
         *,
@@ -710,3 +723,7 @@ class CelebAFacesDataModule(DetectionDataModule):
             "target": self.task_inputs(),
             "attributes": {"attribute_names": self.attribute_names, "positive_rate": self.positive_rate()},
         }
+
+    def label_kinds(self) -> dict[str, str]:
+        """The face boxes for a detector, the attributes for an attribute task."""
+        return {"target": "detection", "attributes": "attributes"}

@@ -30,6 +30,7 @@ from mobivision.run_dirs import register_resolver as register_unique_dir_resolve
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.callbacks import PlainProgress
 from mobivision.tasks.checkpoint_io import AtomicCheckpointIO
+from mobivision.tasks.data_checks import require_evaluable_data, require_trainable_data
 from mobivision.tasks.registry import task_class
 from mobivision.tasks.resume import init_weights, prepare_resume
 
@@ -137,6 +138,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if rank_zero_only.rank == 0:  # DDP: Lightning re-runs this script for ranks > 0, in the same folder
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     datamodule = build_datamodule(_container(cfg.data), cfg.backbone.name)
+    require_trainable_data(datamodule)  # one class, a split smaller than a batch: refused before any step
     task = build_task(cfg, datamodule)
     if cfg.get("init_from"):
         init_weights(task, cfg.init_from)
@@ -218,6 +220,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     task = load_task(cfg.ckpt_path)
     data_cfg = _container(cfg.data) if cfg.get("data") else task.hparams.run_config["data"]
     datamodule = build_datamodule(data_cfg, task.backbone_cfg["name"])
+    require_evaluable_data(task, datamodule, cfg.split)  # labels of another task fail deep in test_step otherwise
     data_names, task_names = getattr(datamodule, "class_names", None), getattr(task, "class_names", None)
     if data_names is not None and task_names is not None and data_names != task_names:
         raise ConfigError(

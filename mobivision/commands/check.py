@@ -53,6 +53,7 @@ from mobivision.errors import MobivisionError
 from mobivision.factory import default_mean_std
 from mobivision.profiling import count_macs, count_parameters
 from mobivision.tasks.base import describe_value
+from mobivision.tasks.data_checks import untrainable_data
 from mobivision.tasks.multitask_data import source_modules
 from mobivision.tasks.runner import _container, build_datamodule, build_task, run_cli, source_configs
 
@@ -112,6 +113,8 @@ def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool =
         if part.get("synthetic"):
             _check_data_paths(part, report, key, written=True)
     _report_splits(datamodule, report)
+    if (problem := untrainable_data(datamodule)) is not None:  # the same refusal as train's
+        report.fail(problem)
     split, batch = _load_batch(datamodule, report)
     found["batch"] = batch
     task = _build_task(cfg, datamodule, pretrained, report)
