@@ -147,6 +147,12 @@ class SplitDataModule(L.LightningDataModule):
     def _normalization_table(self) -> torch.Tensor:
         return normalization_table(self.mean, self.std)
 
+    def _image_errors(self, split: str) -> str:
+        """What ``split``'s dataset does with an image it cannot read: with ``data.on_error=skip`` training puts the
+        next readable image in its place (named in a warning); evaluation always stops, naming the file, because a
+        replaced image would score another image's predictions against its ground truth."""
+        return self.on_error if split == "train" else "raise"
+
     def _normalize_in_loader(self, split: str) -> bool:
         """Whether ``split``'s transform normalises (else it emits uint8 for the device, ``normalize_on_device``)."""
         return split != "train" or not self.normalize_on_device
@@ -316,7 +322,11 @@ class ClassificationDataModule(SplitDataModule):
             if split == "train":
                 records = self._training_records(records)
             self.datasets[split] = ClassificationDataset(
-                records, class_names=self.class_names, transform=self._transform(split), crop_margin=self.crop_margin
+                records,
+                class_names=self.class_names,
+                transform=self._transform(split),
+                crop_margin=self.crop_margin,
+                on_error=self._image_errors(split),
             )
 
     def _training_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
@@ -599,7 +609,10 @@ class DetectionDataModule(SplitDataModule):
             if not self.category_ids:
                 self.class_names, self.category_ids = data.class_names, data.category_ids
             self.datasets[split] = DetectionDataset(
-                data.records, transform=self._transform(split), annotation_file=data.annotation_file
+                data.records,
+                transform=self._transform(split),
+                annotation_file=data.annotation_file,
+                on_error=self._image_errors(split),
             )
 
     def _transform(self, split: str):
@@ -706,6 +719,7 @@ class CelebAFacesDataModule(DetectionDataModule):
                 transform=self._transform(split),
                 annotation_file=data.annotation_file,
                 image_labels={"attributes": attributes},
+                on_error=self._image_errors(split),
             )
 
     def positive_rate(self) -> list[float] | None:

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mobivision.errors import ConfigError, MobivisionError, WeightFileError
+from mobivision.errors import ConfigError, MobivisionError, WeightFileError, user_message
 from mobivision.factory import default_mean_std
 from mobivision.run_dirs import register_resolver as register_unique_dir_resolver
 from mobivision.tasks.base import TaskModule
@@ -284,5 +284,5 @@ def run_cli(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         cause = _user_error(exc)
         if cause is None:
             raise
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {user_message(cause)}", file=sys.stderr)
         sys.exit(2)
