@@ -171,4 +171,6 @@ class RunFolders(Callback):
         _create_or_exit(config, "hydra.sweep.dir")
 
 
+# At import: Hydra imports this module for the RunFolders callback before it resolves hydra.run.dir, so any
+# program composing these configs has the resolver (tasks/runner.py registers it too, for its own entry points).
 register_resolver()
