@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("eager", "channels_last")
 
 
+@pytest.mark.slow  # builds three detectors and trains them on CPU: ~30 s
 def test_training_prints_model_only_and_end_to_end_rows_with_their_data_bound_share(run_tool) -> None:
     args = ("--device", "cpu", "--batch", "2", "--images", "4", "--workers", "1", "--repeats", "2", "--epochs", "1")
     result = run_tool(

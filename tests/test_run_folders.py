@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# Every test starts Python processes that import torch (seconds each): in make test, not make test-fast.
+pytestmark = pytest.mark.slow
+
 # Says it is ready, waits for the start signal (all processes start together), then runs Hydra on the train config
 # with a clock that always says 2025-01-01 12:00:00. The task records its folder (and the run folder read again).
 START_TOGETHER = """
