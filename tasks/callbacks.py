@@ -1,8 +1,11 @@
-"""Callbacks: backbone freezing for fine-tuning, plain progress lines for non-terminal logs, and what an exact
-resume needs beyond Lightning's own checkpoint (RNG states, mid-epoch checkpoints)."""
+"""Callbacks: backbone freezing for fine-tuning, plain progress lines for non-terminal logs, what an exact
+resume needs beyond Lightning's own checkpoint (RNG states, mid-epoch checkpoints), and one warning per epoch for
+the unreadable images ``data.on_error=skip`` replaced."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +16,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
+from mobivision.data.records import SKIP_LOG_ENV, read_skip_log
 from mobivision.errors import ConfigError
 from mobivision.tasks.resume import capture_rng, restore_rng
 
@@ -50,6 +54,62 @@ class BackboneFreeze(L.Callback):
         # Lightning may switch modules back to train mode after validation; keep frozen BN in eval.
         if self._frozen(trainer):
             set_frozen(pl_module.model.backbone, True)
+
+
+class SkippedImages(L.Callback):
+    """One warning at the end of each training epoch naming the unreadable images ``data.on_error=skip`` replaced in
+    it, by any DataLoader worker (or DDP rank): ``epoch 3: data.on_error=skip replaced 5 unreadable images: a.jpg,
+    ... (all listed in <log_file>)``. Nothing for an epoch without one; an image skipped again in a later epoch is
+    counted again there.
+
+    How the workers' skips get here (see ``record_skip`` in mobivision/data/records.py): ``setup`` puts ``log_file``
+    in the environment (``SKIP_LOG_ENV``) before any loader starts its workers, which inherit it; each skip appends
+    one line to the file; at the end of an epoch this callback reads the lines added since the last epoch. The file
+    keeps the full list (created at the first skip only); lines already in it (a resumed run) are not reported
+    again. ``teardown`` (or ``on_exception``) puts the environment back.
+    """
+
+    shown = 5
+
+    def __init__(self, log_file: str | Path) -> None:
+        self.log_file = Path(log_file)
+        self._offset = 0
+        self._previous: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._previous = os.environ.get(SKIP_LOG_ENV)
+        os.environ[SKIP_LOG_ENV] = str(self.log_file)
+        self._offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous is None:
+            os.environ.pop(SKIP_LOG_ENV, None)
+        else:
+            os.environ[SKIP_LOG_ENV] = self._previous
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "")  # a failed fit skips ``teardown``: the environment is put back here
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every batch of the epoch was loaded by now, so every skip of the epoch is in the file (a worker reads an
+        # image before its batch leaves it). Under DDP all ranks append to the one file; rank 0 reports.
+        entries, self._offset = read_skip_log(self.log_file, self._offset)
+        if not entries or not trainer.is_global_zero:
+            return
+        files = list(dict.fromkeys(path for path, _ in entries))  # each file once, in the order skipped
+        named = ", ".join(files[: self.shown])
+        more = f" and {len(files) - self.shown} more" if len(files) > self.shown else ""
+        count = f"{len(entries)} unreadable images" if len(entries) > 1 else "1 unreadable image"
+        if len(files) != len(entries):
+            count += f" ({len(files)} files)"
+        logging.getLogger("mobivision").warning(
+            "epoch %d: data.on_error=skip replaced %s: %s%s (all listed in %s)",
+            trainer.current_epoch + 1,  # counted from 1, as the progress lines do
+            count,
+            named,
+            more,
+            self.log_file,
+        )
 
 
 def _format_seconds(seconds: float) -> str:

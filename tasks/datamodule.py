@@ -23,6 +23,7 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from mobivision.config_schema import check_options
 from mobivision.data.celeba import (
     FACE_CATEGORY,
     IMAGE_FOLDERS,
@@ -149,8 +150,9 @@ class SplitDataModule(L.LightningDataModule):
 
     def _image_errors(self, split: str) -> str:
         """What ``split``'s dataset does with an image it cannot read: with ``data.on_error=skip`` training puts the
-        next readable image in its place (named in a warning); evaluation always stops, naming the file, because a
-        replaced image would score another image's predictions against its ground truth."""
+        next readable image in its place (named in one warning per epoch, ``SkippedImages``); evaluation always
+        stops, naming the file, because a replaced image would score another image's predictions against its ground
+        truth."""
         return self.on_error if split == "train" else "raise"
 
     def _normalize_in_loader(self, split: str) -> bool:
@@ -337,6 +339,7 @@ class ClassificationDataModule(SplitDataModule):
         common = {"resolution": self.resolution, "mean": self.mean, "std": self.std}
         if split == "train":
             options = {k: v for k, v in self.augment.items() if k != "crop_pct"}
+            check_options("data.augment", options, classification_train_transform, passed={*common, "normalize"})
             return classification_train_transform(**common, **options, normalize=self._normalize_in_loader(split))
         return classification_eval_transform(**common, crop_pct=self.augment.get("crop_pct", 0.875))
 
@@ -620,6 +623,7 @@ class DetectionDataModule(SplitDataModule):
         if split != "train":
             return detection_eval_transform(**common)
         preset = ssd_train_transform if self.recipe == "ssd" else ssdlite_train_transform
+        check_options("data.augment", self.augment, preset, passed={*common, "normalize"})
         return preset(**common, **self.augment, normalize=self._normalize_in_loader(split))
 
 

@@ -24,11 +24,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mobivision.config_schema import check_config, check_data, omegaconf_message
 from mobivision.errors import ConfigError, MobivisionError, WeightFileError, user_message
 from mobivision.factory import default_mean_std
 from mobivision.run_dirs import register_resolver as register_unique_dir_resolver
 from mobivision.tasks.base import TaskModule
-from mobivision.tasks.callbacks import PlainProgress
+from mobivision.tasks.callbacks import PlainProgress, SkippedImages
 from mobivision.tasks.checkpoint_io import AtomicCheckpointIO
 from mobivision.tasks.data_checks import require_evaluable_data, require_trainable_data
 from mobivision.tasks.registry import task_class
@@ -47,8 +48,14 @@ def _absolute_paths(cfg: DictConfig) -> None:
     log.info("paths: %s", dict(cfg.paths))
 
 
+SKIPPED_IMAGES = "skipped_images.txt"
+"""The run folder's list of the unreadable training images ``data.on_error=skip`` replaced (``SkippedImages``)."""
+
+
 def _callbacks(cfg: DictConfig) -> list[L.Callback]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    # One warning per epoch for the images skipped by every loader worker, the full list in the run folder.
+    callbacks.append(SkippedImages(Path(cfg.paths.output_dir) / SKIPPED_IMAGES))
     progress = cfg.get("progress", "auto")
     if progress == "rich" or (progress == "auto" and sys.stdout.isatty()):
         callbacks.append(RichProgressBar())
@@ -130,6 +137,7 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, **backbone: A
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured task, test the best checkpoint, write ``summary.json``; returns the summary."""
     started = time.monotonic()
+    check_config(cfg, "train")  # types and ranges of every key, before any work (mobivision/config_schema.py)
     _absolute_paths(cfg)
     # resume: outputs continue in the checkpoint's run folder; a changed configuration is refused (tasks/resume.py)
     resume_from = prepare_resume(cfg)
@@ -216,9 +224,10 @@ def load_task(checkpoint: str | Path) -> TaskModule:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the split ``cfg.split`` of its training data (or ``cfg.data``)."""
+    check_config(cfg, "eval")
     _absolute_paths(cfg)
     task = load_task(cfg.ckpt_path)
-    data_cfg = _container(cfg.data) if cfg.get("data") else task.hparams.run_config["data"]
+    data_cfg = evaluation_data(cfg.get("data"), task.hparams.run_config["data"])
     datamodule = build_datamodule(data_cfg, task.backbone_cfg["name"])
     require_evaluable_data(task, datamodule, cfg.split)  # labels of another task fail deep in test_step otherwise
     data_names, task_names = getattr(datamodule, "class_names", None), getattr(task, "class_names", None)
@@ -235,6 +244,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         _write_summary(Path(cfg.paths.output_dir), summary)
         _print_metrics(summary)
     return summary
+
+
+def evaluation_data(data: DictConfig | None, trained_on: dict[str, Any]) -> dict[str, Any]:
+    """The data config eval uses: ``data=<config>`` as given; otherwise the checkpoint's own (``trained_on``)
+    with any ``data.<key>=v`` overrides merged in; checked either way."""
+    if data is not None and "_target_" in data:
+        merged = _container(data)
+    else:
+        merged = _container(OmegaConf.merge(trained_on, data or {}))
+    check_data(merged)
+    return merged
 
 
 def _write_evaluation(task: TaskModule, output_dir: Path, split: str, summary: dict[str, Any]) -> None:
@@ -284,5 +304,6 @@ def run_cli(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         cause = _user_error(exc)
         if cause is None:
             raise
-        print(f"error: {user_message(cause)}", file=sys.stderr)
+        message = omegaconf_message(cause) if isinstance(cause, OmegaConfBaseException) else user_message(cause)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

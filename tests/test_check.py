@@ -70,7 +70,7 @@ def test_check_tool_on_a_good_config_reports_the_batch_and_writes_nothing(
         ([*TINY, "data.synthetic=null", "data.root=/no/such/root"], "data.root: /no/such/root does not exist"),
         ([*TINY, "data.synthetic=null", "data.root={data}/demo_shapes_cls", "data.val_split=valid"],
          "data.val_split: {data}/demo_shapes_cls/valid does not exist"),
-        ([*TINY, "backbone.width_mult=0"], "backbone.width_mult: width_mult must be a number > 0, got 0"),
+        ([*TINY, "backbone.width_mult=0"], "backbone.width_mult: 0 is out of range (expected > 0)"),
         ([*TINY, "backbone.pretrained=/no/weights.pth"], "backbone.pretrained: /no/weights.pth does not exist"),
         (["experiment=cub_finetune"], "data.root: {data}/CUB_200_2011 does not exist"),  # real data, not there
         (["experiment=cub_finetune", "trainer=ddp"],  # its frozen first epochs would stop DDP at the 2nd step
@@ -91,6 +91,34 @@ def test_check_stops_at_the_first_problem_with_one_error_line(
     assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {expected}"]
     assert f"✗ {expected}" in out.splitlines()
     assert not (tmp_path / "run").exists()  # the output folder is only tested, never created
+
+
+def test_scan_images_option_is_taken_out_of_the_arguments_hydra_reads() -> None:
+    option = check_module._scan_images_option
+    assert option(["check.py", "experiment=x", "--scan-images"]) == (True, ["check.py", "experiment=x"])
+    assert option(["check.py", "--scan-images=train,val", "seed=1"]) == (("train", "val"), ["check.py", "seed=1"])
+    assert option(["check.py", "seed=1"]) == (False, ["check.py", "seed=1"])
+
+
+def test_scan_images_names_the_unreadable_file_of_a_split(
+    tmp_path: Path, compose_train, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_shapes_classification(tmp_path / "shapes", images_per_class=4, size=32, seed=0)
+    images = sorted((root / "val").rglob("*.png"))
+    images[1].write_bytes(images[1].read_bytes()[:20])  # the header cut short
+    cfg = compose_train(tmp_path, [*TINY, "data.synthetic=null", f"data.root={root}"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda c: check(c, scan_images=True), cfg)
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    train_images = len(list((root / "train").rglob("*.png")))
+    assert re.search(rf"^✓ train split: {train_images} images readable \(header check, [\d.]+ s\)$", out, re.M)
+    (error,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: data: 1 of {len(images)} val images cannot be read: {images[1]} (")
+    assert out.count("images readable") == 1 and "train batch" not in out  # stopped at the first problem
+    with pytest.raises(SystemExit):
+        run_cli(lambda c: check(c, scan_images=("tset",)), cfg)
+    assert "error: --scan-images: unknown split 'tset' (expected train, val, test)" in capsys.readouterr().err
 
 
 def _number(text: str | None) -> float:

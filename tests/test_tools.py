@@ -52,11 +52,49 @@ def test_eval_cli_on_a_checkpoint_prints_the_metrics(trained: dict, run_tool) ->
     assert "[test] test/loss" in result.stdout and "test/top1" in result.stdout
 
 
+@pytest.mark.slow
+def test_eval_cli_takes_data_overrides_on_the_checkpoints_data(trained: dict, run_tool) -> None:
+    ckpt = f"ckpt_path={trained['best']}"
+    result = run_tool("eval", ckpt, "split=val", "data.num_workers=0", "data.batch_size=3", cwd=trained["cwd"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/top1" in result.stdout
+    typo = run_tool("eval", ckpt, "data.num_worker=0", cwd=trained["cwd"])
+    assert (typo.returncode, typo.stderr.splitlines()[-1]) == (
+        2,
+        "error: data.num_worker: no such key (did you mean data.num_workers?)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("tool", "overrides", "error"),
+    [
+        ("train", ["trainer.max_epoch=1"], "error: trainer.max_epoch: no such key (did you mean trainer.max_epochs?)"),
+        (
+            "train",
+            ["trainer.max_epochs=abc"],
+            "error: trainer.max_epochs: 'abc' is not valid (expected an integer or null)",
+        ),
+        ("check", ["data.batch_size=-4"], "error: data.batch_size: -4 is out of range (expected >= 1)"),
+        (
+            "check",
+            ["experiment=demoo"],
+            "error: experiment: no config named 'demoo' (expected one of celeba_attributes",
+        ),
+    ],
+)
+def test_a_config_mistake_is_one_line_before_any_work(tmp_path: Path, tool: str, overrides, error, run_tool) -> None:
+    result = run_tool(tool, *quick_train_args(tmp_path / "data"), *overrides, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith(error) and result.stderr.count("\n") == 1, result.stderr
+    assert "all checks passed" not in result.stdout
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # no run folder, no data made
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["backbone.width_mult=0"], "width_mult must be a number > 0"),
-        (["backbone.name=mobilenet_v9"], "unknown model 'mobilenet_v9'"),
+        (["backbone.width_mult=0"], "backbone.width_mult: 0 is out of range (expected > 0)"),
+        (["backbone.name=mobilenet_v9"], "backbone.name: 'mobilenet_v9' is not valid (expected one of"),
         (["backbone.pretrained=/no/such/weights.pth"], "pretrained weights not found: /no/such/weights.pth"),
         (["data.synthetic=null", "data.root=/no/such/folder"], "image folder not found: /no/such/folder/train"),
     ],

@@ -1,8 +1,10 @@
-"""Unreadable training images: ``data.on_error=skip`` names them and trains on; ``raise`` stops with one line
-naming the file, also when the image is read in a DataLoader worker."""
+"""Unreadable training images: ``data.on_error=skip`` names them (one warning per epoch, the list in the run
+folder) and trains on; ``raise`` stops with one line naming the file, also when the image is read in a DataLoader
+worker."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,9 +36,15 @@ def test_skip_names_the_unreadable_image_and_trains_on(
     cfg.trainer.limit_train_batches = None  # every training image once: the broken one is reached
     with caplog.at_level("WARNING", logger="mobivision"):
         summary = train(cfg)
+    listed = Path(summary["output_dir"]) / "skipped_images.txt"
     named = [r.getMessage() for r in caplog.records if broken.name in r.getMessage()]
-    assert len(named) == 1 and "data.on_error=skip" in named[0] and "next image takes its place" in named[0]
+    assert named == [  # one warning at the end of the epoch, nothing per file
+        f"epoch 1: data.on_error=skip replaced 1 unreadable image: {broken} (all listed in {listed})"
+    ]
+    ((path, reason),) = [line.split("\t") for line in listed.read_text().splitlines()]
+    assert path == str(broken) and reason
     assert Path(summary["last_checkpoint"]).is_file()
+    assert "MOBIVISION_SKIP_LOG" not in os.environ  # the skip log ends with the run
 
 
 def test_raise_is_one_line_naming_the_file_also_from_a_worker(

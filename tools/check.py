@@ -2,7 +2,9 @@
 
 Takes exactly the arguments of ``tools/train.py`` and composes the same config, then checks the data paths,
 weight paths and output folder, loads one training batch and runs one forward pass (``tasks/check.py``).
-Prints ``✓`` lines; the first problem ends in one ``error: <key>: <problem>`` line on stderr and exit code 2.
+``--scan-images`` (every split) or ``--scan-images=train`` also opens every image file of the split(s) with a fast
+header check (Pillow ``verify``) and names the unreadable ones. Prints ``✓`` lines; the first problem ends in one
+``error: <key>: <problem>`` line on stderr and exit code 2.
 
 Nothing is written (Hydra's run folder goes to a temporary folder, removed at exit), except what training
 writes on first use anyway: a synthetic dataset and the geo task's cell partitionings.

@@ -7,9 +7,10 @@ builds and one training batch loads; the task builds and one forward pass (and t
 gives finite values; then the expected wall time of the run on this machine: training steps (forward, loss,
 backward, optimizer step) on that batch, the loading of training batches and inference are timed for a few
 seconds on the device training would use, and scaled by the epochs (or steps), validations and test pass the
-config asks for. Each step prints a ``✓`` line; the first problem prints a ``✗`` line and raises ``CheckError``
-(a ``MobivisionError``), which ``run_cli`` turns into one ``error: <key>: <problem>`` line on stderr and exit
-code 2.
+config asks for. With ``scan_images`` (``--scan-images``), every image file of the splits is opened with a fast
+header check after the splits are read, and the first unreadable ones are named. Each step prints a ``✓`` line;
+the first problem prints a ``✗`` line and raises ``CheckError`` (a ``MobivisionError``), which ``run_cli`` turns
+into one ``error: <key>: <problem>`` line on stderr and exit code 2.
 
 The forward pass and the timing run on a copy of the task: the task built (``found["task"]``) keeps its weights
 and BatchNorm statistics. Nothing is written, except what training itself writes on first use and keeps: a
@@ -27,8 +28,10 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import urllib.parse
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -48,8 +51,11 @@ from mobivision.commands.wall_time import (
     timed_throughput,
     training_schedule,
 )
+from mobivision.config_errors import run_hydra
+from mobivision.config_schema import check_config, omegaconf_message
 from mobivision.configs import CONFIG_DIR
-from mobivision.errors import MobivisionError
+from mobivision.data.records import unreadable_images
+from mobivision.errors import ConfigError, MobivisionError
 from mobivision.factory import default_mean_std
 from mobivision.profiling import count_macs, count_parameters
 from mobivision.tasks.base import describe_value
@@ -91,11 +97,18 @@ class Report:
         raise CheckError(message) from cause
 
 
-def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool = True) -> dict[str, Any]:
+def check(
+    cfg: DictConfig,
+    *,
+    output_dir: str | Path | None = None,
+    echo: bool = True,
+    scan_images: bool | Collection[str] = False,
+) -> dict[str, Any]:
     """Check ``cfg`` (the composed train config) step by step; returns the report lines and what was found.
 
     ``output_dir``: where training would write (default ``cfg.paths.output_dir``); only tested for
-    writability, never created.
+    writability, never created. ``scan_images``: also open every image file of the splits (True: every split; or
+    split names such as ``("train",)``) with a fast header check (``--scan-images``).
     """
     report = Report(echo)
     found: dict[str, Any] = {"lines": report.lines}
@@ -113,6 +126,8 @@ def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool =
         if part.get("synthetic"):
             _check_data_paths(part, report, key, written=True)
     _report_splits(datamodule, report)
+    if scan_images:
+        _scan_images(datamodule, SPLITS if scan_images is True else tuple(scan_images), report)
     if (problem := untrainable_data(datamodule)) is not None:  # the same refusal as train's
         report.fail(problem)
     split, batch = _load_batch(datamodule, report)
@@ -135,10 +150,12 @@ def check(cfg: DictConfig, *, output_dir: str | Path | None = None, echo: bool =
 
 def _check_config(cfg: DictConfig, report: Report) -> None:
     try:
+        check_config(cfg, "train")  # the same schema check as train's (mobivision/config_schema.py)
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except ConfigError as exc:
+        report.fail(str(exc), exc)
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        report.fail(f"{key}: {exc.msg}" if key else f"config: {exc}", exc)
+        report.fail(omegaconf_message(exc), exc)
     backbone = resolved["backbone"]
     trainer = resolved["trainer"]
     strategy = trainer.get("strategy")
@@ -251,11 +268,11 @@ def _build_datamodule(cfg: DictConfig, data_cfg: dict[str, Any], report: Report)
     try:
         datamodule = build_datamodule(data_cfg, cfg.backbone.name)
     except (MobivisionError, OmegaConfBaseException) as exc:
-        report.fail(f"data: {exc}", exc)
+        report.fail(_keyed("data", exc), exc)
     except Exception as exc:
         cause = exc.__cause__
         if isinstance(cause, MobivisionError):  # through Hydra's InstantiationException
-            report.fail(f"data: {cause}", cause)
+            report.fail(_keyed("data", cause), cause)
         raise
     for key, folder in cell_dirs:
         new = sorted(set(folder.glob("cells_*.csv")) - cells_before[folder])
@@ -264,12 +281,49 @@ def _build_datamodule(cfg: DictConfig, data_cfg: dict[str, Any], report: Report)
     return datamodule
 
 
+def _keyed(key: str, error: BaseException) -> str:
+    """``<key>: <error>``, unless the message already starts with a key below ``key``."""
+    text = str(error)
+    return text if text.startswith(f"{key}.") else f"{key}: {text}"
+
+
 def _report_splits(datamodule: Any, report: Report) -> None:
     for source, module in source_modules(datamodule).items():
         prefix = f"{source}: " if source else ""
         names = getattr(module, "class_names", [])
         for split, dataset in module.datasets.items():
             report.ok(f"{prefix}{split} split: {len(dataset)} images" + (f", {len(names)} classes" if names else ""))
+
+
+SPLITS = ("train", "val", "test")
+SCAN_WORKERS = 8  # threads opening files: the scan waits on the disk, not on the CPU
+SCAN_SHOWN = 5  # unreadable files named in the error line
+
+
+def _scan_images(datamodule: Any, splits: tuple[str, ...], report: Report) -> None:
+    """Every image file of ``splits`` (of each source) opened with a header check (``unreadable_images``): one
+    ``✓`` line per split, or a failure naming the first unreadable files and their count."""
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown:
+        report.fail(f"--scan-images: unknown split {unknown[0]!r} (expected {', '.join(SPLITS)})")
+    modules = source_modules(datamodule)
+    missing = [s for s in splits if not any(s in m.datasets for m in modules.values())]
+    if missing and splits != SPLITS:
+        report.fail(f"--scan-images: the data has no {missing[0]} split")
+    for source, module in modules.items():
+        key, prefix = (f"data.sources.{source}", f"{source}: ") if source else ("data", "")
+        for split in splits:
+            if split not in module.datasets:
+                continue
+            files = list(dict.fromkeys(module.datasets[split].image_files()))
+            started = time.monotonic()
+            bad = unreadable_images(files, workers=SCAN_WORKERS)
+            seconds = time.monotonic() - started
+            if bad:
+                named = ", ".join(f"{path} ({reason})" for path, reason in bad[:SCAN_SHOWN])
+                more = f" and {len(bad) - SCAN_SHOWN} more" if len(bad) > SCAN_SHOWN else ""
+                report.fail(f"{key}: {len(bad):,} of {len(files):,} {split} images cannot be read: {named}{more}")
+            report.ok(f"{prefix}{split} split: {len(files):,} images readable (header check, {seconds:.1f} s)")
 
 
 def _check_weights(cfg: DictConfig, report: Report) -> str | None:
@@ -422,6 +476,22 @@ def _report_wall_time(cfg: DictConfig, datamodule: Any, task: Any, batch: Any, r
 # --- command line -----------------------------------------------------------------------------------------------
 
 RUN_DIR = "hydra.run.dir="
+SCAN_IMAGES = "--scan-images"
+
+
+def _scan_images_option(argv: list[str]) -> tuple[bool | tuple[str, ...], list[str]]:
+    """``--scan-images`` (every split) or ``--scan-images=train[,val...]`` taken out of ``argv`` (Hydra would refuse
+    it); returns what ``check`` takes as ``scan_images`` (False: no scan) and the other arguments."""
+    scan: bool | tuple[str, ...] = False
+    rest = []
+    for arg in argv:
+        if arg == SCAN_IMAGES:
+            scan = True
+        elif arg.startswith(SCAN_IMAGES + "="):
+            scan = tuple(s.strip() for s in arg[len(SCAN_IMAGES) + 1 :].split(",") if s.strip()) or True
+        else:
+            rest.append(arg)
+    return scan, rest
 
 
 def _intended_output_dir(cfg: DictConfig, user_run_dir: str | None) -> Path:
@@ -445,18 +515,23 @@ def _intended_output_dir(cfg: DictConfig, user_run_dir: str | None) -> Path:
 
 
 def check_main() -> None:
-    """``check <train arguments>``: Hydra's own run folder goes to a temporary folder, removed at exit; the folder
-    the user's arguments name is only tested for writability."""
+    """``check [--scan-images[=train,...]] <train arguments>``: Hydra's own run folder goes to a temporary folder,
+    removed at exit; the folder the user's arguments name is only tested for writability. ``--scan-images`` (taken
+    out before Hydra reads the arguments) also opens every image file of all (or the named) splits."""
     scratch = tempfile.mkdtemp(prefix="mobivision-check-")
-    user = [a for a in sys.argv[1:] if a.startswith(RUN_DIR)]
+    scan_images, argv = _scan_images_option(sys.argv)
+    user = [a for a in argv[1:] if a.startswith(RUN_DIR)]
     user_run_dir = user[-1][len(RUN_DIR) :] if user else None
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
     def main(cfg: DictConfig) -> None:
-        run_cli(lambda c: check(c, output_dir=_intended_output_dir(c, user_run_dir)), cfg)
+        run_cli(
+            lambda c: check(c, output_dir=_intended_output_dir(c, user_run_dir), scan_images=scan_images),
+            cfg,
+        )
 
-    sys.argv = [a for a in sys.argv if not a.startswith(RUN_DIR)] + [RUN_DIR + scratch]
+    sys.argv = [a for a in argv if not a.startswith(RUN_DIR)] + [RUN_DIR + scratch]
     try:
-        main()
+        run_hydra(main)  # an override Hydra cannot compose: one error line (mobivision/config_errors.py)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

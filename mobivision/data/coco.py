@@ -35,9 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torch.utils.data import Dataset
 
-from mobivision.data.records import BadRecords, check_on_error, load_rgb, sample_or_next_readable
+from mobivision.data.records import BadRecords, ImageDataset, check_on_error, load_rgb
 from mobivision.errors import DataError
 
 log = logging.getLogger("mobivision")
@@ -268,7 +267,7 @@ SAMPLE_KEYS = ("image", "target", "meta", "labeled")
 """Keys every detection sample has (``labeled`` only with ``image_labels``); label sets take other names."""
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset(ImageDataset):
     """Detection records plus an albumentations bbox-aware transform (``mobivision.data.detection_transforms``).
 
     A sample is ``{"image": float CHW tensor, "target": {"boxes": float32 [N, 4] xyxy in the transformed
@@ -290,8 +289,8 @@ class DetectionDataset(Dataset):
         image_labels: ``{label key: {image file name: tensor}}``; the file name is ``record.path.name``
             (``000001.jpg``), so it must be unique among the records. The tensors of one key share one shape
             and a floating dtype (NaN marks unknown values). A key must not be one of ``SAMPLE_KEYS``.
-        on_error: ``raise`` (an unreadable image stops the run, naming it) or ``skip`` (named in a warning, the
-            next readable image takes its place: ``sample_or_next_readable``).
+        on_error: ``raise`` (an unreadable image stops the run, naming it) or ``skip`` (named in the epoch's skip
+            warning, the next readable image takes its place: ``sample_or_next_readable``).
 
     Attributes:
         annotation_file: The split's COCO annotation file: the ground truth its evaluation scores against.
@@ -339,12 +338,6 @@ class DetectionDataset(Dataset):
                 self.image_labels[key], self.labeled[key] = _align_labels(key, table, names)
         self.boxes_seen = 0
         self.boxes_lost = 0
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return sample_or_next_readable(self._sample, index, len(self), on_error=self.on_error)
 
     def _sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]

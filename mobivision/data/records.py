@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -95,7 +97,14 @@ def check_on_error(on_error: str) -> None:
 
 
 class UnreadableImageError(DataError):
-    """An image file that is missing, truncated or not an image; the message names it."""
+    """An image file that is missing, truncated or not an image; the message names it (``path`` and ``reason``
+    hold its two parts when ``load_rgb`` raised it; a copy torch re-raises from a DataLoader worker has only the
+    message)."""
+
+    def __init__(self, message: str, *, path: Path | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -105,26 +114,128 @@ def load_rgb(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return rgb8(image)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:  # Pillow's decoders raise all four
-        raise UnreadableImageError(f"cannot read image {path}: {exc}") from exc
+        raise UnreadableImageError(f"cannot read image {path}: {exc}", path=Path(path), reason=str(exc)) from exc
 
 
-_skipped_here: set[str] = set()  # files this process has already named (one warning per file and process)
+# --- skipped images ---------------------------------------------------------------------------------------------
+# How ``on_error="skip"`` reports the images it replaced. The images are read in DataLoader workers, separate
+# processes, so nothing a worker keeps in memory reaches the main process. Instead each skip appends one line
+# ("<path>\t<reason>\n") to a skip log: a file opened with O_APPEND and written with a single short write, which
+# POSIX keeps whole and in order across processes (every worker, every DDP rank). Its path travels in the
+# environment variable ``SKIP_LOG_ENV``: set in the main process before the workers start (``SkippedImages.setup``,
+# tasks/callbacks.py), inherited by forked and spawned workers alike. The callback reads the lines added during
+# each training epoch and logs one warning; the file, in the run folder, keeps the full list. Without a skip log
+# (a dataset used outside a training run) each file is named in a warning once per process.
+
+SKIP_LOG_ENV = "MOBIVISION_SKIP_LOG"
+_skipped_here: set[str] = set()  # files this process has already named (no skip log: one warning per file and process)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def record_skip(error: UnreadableImageError) -> None:
+    """Report one replaced image: a line in the skip log if one is configured (``SKIP_LOG_ENV``), else a warning
+    (once per file and process)."""
+    log_file = os.environ.get(SKIP_LOG_ENV)
+    if not log_file:
+        if str(error) not in _skipped_here:
+            _skipped_here.add(str(error))
+            log.warning("data.on_error=skip: %s; the next image takes its place", error)
+        return
+    path = str(error.path) if error.path is not None else str(error)
+    line = f"{_one_line(path)}\t{_one_line(error.reason or error)}\n".encode()
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write: appended whole, never interleaved with another process's line
+    finally:
+        os.close(fd)
+
+
+def read_skip_log(log_file: Path, offset: int = 0) -> tuple[list[tuple[str, str]], int]:
+    """The ``(path, reason)`` lines ``record_skip`` appended to ``log_file`` from byte ``offset`` on, and the offset
+    after the last whole line (a line being written is left for the next read). A missing file has none."""
+    try:
+        with open(log_file, "rb") as file:
+            file.seek(offset)
+            data = file.read()
+    except FileNotFoundError:
+        return [], offset
+    whole = data[: data.rfind(b"\n") + 1]
+    entries = []
+    for line in whole.decode(errors="replace").splitlines():
+        path, _, reason = line.partition("\t")
+        entries.append((path, reason))
+    return entries, offset + len(whole)
 
 
 def sample_or_next_readable(sample: Callable[[int], T], index: int, count: int, *, on_error: str) -> T:
-    """``sample(index)``; with ``on_error="skip"`` an unreadable image is named in a warning (once per file and
-    process) and the next readable sample takes its place, so batches keep their size. Shared by the datasets, so
-    every task skips the same way; with ``raise`` the ``UnreadableImageError`` stops the run."""
+    """``sample(index)``; with ``on_error="skip"`` an unreadable image is reported (``record_skip``: a line in the
+    run's skip log, summed up in one warning per epoch; outside a training run a warning once per file and process)
+    and the next readable sample takes its place, so batches keep their size. Shared by the datasets, so every task
+    skips the same way; with ``raise`` the ``UnreadableImageError`` stops the run."""
     for step in range(count):
         try:
             return sample((index + step) % count)
         except UnreadableImageError as exc:
             if on_error != "skip":
                 raise
-            if str(exc) not in _skipped_here:
-                _skipped_here.add(str(exc))
-                log.warning("data.on_error=skip: %s; the next image takes its place", exc)
+            record_skip(exc)
     raise DataError(f"none of the {count} images of this split can be read (data.on_error=skip)")
+
+
+class ImageDataset(Dataset):
+    """What the datasets of image records share: ``records`` (each with a ``path``), one sample per record through
+    ``_sample``, unreadable images handled by ``on_error`` (``sample_or_next_readable``), and ``image_files()``."""
+
+    records: list[Any]
+    on_error: str
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return sample_or_next_readable(self._sample, index, len(self), on_error=self.on_error)
+
+    def _sample(self, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def image_files(self) -> list[Path]:
+        """Every image file this dataset reads, in record order (``tools/check.py --scan-images`` checks them)."""
+        return [Path(record.path) for record in self.records]
+
+
+def _scan_reason(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # missing file, permission: "No such file or directory"
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    text = str(exc).replace(repr(str(path)), "").replace(str(path), "")  # Pillow puts the name in its message
+    return " ".join(text.split()).strip(" :") or type(exc).__name__
+
+
+def _scan_one(path: Path) -> str | None:
+    try:
+        with Image.open(path) as image:
+            image.verify()  # header and structure (PNG chunk CRCs, ...), no pixel decoding
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ... on bad files
+        return _scan_reason(path, exc)
+    return None
+
+
+def unreadable_images(paths: list[Path] | tuple[Path, ...], *, workers: int = 4) -> list[tuple[Path, str]]:
+    """The files among ``paths`` that Pillow cannot open and verify, with the reason, in the order given.
+
+    A fast header check (``Image.open`` + ``verify()``, in ``workers`` threads): a missing, empty, non-image or
+    cut-header file is found, and a PNG with a damaged chunk; a JPEG cut inside its pixel data passes (only a full
+    decode finds it; training then skips or stops at it, as ``data.on_error`` says).
+    """
+    paths = [Path(p) for p in paths]
+    if workers <= 1 or len(paths) < 2:
+        reasons = [_scan_one(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # file reads release the GIL
+            reasons = list(pool.map(_scan_one, paths, chunksize=64))
+    return [(path, reason) for path, reason in zip(paths, reasons, strict=True) if reason is not None]
 
 
 _SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -188,12 +299,13 @@ def _target(label: int | tuple[float, ...] | GeoLabel) -> torch.Tensor | GeoTarg
     return torch.tensor(label, dtype=torch.long)
 
 
-class ClassificationDataset(Dataset):
+class ClassificationDataset(ImageDataset):
     """Records plus an albumentations-style transform (``transform(image=...)["image"]``).
 
     A record with a ``box`` is cropped to it (``crop_to_box`` with ``crop_margin``) before the transform;
     ``meta["size"]`` stays the original image's ``(height, width)``. ``on_error``: ``raise`` (an unreadable image
-    stops the run, naming it) or ``skip`` (named in a warning, the next readable image takes its place).
+    stops the run, naming it) or ``skip`` (named in the epoch's skip warning, the next readable image takes its
+    place).
     """
 
     def __init__(
@@ -213,12 +325,6 @@ class ClassificationDataset(Dataset):
         self.transform = transform
         self.crop_margin = crop_margin
         self.on_error = on_error
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return sample_or_next_readable(self._sample, index, len(self), on_error=self.on_error)
 
     def _sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]
