@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,11 +14,12 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from mobivision.data.records import SKIP_LOG_ENV, read_skip_log
-from mobivision.errors import ConfigError
+from mobivision.errors import ConfigError, MobivisionError
 from mobivision.tasks.resume import capture_rng, restore_rng
 
 
@@ -116,6 +118,17 @@ def _format_seconds(seconds: float) -> str:
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class StopOtherRanks(L.Callback):
+    """DDP started by Lightning's subprocess launcher: when rank 0 stops at a user error (a checkpoint it cannot
+    write, an unreadable image), the ranks it launched are stopped at once. Left running, they would fail seconds
+    later in their next collective with a gloo/NCCL traceback after the one ``error:`` line."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        launcher = trainer.strategy.launcher
+        if isinstance(exception, MobivisionError) and isinstance(launcher, _SubprocessScriptLauncher):
+            launcher.kill(signal.SIGKILL)  # only the launching process (rank 0) holds the other ranks' processes
 
 
 class PlainProgress(L.Callback):

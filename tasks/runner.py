@@ -29,7 +29,7 @@ from mobivision.errors import ConfigError, MobivisionError, WeightFileError, use
 from mobivision.factory import default_mean_std
 from mobivision.run_dirs import register_resolver as register_unique_dir_resolver
 from mobivision.tasks.base import TaskModule
-from mobivision.tasks.callbacks import PlainProgress, SkippedImages
+from mobivision.tasks.callbacks import PlainProgress, SkippedImages, StopOtherRanks
 from mobivision.tasks.checkpoint_io import AtomicCheckpointIO
 from mobivision.tasks.data_checks import require_evaluable_data, require_trainable_data
 from mobivision.tasks.registry import task_class
@@ -56,6 +56,7 @@ def _callbacks(cfg: DictConfig) -> list[L.Callback]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     # One warning per epoch for the images skipped by every loader worker, the full list in the run folder.
     callbacks.append(SkippedImages(Path(cfg.paths.output_dir) / SKIPPED_IMAGES))
+    callbacks.append(StopOtherRanks())  # DDP: a user error on rank 0 ends the other ranks too, without a traceback
     progress = cfg.get("progress", "auto")
     if progress == "rich" or (progress == "auto" and sys.stdout.isatty()):
         callbacks.append(RichProgressBar())

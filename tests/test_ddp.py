@@ -115,3 +115,46 @@ def test_ddp_validation_metrics_equal_one_process_evaluation(ddp_run: dict, tmp_
         with open(tmp_path / folder / "predictions_val.csv") as f:
             images = [row["image"] for row in csv.DictReader(f)]
         assert len(images) == len(set(images)) == VAL_IMAGES
+
+
+FILE_SIZE_LIMIT = """
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # logs fit, a checkpoint (~1 MB) does not
+"""
+
+
+def test_a_checkpoint_rank_zero_cannot_write_ends_every_rank_with_one_error_line(tmp_path: Path, start_tool) -> None:
+    """Rank 0 stops at the failed write; the rank it launched is stopped with it (tasks/callbacks.py
+    ``StopOtherRanks``) instead of failing in its next collective with a gloo traceback after the error line."""
+    root = write_shapes_classification(tmp_path / "shapes", images_per_class=4, size=32, seed=0)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FILE_SIZE_LIMIT)
+    process = start_tool(
+        "train",
+        "experiment=demo_classification",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=3",
+        f"data.root={root}",
+        "data.synthetic=null",
+        "data.resolution=32",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "progress=plain",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(hook)},
+    )
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and re.fullmatch(
+        r"error: cannot write checkpoint .*/checkpoints/best\.ckpt: \[Errno 27\] File too large "
+        r"\(no file was written\)",
+        errors[0],
+    ), err[-3000:]
+    assert "Traceback" not in err and "[rank1]" not in err, err[-3000:]
+    checkpoints = next((tmp_path / "runs" / "demo_classification").glob("*/checkpoints"))
+    assert not any(checkpoints.iterdir())  # no truncated checkpoint, no temp file
