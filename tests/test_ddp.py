@@ -147,7 +147,7 @@ def test_a_checkpoint_rank_zero_cannot_write_ends_every_rank_with_one_error_line
         cwd=tmp_path,
         env={"PYTHONPATH": str(hook)},
     )
-    out, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=300)
     assert process.returncode == 2, err[-3000:]
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and re.fullmatch(
