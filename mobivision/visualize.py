@@ -1,4 +1,7 @@
-"""Pictures of predictions: COCO-style detections or lines of text (attributes) drawn on images, and grids."""
+"""Pictures of predictions: COCO-style detections or lines of text (attributes) drawn on images, and grids.
+
+The drawing functions use numpy and Pillow only (the inference API's ONNX path draws with them).
+"""
 
 from __future__ import annotations
 
@@ -6,26 +9,30 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import draw_bounding_boxes, make_grid
+
+YELLOW = (255, 255, 0)
 
 
 def draw_detections(image: np.ndarray, results: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -> np.ndarray:
     """``image`` (H x W x 3 uint8) with each result's box, class name and score drawn on it.
 
     ``results`` are COCO-style dicts (``bbox`` as ``[x, y, w, h]`` in the image's pixels, ``score``) with
-    a ``label`` index into ``class_names`` or a ``category_name``.
+    a ``label`` index into ``class_names`` or a ``category_name``. Draws what torchvision's
+    ``draw_bounding_boxes(..., colors="yellow")`` draws, pixel for pixel (``tests/unit/test_visualize.py``), with
+    Pillow alone: the inference API draws the same pictures without torch.
     """
-    if not results:  # draw_bounding_boxes warns on an empty box list
-        return np.array(image, dtype=np.uint8)
-    boxes = torch.tensor([r["bbox"] for r in results], dtype=torch.float32).reshape(-1, 4)
-    boxes[:, 2:] += boxes[:, :2]
-    names = [r.get("category_name") or class_names[r["label"]] for r in results]
-    labels = [f"{name} {r['score']:.2f}" for name, r in zip(names, results, strict=True)]
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # a writable copy
-    picture = draw_bounding_boxes(pixels, boxes, labels=labels, colors="yellow")
-    return picture.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(np.array(image, dtype=np.uint8))
+    if results:
+        boxes = np.array([r["bbox"] for r in results], dtype=np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        draw = ImageDraw.Draw(picture)
+        font = ImageFont.load_default()
+        for box, result in zip(boxes.astype(np.int64).tolist(), results, strict=True):  # truncated, as torch's
+            name = result.get("category_name") or class_names[result["label"]]
+            draw.rectangle(box, width=1, outline=YELLOW)
+            draw.text((box[0] + 2, box[1] + 2), f"{name} {result['score']:.2f}", fill=YELLOW, font=font)
+    return np.asarray(picture)
 
 
 def draw_text_lines(image: np.ndarray, lines: Sequence[str], *, min_size: int = 256) -> np.ndarray:
@@ -48,6 +55,9 @@ def draw_text_lines(image: np.ndarray, lines: Sequence[str], *, min_size: int = 
 
 def image_grid(images: Sequence[np.ndarray], *, columns: int = 4, size: int = 256) -> Image.Image:
     """Images resized to ``size`` x ``size`` and tiled ``columns`` per row."""
+    import torch  # only here: the drawing functions above need no torch
+    from torchvision.utils import make_grid
+
     tiles = [torch.from_numpy(np.array(Image.fromarray(i).resize((size, size)))).permute(2, 0, 1) for i in images]
     grid = make_grid(tiles, nrow=columns, padding=4, pad_value=255)
     return Image.fromarray(grid.permute(1, 2, 0).numpy())

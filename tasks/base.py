@@ -13,8 +13,9 @@ by class (ARCHITECTURE.md, "The task protocol"). A task declares, in its own mod
 - ``loss(outputs, batch)``: the training losses of the network's outputs (the shared training step logs them);
 - ``graph_outputs_from(outputs)`` and ``evaluate_outputs(evaluator, outputs, batch)``: the network's outputs as the
   main graph's, fed to the evaluator (the shared evaluation step; a multi-head model calls them per head);
-- ``describe_predictions(outputs, images, names, options)``: per image the JSON entries, the printed line and the
-  picture a person wants (``predict`` pre-processes and runs the network, then calls it);
+- ``decoder``: where the torch-free function lives (``"module:function"``) that turns the main graph's outputs
+  into per-image results (``mobivision.inference``: JSON entries, the printed line, the picture); export writes it
+  into the file's metadata, so a checkpoint and its ONNX file are decoded by the same code;
 - ``describe_target(target)``: what ``check`` prints of a batch's targets (``describe_batch``: of the whole batch).
 
 A task builds its network from plain configs (``backbone``, ``optimizer``, ``scheduler`` dicts), calls
@@ -25,7 +26,7 @@ with a ``backbone`` attribute (used for the parameter groups and by the freeze c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,25 +51,6 @@ class PrimaryMetric:
     mode: str = "max"
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    """What a person asks of ``predict``: detections kept from ``score_threshold``, ``top_k`` classes / cells /
-    attributes shown."""
-
-    score_threshold: float = 0.3
-    top_k: int = 5
-
-
-@dataclass
-class ImagePrediction:
-    """One image's prediction: ``entries`` for ``predictions.json`` (detection: one COCO result per box), the
-    ``line`` printed for it (None: nothing) and an optional ``picture`` (``H x W x 3`` uint8) saved beside."""
-
-    entries: list[dict[str, Any]]
-    line: str | None = None
-    picture: np.ndarray | None = field(default=None, repr=False)
-
-
 class TaskModule(L.LightningModule):
     """Base Lightning module; subclasses set ``self.model``, the training step and the protocol members.
 
@@ -83,6 +65,7 @@ class TaskModule(L.LightningModule):
 
     kind: ClassVar[str]
     primary_metric: ClassVar[PrimaryMetric]
+    decoder: ClassVar[str]  # "module:function" decoding the main graph's outputs (mobivision/inference/decode.py)
     default_resolution: ClassVar[int] = 224
     model: nn.Module
 
@@ -145,20 +128,6 @@ class TaskModule(L.LightningModule):
         """Feed ``evaluator`` the network's ``outputs`` on ``batch``; returns values to log (a task's loss)."""
         self.update_evaluator(evaluator, self.graph_outputs_from(outputs), batch)
         return {}
-
-    def describe_predictions(
-        self, outputs: Any, images: list[np.ndarray], names: list[str], options: PredictOptions
-    ) -> list[ImagePrediction]:
-        """Per image the JSON entries, line and picture of the network's ``outputs`` on ``images`` (original RGB
-        arrays, pre-processed to ``self.input_size``)."""
-        raise NotImplementedError
-
-    def predict(self, images: list[np.ndarray], names: list[str], options: PredictOptions) -> list[ImagePrediction]:
-        """Predictions of original RGB images (any sizes) named ``names`` (relative paths), pre-processed like
-        evaluation."""
-        with torch.no_grad():
-            outputs = self(torch.stack([self.preprocess(image) for image in images]))
-        return self.describe_predictions(outputs, images, names, options)
 
     def describe_batch(self, batch: dict[str, Any]) -> str:
         """What ``check`` prints of a training batch: ``image float32 [32, 3, 64, 64] in [-1.00, 1.00]; target ...``."""

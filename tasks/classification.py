@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +12,7 @@ from mobivision import create_model
 from mobivision.evaluation.classification import ClassificationEvaluator
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export.graphs import ExportGraph, SingleOutput
-from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule
+from mobivision.tasks.base import PrimaryMetric, TaskModule
 
 
 class ClassificationTask(TaskModule):
@@ -27,6 +26,7 @@ class ClassificationTask(TaskModule):
     """
 
     kind: ClassVar[str] = "classification"
+    decoder: ClassVar[str] = "mobivision.inference.decode:decode_classification"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("top1", "max")
 
     def __init__(
@@ -68,16 +68,3 @@ class ClassificationTask(TaskModule):
     def export_graphs(self) -> dict[str, ExportGraph]:
         meaning = "[B, classes] class logits (softmax)"
         return {"model": ExportGraph(SingleOutput(self.model), ["logits"], {"logits": meaning})}
-
-    def describe_predictions(
-        self, outputs: torch.Tensor, images: list[np.ndarray], names: list[str], options: PredictOptions
-    ) -> list[ImagePrediction]:
-        """The top-k classes with their probabilities."""
-        k = min(options.top_k, len(self.class_names))
-        probabilities, indices = outputs.float().softmax(-1).topk(k, dim=-1)
-        predictions = []
-        for name, probs, idx in zip(names, probabilities.tolist(), indices.tolist(), strict=True):
-            top = [{"class": self.class_names[i], "probability": round(p, 5)} for p, i in zip(probs, idx, strict=True)]
-            line = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
-            predictions.append(ImagePrediction([{"image": name, "top_k": top}], line))
-        return predictions

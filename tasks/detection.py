@@ -12,16 +12,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from mobivision import create_detector
-from mobivision.evaluation.coco import CocoEvaluator, check_engine, to_coco_results
+from mobivision.evaluation.coco import CocoEvaluator, check_engine
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import SSDRawOutputs, SSDWithNMS, compare_detections
 from mobivision.export.graphs import ExportGraph
-from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
-from mobivision.visualize import draw_detections
+from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
 
 
 class DetectionTask(TaskModule):
@@ -38,6 +36,7 @@ class DetectionTask(TaskModule):
     """
 
     kind: ClassVar[str] = "detection"
+    decoder: ClassVar[str] = "mobivision.inference.decode:decode_detection"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("mAP", "max")
     default_resolution: ClassVar[int] = 320
 
@@ -145,25 +144,6 @@ class DetectionTask(TaskModule):
     def crop_pct(self) -> None:
         """Detectors see the whole image resized: no crop."""
         return None
-
-    def describe_predictions(
-        self, outputs: dict[str, torch.Tensor], images: list[np.ndarray], names: list[str], options: PredictOptions
-    ) -> list[ImagePrediction]:
-        """COCO-style results per box (``image_id`` = the image's name, boxes in original pixels, ``category_name``)
-        with score >= ``score_threshold``, and a picture with the boxes drawn."""
-        detections = self.model.predict(outputs, self.input_size)
-        predictions = []
-        for name, image, detection in zip(names, images, detections, strict=True):
-            keep = detection["scores"] >= options.score_threshold
-            kept = {k: v[keep] for k, v in detection.items()}
-            info = {"image_id": name, "size": image.shape[:2], "input_size": self.input_size}
-            results = to_coco_results([kept], [info], self.category_ids)
-            for result, label in zip(results, kept["labels"].tolist(), strict=True):
-                result["category_name"] = self.class_names[label - 1]
-            shown = ", ".join(f"{r['category_name']} {r['score']:.2f}" for r in results)
-            line = f"{len(results)} detections (score >= {options.score_threshold})" + (f": {shown}" if shown else "")
-            predictions.append(ImagePrediction(results, line, draw_detections(image, results, self.class_names)))
-        return predictions
 
     def describe_target(self, target: Any) -> str:
         boxes = sum(len(t.get("boxes", [])) for t in target)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,9 +21,8 @@ from mobivision.errors import ConfigError
 from mobivision.evaluation.attributes import AttributeEvaluator
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export.graphs import ExportGraph, SingleOutput
-from mobivision.heads.attributes import attribute_loss, decide, positive_weight
-from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
-from mobivision.visualize import draw_text_lines
+from mobivision.heads.attributes import attribute_loss, positive_weight
+from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
 
 
 class AttributeTask(TaskModule):
@@ -44,6 +42,7 @@ class AttributeTask(TaskModule):
     """
 
     kind: ClassVar[str] = "attributes"
+    decoder: ClassVar[str] = "mobivision.inference.decode:decode_attributes"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("mAP", "max")
 
     def __init__(
@@ -173,27 +172,6 @@ class AttributeTask(TaskModule):
             "attribute_names": self.class_names,
             "attribute_thresholds": [round(float(t), 6) for t in self.thresholds],
         }
-
-    def describe_predictions(
-        self, outputs: torch.Tensor, images: list[np.ndarray], names: list[str], options: PredictOptions
-    ) -> list[ImagePrediction]:
-        """Every attribute's probability and decision (``present`` sorted by probability, at the tuned thresholds),
-        and a picture with the ``top_k`` most probable present attributes."""
-        probabilities = outputs.float().sigmoid()
-        present = decide(probabilities, self.thresholds.to(probabilities.device))
-        attributes = self.class_names
-        predictions = []
-        for name, image, probs, flags in zip(names, images, probabilities.tolist(), present.tolist(), strict=True):
-            ranked = sorted((i for i, flag in enumerate(flags) if flag), key=lambda i: -probs[i])
-            entry = {
-                "image": name,
-                "probabilities": {n: round(p, 5) for n, p in zip(attributes, probs, strict=True)},
-                "present": [attributes[i] for i in ranked],
-            }
-            lines = [f"{attributes[i]} {probs[i]:.2f}" for i in ranked[: options.top_k]] or ["(no attribute present)"]
-            shown = ", ".join(entry["present"][: options.top_k]) or "(no attribute present)"
-            predictions.append(ImagePrediction([entry], shown, draw_text_lines(image, lines)))
-        return predictions
 
     def describe_target(self, target: Any) -> str:
         unknown = int(target.isnan().sum())

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +26,7 @@ from mobivision.export.geo import GeoOutputs
 from mobivision.export.graphs import ExportGraph
 from mobivision.geo.cells import cells_from_columns, parent_indices
 from mobivision.heads.geo import hierarchical_probabilities
-from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
+from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
 
 
 class GeoTask(TaskModule):
@@ -43,6 +42,7 @@ class GeoTask(TaskModule):
     """
 
     kind: ClassVar[str] = "geo"
+    decoder: ClassVar[str] = "mobivision.inference.decode:decode_geo"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("acc_25km", "max")
 
     def __init__(
@@ -86,13 +86,6 @@ class GeoTask(TaskModule):
         parents = [getattr(self, f"parents_{i}") for i in range(len(probabilities) - 1)]
         combined = hierarchical_probabilities(probabilities, parents)
         return combined / combined.sum(-1, keepdim=True)
-
-    def locate(self, logits: list[torch.Tensor], *, top_k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """From the partitionings' logits: ``(N, 2)`` predicted latitude/longitude and the ``(N, k)`` top finest
-        cells with their probabilities as ``(N, k, 2)`` ``[cell index, probability]``."""
-        probabilities = self.cell_probabilities(logits)
-        scores, cells = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
-        return self.cell_locations[cells[:, 0]], torch.stack([cells.to(scores.dtype), scores], dim=-1)
 
     # --- steps ---------------------------------------------------------------------------------------------
 
@@ -149,7 +142,13 @@ class GeoTask(TaskModule):
     def export_side_files(self, out_dir: Path, name: str) -> list[Path]:
         """``<name>.cells.json``: every partitioning's cells and the finest cells' parent indices."""
         path = Path(out_dir) / f"{name}.cells.json"
-        payload = {
+        path.write_text(json.dumps(self.cells_payload()) + "\n")
+        return [path]
+
+    def cells_payload(self) -> dict[str, Any]:
+        """Every partitioning's cells (tokens, counts, mean training locations) and the finest cells' parents:
+        what a runtime needs to turn cell probabilities into a location."""
+        return {
             "partitions": [
                 {"name": p["name"], **{k: list(p[k]) for k in ("tokens", "count", "lat", "lon")}}
                 for p in self.hparams["partitions"]
@@ -158,23 +157,6 @@ class GeoTask(TaskModule):
             "hierarchical": self.hierarchical,
             "location": "mean training location (lat, lon) of the finest partitioning's most probable cell",
         }
-        path.write_text(json.dumps(payload) + "\n")
-        return [path]
-
-    def describe_predictions(
-        self, outputs: list[torch.Tensor], images: list[np.ndarray], names: list[str], options: PredictOptions
-    ) -> list[ImagePrediction]:
-        """The predicted latitude/longitude (the best cell's mean training location) and the ``top_k`` cells of the
-        finest partitioning with their S2 tokens, centres and probabilities."""
-        cells = self.partitions[-1]
-        locations, top = self.locate(outputs, top_k=options.top_k)
-        predictions = []
-        for name, (lat, lon), ranked in zip(names, locations.tolist(), top.tolist(), strict=True):
-            best = [(cells[int(i)], round(p, 5)) for i, p in ranked]
-            top_cells = [{"token": c.token, "lat": c.lat, "lon": c.lon, "probability": p} for c, p in best]
-            line = f"{lat:.4f}, {lon:.4f} (best cell {top_cells[0]['token']})"
-            predictions.append(ImagePrediction([{"image": name, "lat": lat, "lon": lon, "top_k": top_cells}], line))
-        return predictions
 
     def describe_target(self, target: Any) -> str:
         return describe_value(target)

@@ -18,7 +18,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -27,10 +26,9 @@ from mobivision.evaluation.evaluator import Evaluator
 from mobivision.evaluation.multihead import MultiHeadEvaluator
 from mobivision.export.graphs import ExportGraph
 from mobivision.multitask import MultiTaskModel, share_module, shared_backbone
-from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule, describe_value
+from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
 from mobivision.tasks.callbacks import set_frozen
 from mobivision.tasks.registry import task_of_kind
-from mobivision.visualize import draw_text_lines
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,7 @@ class MultiTask(TaskModule):
     """
 
     kind: ClassVar[str] = "multitask"
+    decoder: ClassVar[str] = ""  # each head is decoded by its own task's decoder
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("score", "max")
 
     def __init__(
@@ -279,26 +278,6 @@ class MultiTask(TaskModule):
 
     # --- prediction and export -----------------------------------------------------------------------------
 
-    def describe_predictions(
-        self, outputs: dict[str, Any], images: list[np.ndarray], names: list[str], options: PredictOptions
-    ) -> list[ImagePrediction]:
-        """Every head's predictions of each image from the one backbone pass: ``{"image", "heads": {head: its
-        entries}}``, one line naming each head, and the first head's picture with the other heads' lines on it."""
-        per_head = {
-            name: task.describe_predictions(outputs[name], images, names, options)
-            for name, task in self.head_tasks.items()
-        }
-        predictions = []
-        for i, (name, image) in enumerate(zip(names, images, strict=True)):
-            mine = {head: results[i] for head, results in per_head.items()}
-            pictured = next((head for head, p in mine.items() if p.picture is not None), None)
-            lines = [f"{head}: {p.line}" for head, p in mine.items() if p.line is not None and head != pictured]
-            base = mine[pictured].picture if pictured is not None else image
-            entry = {"image": name, "heads": {head: p.entries for head, p in mine.items()}}
-            line = " | ".join(f"{head}: {p.line}" for head, p in mine.items() if p.line is not None)
-            predictions.append(ImagePrediction([entry], line, draw_text_lines(base, lines) if lines else base))
-        return predictions
-
     def graph_outputs_from(self, outputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
         return tuple(t for name, task in self.head_tasks.items() for t in task.graph_outputs_from(outputs[name]))
 
@@ -323,7 +302,12 @@ class MultiTask(TaskModule):
     def export_metadata(self) -> dict[str, Any]:
         return {
             "heads": {
-                name: {"kind": task.kind, "outputs": self.output_names[name], **task.export_metadata()}
+                name: {
+                    "kind": task.kind,
+                    "decoder": task.decoder,
+                    "outputs": self.output_names[name],
+                    **task.export_metadata(),
+                }
                 for name, task in self.head_tasks.items()
             }
         }

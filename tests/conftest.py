@@ -19,7 +19,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -313,3 +315,79 @@ def run_tool():
 def start_tool():
     """``start_tool(tool, *args, cwd, env=None) -> Popen[str]``: ``run_tool`` without waiting for the end."""
     return _start_tool
+
+
+# --- tiny task checkpoints (export and inference tests) ---
+
+TINY_COMMON = {"optimizer": {"name": "adamw", "lr": 1e-3}, "scheduler": {"name": "cosine"}}
+TINY_BACKBONE = {"name": "mobilenet_v1", "width_mult": 0.25}
+TINY_META = {"resolution": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_pct": 1.0}
+TINY_DETECTOR_SIZE = 128
+
+
+def save_task_checkpoint(task: Any, path: Path) -> Path:
+    """A task checkpoint as training writes it (``on_save_checkpoint`` included), without training."""
+    import lightning as L
+
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def geo_partitions() -> list[dict]:
+    """Two S2 partitionings (coarse, fine) of 450 photos around Paris, New York and Sydney."""
+    from mobivision.geo.cells import cells_to_columns, partition_cells
+
+    rng = np.random.default_rng(0)
+    centres = [(48.9, 2.3), (40.7, -74.0), (-33.9, 151.2)]
+    lats = np.concatenate([rng.normal(lat, 2.0, 150) for lat, _ in centres])
+    lons = np.concatenate([rng.normal(lon, 2.0, 150) for _, lon in centres])
+    partitions = []
+    for t_max in (300, 60):
+        cells, _ = partition_cells(lats, lons, t_min=10, t_max=t_max)
+        partitions.append({"name": f"cells_10_{t_max}", **cells_to_columns(cells)})
+    return partitions
+
+
+@pytest.fixture(scope="session")
+def tiny_task_checkpoints(tmp_path_factory: pytest.TempPathFactory, calibrate_bn) -> dict[str, Path]:
+    """A tiny classifier, attribute model, geo model and detector: random weights, BatchNorm calibrated on random
+    images (so outputs have a realistic spread), each saved as a checkpoint: ``{name: path}``."""
+    from mobivision.tasks.classification import ClassificationTask
+    from mobivision.tasks.detection import DetectionTask
+    from mobivision.tasks.face_attributes import AttributeTask
+    from mobivision.tasks.geolocation import GeoTask
+
+    folder = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    tasks = {
+        "classifier": ClassificationTask(
+            class_names=list("abcdef"), backbone=TINY_BACKBONE, data_meta=TINY_META, **TINY_COMMON
+        ),
+        "attributes": AttributeTask(
+            attribute_names=["glasses", "hat", "smile"], backbone=TINY_BACKBONE, data_meta=TINY_META, **TINY_COMMON
+        ),
+        "geo": GeoTask(partitions=geo_partitions(), backbone=TINY_BACKBONE, data_meta=TINY_META, **TINY_COMMON),
+        "detector": DetectionTask(
+            class_names=["circle", "square", "triangle"],
+            category_ids=[1, 2, 3],
+            backbone=TINY_BACKBONE,
+            data_meta={**TINY_META, "resolution": TINY_DETECTOR_SIZE},
+            detector={"postprocess": {"max_detections": 50}},
+            **TINY_COMMON,
+        ),
+    }
+    tasks["attributes"].thresholds = torch.tensor([0.3, 0.5, 0.7])
+    paths = {}
+    for name, task in tasks.items():
+        size = task.data_meta["resolution"]
+        calibrate_bn(task.model, torch.randn(8, 3, size, size))
+        paths[name] = save_task_checkpoint(task, folder / f"{name}.ckpt")
+    return paths

@@ -8,11 +8,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_DETECTOR_SIZE, TINY_META
 
+import mobivision
 from mobivision.commands.export import export_task, load_checkpoint
 from mobivision.data.coco import read_coco
 from mobivision.data.detection_transforms import detection_eval_transform
@@ -21,76 +22,19 @@ from mobivision.data.synthetic import write_shapes_detection
 from mobivision.detection.postprocess import class_scores
 from mobivision.errors import ConfigError, ExportError, WeightFileError
 from mobivision.export import compare_detections, mobile, onnx_session, read_metadata, run_onnx
-from mobivision.geo.cells import cells_to_columns, partition_cells
-from mobivision.tasks.classification import ClassificationTask
-from mobivision.tasks.detection import DetectionTask
-from mobivision.tasks.face_attributes import AttributeTask
-from mobivision.tasks.geolocation import GeoTask
 from mobivision.tasks.runner import load_task, train
 
 # Exports every task to ONNX / TorchScript / INT8 (and trains a classifier for the INT8 check): minutes on CPU.
 pytestmark = pytest.mark.slow
 
-COMMON = {"optimizer": {"name": "adamw", "lr": 1e-3}, "scheduler": {"name": "cosine"}}
-BACKBONE = {"name": "mobilenet_v1", "width_mult": 0.25}
-META = {"resolution": 64, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_pct": 1.0}
-DETECTOR_SIZE = 128
-
-
-def save_checkpoint(task: L.LightningModule, path: Path) -> Path:
-    """A task checkpoint as training writes it (``on_save_checkpoint`` included), without training."""
-    trainer = L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.strategy.connect(task)
-    trainer.save_checkpoint(path)
-    return path
-
-
-def _geo_partitions() -> list[dict]:
-    rng = np.random.default_rng(0)
-    centres = [(48.9, 2.3), (40.7, -74.0), (-33.9, 151.2)]
-    lats = np.concatenate([rng.normal(lat, 2.0, 150) for lat, _ in centres])
-    lons = np.concatenate([rng.normal(lon, 2.0, 150) for _, lon in centres])
-    partitions = []
-    for t_max in (300, 60):
-        cells, _ = partition_cells(lats, lons, t_min=10, t_max=t_max)
-        partitions.append({"name": f"cells_10_{t_max}", **cells_to_columns(cells)})
-    return partitions
+META, DETECTOR_SIZE = TINY_META, TINY_DETECTOR_SIZE
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, calibrate_bn) -> dict:
-    """A tiny classifier, attribute model, geo model and detector: random weights, BatchNorm calibrated on random
-    images (so outputs have a realistic spread), each saved as a checkpoint and loaded back."""
-    folder = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    tasks = {
-        "classifier": ClassificationTask(class_names=list("abcdef"), backbone=BACKBONE, data_meta=META, **COMMON),
-        "attributes": AttributeTask(
-            attribute_names=["glasses", "hat", "smile"], backbone=BACKBONE, data_meta=META, **COMMON
-        ),
-        "geo": GeoTask(partitions=_geo_partitions(), backbone=BACKBONE, data_meta=META, **COMMON),
-        "detector": DetectionTask(
-            class_names=["circle", "square", "triangle"],
-            category_ids=[1, 2, 3],
-            backbone=BACKBONE,
-            data_meta={**META, "resolution": DETECTOR_SIZE},
-            detector={"postprocess": {"max_detections": 50}},
-            **COMMON,
-        ),
-    }
-    tasks["attributes"].thresholds = torch.tensor([0.3, 0.5, 0.7])
-    loaded = {}
-    for name, task in tasks.items():
-        size = task.data_meta["resolution"]
-        calibrate_bn(task.model, torch.randn(8, 3, size, size))
-        loaded[name] = load_task(save_checkpoint(task, folder / f"{name}.ckpt")).eval()
-    return {"tasks": loaded, "folder": folder}
+def tiny(tiny_task_checkpoints: dict[str, Path]) -> dict:
+    """The tiny classifier, attribute model, geo model and detector of ``tiny_task_checkpoints``, loaded."""
+    loaded = {name: load_task(path).eval() for name, path in tiny_task_checkpoints.items()}
+    return {"tasks": loaded, "folder": next(iter(tiny_task_checkpoints.values())).parent}
 
 
 @pytest.mark.parametrize("name", ["classifier", "attributes", "geo", "detector"])
@@ -248,6 +192,13 @@ def test_int8_export_of_a_trained_classifier_reports_its_top1(
     assert abs(int8 - fp32) <= 0.15
     assert rows["int8"]["size_mb"] < rows["onnx"]["size_mb"]
     assert read_metadata(tmp_path / "model.int8.onnx")["calibration_images"] == "48"
+    # The inference API on the same validation images scores what the export reported, for each file
+    val = Path(load_task(trained_classifier).hparams.run_config["data"]["root"]) / "val"
+    paths = sorted(val.rglob("*.png"))
+    for name, model in (("fp32", "model.onnx"), ("int8", "model.int8.onnx"), ("fp32", trained_classifier)):
+        results = mobivision.load(tmp_path / model, batch_size=32)(paths, top_k=1)
+        top1 = np.mean([r.head.names[0] == p.parent.name for r, p in zip(results, paths, strict=True)])
+        assert top1 == pytest.approx(rows["int8"]["metrics"][name]["top1"], abs=1e-6), (name, model)
 
 
 def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(

@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import pause_training_at, wait_and_kill
 
+import mobivision
 from mobivision import profile
 from mobivision.commands.export import export_task
 from mobivision.data.synthetic import write_synthetic_faces
@@ -184,14 +185,12 @@ def test_predict_writes_every_heads_results_from_one_pass(runs, run_tool, tmp_pa
         line = next(line for line in result.stdout.splitlines() if line.startswith(entry["image"]))
         assert all(f"{head}: " in line for head in ("faces", "attributes", "birds", "geo")), line
         assert (tmp_path / "out" / Path(entry["image"]).with_suffix(".jpg")).is_file()
-    task = load_task(best).eval()
+    predictor = mobivision.load(best)
     calls = []
-    task.model.backbone.register_forward_hook(lambda *args: calls.append(1))
-    from mobivision.data.records import load_rgb
-    from mobivision.tasks.base import PredictOptions
-
-    task.predict([load_rgb(p) for p in sorted(chosen.iterdir())], ["a", "b", "c"], PredictOptions())
+    predictor.runtime.module.model.backbone.register_forward_hook(lambda *args: calls.append(1))
+    results = predictor(sorted(chosen.iterdir()), top_k=2)
     assert len(calls) == 1  # one backbone pass for every head of the three images
+    assert [r.entries() for r in results] == [[e] for e in entries]  # the files are the API's results
 
 
 def test_export_writes_one_graph_with_every_heads_outputs_and_int8_per_head(runs, run_tool, tmp_path) -> None:

@@ -42,6 +42,11 @@ def test_the_wheel_has_one_top_level_name_and_ships_every_config(wheel: Path) ->
     repo_tasks = {p.name for p in (REPO / "tasks").glob("*.py")}
     assert {n.removeprefix("mobivision/tasks/") for n in names if n.startswith("mobivision/tasks/")} == repo_tasks
     assert "mobivision/evaluation/world_outline.json" in names
+    packages = {
+        p.relative_to(REPO).as_posix() for p in (REPO / "mobivision").rglob("*.py") if "__pycache__" not in str(p)
+    }
+    assert packages <= set(names)  # every module of every sub-package (a package missing from pyproject.toml)
+    assert "mobivision/commands/serve_page.html" in names  # the page of `mobivision serve`
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mobivision = mobivision.commands.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

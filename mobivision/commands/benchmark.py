@@ -30,6 +30,9 @@ pipelines per worker (one process, one thread) beside torchvision's detection re
 table of times, images/s and ``ours speed / peer speed`` (``mobivision.commands.benchmark_coco``,
 ``mobivision.commands.benchmark_pipeline``).
 
+``inference``: ``mobivision.load(MODEL)(paths)`` against a hand-written loop over the same model and batch size,
+images/s and their ratio (``mobivision.commands.benchmark_inference``).
+
 ``multitask``: a multi-head checkpoint's one backbone pass against its heads as separate networks: multiply-adds,
 parameters and batch-1 latency, and the ratios (``mobivision.commands.benchmark_multitask``).
 
@@ -56,6 +59,7 @@ Usage::
     python tools/benchmark.py training [--device cuda] [--batch 64] [--variants eager,bf16+channels_last+compile]
         [--compile-mode default] [--repeats 10] [--images 512] [--workers 8] [--epochs 2] [--json]
     python tools/benchmark.py multitask CKPT [--threads N] [--repeats 50] [--warmup 10]
+    python tools/benchmark.py inference MODEL [--images 64] [--batch 16] [--threads 1] [--repeats 5]
     python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
         [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]
         [--out DIR]
@@ -83,11 +87,12 @@ from mobivision import create_model, list_models
 from mobivision.benchmark import SETTLE_SECONDS, TIMM_PEERS, interleaved_medians
 from mobivision.cli import exit_code, positive_float, positive_int
 from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco_scale_report, run_coco_scale
+from mobivision.commands.benchmark_inference import add_inference_parser, print_inference_report, run_inference
 from mobivision.commands.benchmark_multitask import add_multitask_parser, print_multitask_report, run_multitask
 from mobivision.commands.benchmark_training import add_training_parser, print_training_report, run_training
 from mobivision.profiling import count_parameters
 
-COMMANDS = ("backbone", "detector", "latency", "multitask", "coco-scale", "training")
+COMMANDS = ("backbone", "detector", "latency", "multitask", "coco-scale", "training", "inference")
 INFERENCE_BATCHES = (1, 32)
 TRAIN_BATCH, TRAIN_RESOLUTION, TRAIN_WARMUP = 16, 160, 3
 INFERENCE_WARMUP = 3
@@ -113,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--channels-last", action="store_true", help="NHWC memory format for models and inputs")
     add_latency_parser(commands)
     add_multitask_parser(commands)
+    add_inference_parser(commands)
     add_coco_scale_parser(commands)
     add_training_parser(commands)
     return parser
@@ -545,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.command == "multitask":
         return exit_code(lambda: print_multitask_report(run_multitask(args)))
+    if args.command == "inference":
+        return exit_code(lambda: print_inference_report(run_inference(args)))
     if args.command == "coco-scale":
         return exit_code(lambda: _coco_scale(args))
     run, show = {

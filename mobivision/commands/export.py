@@ -124,6 +124,7 @@ def task_metadata(task: TaskModule, graph: ExportGraph, *, checkpoint: str | Pat
         "mobivision_version": mobivision.__version__,
         "task": f"{type(task).__module__}.{type(task).__qualname__}",
         "task_kind": task.kind,
+        "decoder": task.decoder,  # the torch-free function that decodes the outputs (mobivision.inference)
         "input_size": list(task.input_size),
         "layout": "NCHW",
         "channel_order": "RGB",

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("mobivision.commands.train", "eval_main", "evaluate a checkpoint (ckpt_path=... [split=val])"),
     "check": ("mobivision.commands.check", "check_main", "check a training config in seconds, without training"),
     "predict": ("mobivision.commands.predict", "main", "predict with a checkpoint on an image or a folder"),
+    "serve": ("mobivision.commands.serve", "main", "a local web page and JSON endpoint predicting with a model"),
     "export": ("mobivision.commands.export", "main", "export a checkpoint to ONNX / INT8 / TorchScript / mobile"),
     "collect": ("mobivision.commands.collect", "main", "tabulate a sweep: cost, metric and the trade-off chart"),
     "profile": ("mobivision.commands.profile", "main", "multiply-adds, parameters and the paper's cost tables"),

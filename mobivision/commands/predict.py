@@ -1,12 +1,12 @@
-"""Predict with a trained checkpoint on an image or a folder of images: JSON for programs, pictures or lines
-for people.
+"""Predict with a trained checkpoint or an exported ONNX file on an image or a folder of images: JSON for programs,
+pictures or lines for people.
 
 Usage::
 
-    python tools/predict.py CHECKPOINT IMAGE_OR_FOLDER [--out DIR] [--score-threshold 0.3] [--top-k 5]
+    python tools/predict.py MODEL IMAGE_OR_FOLDER [--out DIR] [--score-threshold 0.3] [--top-k 5]
 
-What each image gets is its task's own ``predict`` (the task protocol), with the evaluation pre-processing
-recorded in the checkpoint; this module batches the files, prints one line per image and writes
+A thin layer over the inference API (``mobivision.load(MODEL)``, ``mobivision/inference``): the model's own
+evaluation pre-processing and decoding; this module finds and reads the files, prints one line per image and writes
 ``DIR/predictions.json`` plus ``DIR/<relative path>.jpg`` where the task draws a picture. Detectors: COCO results
 (``image_id`` = the file's path relative to the input, boxes in original pixels, ``category_name``) and the boxes
 drawn; classifiers: the top-k classes with probabilities; attribute models: every attribute's probability and
@@ -30,10 +30,9 @@ from PIL import Image
 
 from mobivision.cli import exit_code, positive_int
 from mobivision.data.image_folder import list_images
-from mobivision.data.records import load_rgb
+from mobivision.data.images import load_rgb
 from mobivision.errors import ConfigError, DataError
-from mobivision.tasks.base import ImagePrediction, PredictOptions, TaskModule
-from mobivision.tasks.runner import load_task
+from mobivision.inference import Predictor, Result, load
 
 
 def find_images(source: str | Path) -> tuple[Path, list[Path]]:
@@ -47,28 +46,29 @@ def find_images(source: str | Path) -> tuple[Path, list[Path]]:
 
 
 def predict_files(
-    task: TaskModule, root: Path, paths: list[Path], out_dir: Path, options: PredictOptions, *, batch_size: int = 16
-) -> dict[Path, ImagePrediction]:
-    """``task.predict`` on ``paths`` in batches; writes ``out_dir/predictions.json`` (every image's entries) and
-    ``out_dir/<picture name>`` for each prediction with a picture (``picture_names``). A file that cannot be read
-    is named on stderr and skipped; if none can be read, ``DataError``."""
+    predictor: Predictor, root: Path, paths: list[Path], out_dir: Path, *, score_threshold: float, top_k: int
+) -> dict[Path, Result]:
+    """``predictor`` on ``paths`` in its batches; writes ``out_dir/predictions.json`` (every image's entries) and
+    ``out_dir/<picture name>`` for each result with a picture (``picture_names``). A file that cannot be read is
+    named on stderr and skipped; if none can be read, ``DataError``."""
     pictures = picture_names([str(p.relative_to(root)) for p in paths])
-    predictions: dict[Path, ImagePrediction] = {}
-    for start in range(0, len(paths), batch_size):
-        chunk = [(path, image) for path in paths[start : start + batch_size] if (image := _readable(path)) is not None]
+    results: dict[Path, Result] = {}
+    for start in range(0, len(paths), predictor.batch_size):
+        chunk = [(p, image) for p in paths[start : start + predictor.batch_size] if (image := _readable(p)) is not None]
         names = [str(path.relative_to(root)) for path, _ in chunk]
-        results = task.predict([image for _, image in chunk], names, options) if chunk else []
-        for (path, _), name, prediction in zip(chunk, names, results, strict=True):
-            if prediction.picture is not None:
-                picture = out_dir / pictures[name]
-                picture.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(prediction.picture).save(picture, quality=92)
-            predictions[path] = prediction
-    if not predictions:
+        predicted = predictor([image for _, image in chunk], names=names, score_threshold=score_threshold, top_k=top_k)
+        for (path, _), result in zip(chunk, predicted if chunk else [], strict=True):
+            picture = result.picture()
+            if picture is not None:
+                file = out_dir / pictures[result.image]
+                file.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(picture).save(file, quality=92)
+            results[path] = result
+    if not results:
         raise DataError(f"none of the {len(paths)} image files under {root} can be read")
-    entries = [entry for prediction in predictions.values() for entry in prediction.entries]
+    entries = [entry for result in results.values() for entry in result.entries()]
     (out_dir / "predictions.json").write_text(json.dumps(entries, indent=1) + "\n")
-    return predictions
+    return results
 
 
 def _readable(path: Path) -> np.ndarray | None:
@@ -90,7 +90,7 @@ def picture_names(names: list[str]) -> dict[str, str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a mobivision task checkpoint (.ckpt)")
+    parser.add_argument("checkpoint", help="a mobivision task checkpoint (.ckpt) or an exported .onnx")
     parser.add_argument("source", help="an image file or a folder of images")
     parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="detections kept (default 0.3)")
@@ -103,14 +103,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     if not 0.0 <= args.score_threshold <= 1.0:
         raise ConfigError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    task = load_task(args.checkpoint).eval()
+    predictor = load(args.checkpoint)
     root, paths = find_images(args.source)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    options = PredictOptions(score_threshold=args.score_threshold, top_k=args.top_k)
-    for path, prediction in predict_files(task, root, paths, out, options).items():
-        if prediction.line is not None:
-            print(f"{path.relative_to(root)}: {prediction.line}")
+    results = predict_files(predictor, root, paths, out, score_threshold=args.score_threshold, top_k=args.top_k)
+    for path, result in results.items():
+        print(f"{path.relative_to(root)}: {result.line()}")
     print(f"wrote {out / 'predictions.json'}")
 
 

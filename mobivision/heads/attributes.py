@@ -121,14 +121,3 @@ def attribute_loss(
 
     loss = contributions.sum() / count.clamp(min=1)
     return {"loss": loss, "bce": bce_mean, "distill": distill_mean}
-
-
-def decide(probabilities: torch.Tensor, thresholds: torch.Tensor | Sequence[float] | float) -> torch.Tensor:
-    """Per-attribute decisions ``probabilities >= thresholds`` (thresholds broadcast over the last axis)."""
-    thresholds = torch.as_tensor(thresholds, device=probabilities.device)
-    if thresholds.ndim > 1 or (thresholds.ndim == 1 and thresholds.shape[0] != probabilities.shape[-1]):
-        raise ConfigError(
-            f"thresholds of shape {tuple(thresholds.shape)} do not fit probabilities of shape "
-            f"{tuple(probabilities.shape)} (expected one threshold per attribute)"
-        )
-    return probabilities >= thresholds

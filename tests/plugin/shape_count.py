@@ -11,7 +11,6 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,8 +18,8 @@ from torch import nn
 from mobivision import create_backbone
 from mobivision.evaluation.evaluator import Evaluator, image_keys
 from mobivision.export import ExportGraph
-from mobivision.tasks.base import ImagePrediction, PredictOptions, PrimaryMetric, TaskModule
-from mobivision.visualize import draw_text_lines
+from mobivision.inference import Values
+from mobivision.tasks.base import PrimaryMetric, TaskModule
 
 
 class CountHead(nn.Module):
@@ -89,6 +88,7 @@ class ShapeCountTask(TaskModule):
     """
 
     kind: ClassVar[str] = "shape_count"
+    decoder: ClassVar[str] = "shape_count:decode_counts"  # this module (the plug-in package), torch-free function
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("mae", "min")
 
     def __init__(self, *, class_names: list[str], category_ids: list[int], **common: Any) -> None:
@@ -115,12 +115,12 @@ class ShapeCountTask(TaskModule):
     def export_graphs(self) -> dict[str, ExportGraph]:
         return {"model": ExportGraph(self.model, ["counts"], {"counts": "[B, classes] expected count per class"})}
 
-    def describe_predictions(
-        self, outputs: torch.Tensor, images: list[np.ndarray], names: list[str], options: PredictOptions
-    ) -> list[ImagePrediction]:
-        predictions = []
-        for name, image, row in zip(names, images, outputs.tolist(), strict=True):
-            entry = {"image": name, "counts": {n: round(c, 3) for n, c in zip(self.class_names, row, strict=True)}}
-            lines = [f"{n}: {c:.1f}" for n, c in entry["counts"].items()]
-            predictions.append(ImagePrediction([entry], ", ".join(lines), draw_text_lines(image, lines)))
-        return predictions
+
+def decode_counts(outputs: Any, meta: Any, placements: Any, options: Any, side: Any = None) -> list[Values]:
+    """The plug-in's decoder (``ShapeCountTask.decoder``): the expected count of each class, per image."""
+    results = []
+    for row in outputs["counts"].tolist():
+        counts = {n: round(c, 3) for n, c in zip(meta["class_names"], row, strict=True)}
+        lines = [f"{n}: {c:.1f}" for n, c in counts.items()]
+        results.append(Values({"counts": counts}, ", ".join(lines), lines))
+    return results

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mobivision.errors import ConfigError, DataError
-from mobivision.heads.attributes import attribute_loss, decide, positive_weight
+from mobivision.heads.attributes import attribute_loss, positive_weight
 
 NAN = math.nan
 
@@ -193,13 +193,3 @@ def test_attribute_loss_rejects_bad_configuration(kwargs: dict, match: str) -> N
 def test_attribute_loss_rejects_mismatched_targets() -> None:
     with pytest.raises(DataError, match="targets have shape"):
         attribute_loss(torch.zeros(2, 3), torch.zeros(3, 2))
-
-
-def test_decide_is_greater_or_equal_per_attribute() -> None:
-    probabilities = torch.tensor([[0.5, 0.2, 0.9], [0.49, 0.3, 0.95]])
-    decisions = decide(probabilities, torch.tensor([0.5, 0.3, 0.95]))
-    assert decisions.dtype == torch.bool
-    assert decisions.tolist() == [[True, False, False], [False, True, True]]
-    assert decide(probabilities, 0.5).tolist() == [[True, False, True], [False, False, True]]
-    with pytest.raises(ConfigError, match="one threshold per attribute"):
-        decide(probabilities, torch.tensor([0.5, 0.5]))

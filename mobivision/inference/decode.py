@@ -1,0 +1,221 @@
+"""A head's graph outputs (numpy) -> its typed result, from the exported file's metadata.
+
+numpy only, so ONNX Runtime needs no torch. The SSD decoding repeats ``mobivision/detection/postprocess.py``
+(torchvision's ``BoxCoder.decode_single``, ``clip_boxes_to_image``, per-class top-k, ``batched_nms``) in numpy:
+the ONNX path cannot import torchvision, and ``tests/unit/test_inference_decode.py`` holds the two equal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mobivision.errors import WeightFileError
+from mobivision.inference.preprocess import Placement
+from mobivision.inference.results import Attributes, Classes, Detections, Location
+
+BBOX_XFORM_CLIP = math.log(1000.0 / 16)  # torchvision's BoxCoder clamp of dw, dh
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a person asks: detections kept from ``score_threshold``, ``top_k`` classes / attributes / cells."""
+
+    score_threshold: float = 0.3
+    top_k: int = 5
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+Decoder = Callable[[dict[str, np.ndarray], dict[str, Any], list[Placement], Options, Any], list[Any]]
+"""``decoder(outputs, meta, placements, options, side)`` -> one head result per image: ``outputs`` by the head's own
+output names, ``meta`` its metadata entries, ``side`` its side-car data (geo: the cells file), or None."""
+
+
+def decoder_for(meta: dict[str, Any]) -> Decoder:
+    """The decoder a head's metadata names (``decoder``: ``"module:function"``, the task's ``decoder``), or for a
+    file exported before that entry existed, the built-in one of its kind."""
+    path = meta.get("decoder") or f"{__name__}:{_BUILT_IN.get(meta.get('kind', ''), '')}"
+    module, _, function = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as exc:
+        raise WeightFileError(
+            f"no decoder {path!r} for a head of kind {meta.get('kind')!r} (a plug-in task's package must be installed)"
+        ) from exc
+
+
+def decode_classification(
+    outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None
+) -> list[Classes]:
+    """The ``top_k`` classes of each image."""
+    return _classes(outputs["logits"], meta["class_names"], options)
+
+
+def decode_attributes(outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None) -> list[Attributes]:
+    """Every attribute's probability and the present ones, at the tuned thresholds."""
+    return _attributes(outputs["logits"], meta, options)
+
+
+def decode_geo(outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None) -> list[Location]:
+    """The most probable cell's mean training location and the ``top_k`` cells (``side``: the cells file)."""
+    return _locations(outputs["cell_probabilities"], side, options)
+
+
+def decode_detection(outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None) -> list[Detections]:
+    """Boxes in original pixels (raw SSD outputs decoded here, or a graph with NMS inside)."""
+    return _detections(outputs, meta, placements, options)
+
+
+_BUILT_IN = {
+    "classification": "decode_classification",
+    "attributes": "decode_attributes",
+    "geo": "decode_geo",
+    "detection": "decode_detection",
+}
+
+
+def _classes(logits: np.ndarray, names: list[str], options: Options) -> list[Classes]:
+    probabilities = softmax(logits.astype(np.float32))
+    k = min(options.top_k, probabilities.shape[-1])
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    return [
+        Classes([names[i] for i in idx], [float(p[i]) for i in idx])
+        for p, idx in zip(probabilities, order, strict=True)
+    ]
+
+
+def _attributes(logits: np.ndarray, meta: dict[str, Any], options: Options) -> list[Attributes]:
+    names, thresholds = meta["attribute_names"], np.asarray(meta["attribute_thresholds"], dtype=np.float32)
+    results = []
+    for probabilities in sigmoid(logits.astype(np.float32)):
+        present = sorted(np.flatnonzero(probabilities >= thresholds), key=lambda i: -probabilities[i])
+        results.append(
+            Attributes(
+                {n: float(p) for n, p in zip(names, probabilities, strict=True)},
+                [names[i] for i in present],
+                options.top_k,
+            )
+        )
+    return results
+
+
+def _locations(probabilities: np.ndarray, cells: dict[str, Any] | None, options: Options) -> list[Location]:
+    if cells is None:
+        raise WeightFileError("a geo head needs its cells (the <name>.cells.json file beside the model)")
+    finest = cells["partitions"][-1]
+    k = min(options.top_k, probabilities.shape[-1])
+    results = []
+    for image in probabilities.astype(np.float32):
+        order = np.argsort(-image, kind="stable")[:k]
+        top = [
+            {"token": finest["tokens"][i], "lat": finest["lat"][i], "lon": finest["lon"][i], "probability": p}
+            for i, p in ((i, round(float(image[i]), 5)) for i in order)
+        ]
+        results.append(Location(float(finest["lat"][order[0]]), float(finest["lon"][order[0]]), top))
+    return results
+
+
+# --- detection ----------------------------------------------------------------------------------------------
+
+
+def _detections(
+    outputs: dict[str, np.ndarray], meta: dict[str, Any], placements: list[Placement], options: Options
+) -> list[Detections]:
+    if "boxes" in outputs:  # the graph with NMS inside (model_nms.onnx)
+        per_image = [
+            (outputs["boxes"][i, :n], outputs["scores"][i, :n], outputs["labels"][i, :n].astype(np.int64))
+            for i, n in enumerate(outputs["num_detections"].reshape(-1).astype(int))
+        ]
+    else:
+        per_image = decode_ssd(outputs["cls_logits"], outputs["bbox_regression"], outputs["anchors"], meta)
+    results = []
+    for (boxes, scores, labels), placement in zip(per_image, placements, strict=True):
+        keep = scores >= options.score_threshold
+        results.append(
+            Detections(
+                placement.to_original(boxes[keep].astype(np.float32)),
+                scores[keep].astype(np.float32),
+                labels[keep] - 1,  # 1-based (0 is the background) -> index into class_names
+                list(meta["class_names"]),
+                list(meta["category_ids"]),
+                options.score_threshold,
+            )
+        )
+    return results
+
+
+def decode_ssd(
+    cls_logits: np.ndarray, bbox_regression: np.ndarray, anchors: np.ndarray, meta: dict[str, Any]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image ``(boxes [N, 4] xyxy input pixels, scores [N], labels [N] 1-based)``, best first, as
+    ``decode_detections`` makes them."""
+    options = meta["postprocess"]
+    height, width = meta["input_size"]
+    cls_logits, bbox_regression = cls_logits.astype(np.float32), bbox_regression.astype(np.float32)
+    scores = sigmoid(cls_logits[..., 1:]) if meta["score_function"] == "sigmoid" else softmax(cls_logits)[..., 1:]
+    results = []
+    for image_scores, regression in zip(scores, bbox_regression, strict=True):
+        boxes = _decode_boxes(regression, anchors.astype(np.float32), meta["box_coder_weights"])
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+        k = min(options["topk_candidates"], image_scores.shape[0])
+        per_class = image_scores.T  # [C - 1, A]
+        top_anchors = np.argsort(-per_class, axis=1, kind="stable")[:, :k]
+        top_scores = np.take_along_axis(per_class, top_anchors, axis=1)
+        labels = np.broadcast_to(np.arange(1, per_class.shape[0] + 1)[:, None], top_scores.shape)
+        keep = top_scores > options["score_threshold"]
+        top_scores, top_anchors, labels = top_scores[keep], top_anchors[keep], labels[keep]
+        candidates = boxes[top_anchors]
+        kept = _batched_nms(candidates, top_scores, labels, options["nms_iou"])[: options["max_detections"]]
+        results.append((candidates[kept], top_scores[kept], labels[kept]))
+    return results
+
+
+def _decode_boxes(regression: np.ndarray, anchors: np.ndarray, weights: list[float]) -> np.ndarray:
+    """torchvision's ``BoxCoder.decode_single`` (Faster R-CNN coder), float32 as there."""
+    wx, wy, ww, wh = (np.float32(w) for w in weights)
+    widths, heights = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    ctr_x, ctr_y = anchors[:, 0] + np.float32(0.5) * widths, anchors[:, 1] + np.float32(0.5) * heights
+    dx, dy = regression[:, 0] / wx, regression[:, 1] / wy
+    dw = np.minimum(regression[:, 2] / ww, np.float32(BBOX_XFORM_CLIP))
+    dh = np.minimum(regression[:, 3] / wh, np.float32(BBOX_XFORM_CLIP))
+    pred_ctr_x, pred_ctr_y = dx * widths + ctr_x, dy * heights + ctr_y
+    half_w, half_h = np.float32(0.5) * (np.exp(dw) * widths), np.float32(0.5) * (np.exp(dh) * heights)
+    return np.stack([pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h], axis=1)
+
+
+def _batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by per-class greedy NMS, by decreasing score (torchvision's ``batched_nms``: classes kept
+    apart by offsetting each class's boxes beyond the others')."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = labels.astype(np.float32) * (boxes.max() + np.float32(1))
+    shifted = boxes + offsets[:, None]
+    order = np.argsort(-scores, kind="stable")
+    areas = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
+    keep = []
+    suppressed = np.zeros(len(boxes), dtype=bool)
+    for position, i in enumerate(order):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        rest = order[position + 1 :]
+        rest = rest[~suppressed[rest]]
+        width = (np.minimum(shifted[i, 2], shifted[rest, 2]) - np.maximum(shifted[i, 0], shifted[rest, 0])).clip(0)
+        height = (np.minimum(shifted[i, 3], shifted[rest, 3]) - np.maximum(shifted[i, 1], shifted[rest, 1])).clip(0)
+        inter = width * height
+        suppressed[rest[inter / (areas[i] + areas[rest] - inter) > iou_threshold]] = True
+    return np.asarray(keep, dtype=np.int64)
