@@ -31,8 +31,11 @@ class Options:
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
-    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+    """Softmax over the last axis, computed in place in one new array (detections: 81 classes x 3234 anchors)."""
+    e = x - x.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -140,7 +143,9 @@ def _detections(
             for i, n in enumerate(outputs["num_detections"].reshape(-1).astype(int))
         ]
     else:
-        per_image = decode_ssd(outputs["cls_logits"], outputs["bbox_regression"], outputs["anchors"], meta)
+        per_image = decode_ssd(
+            outputs["cls_logits"], outputs["bbox_regression"], outputs["anchors"], meta, options.score_threshold
+        )
     results = []
     for (boxes, scores, labels), placement in zip(per_image, placements, strict=True):
         keep = scores >= options.score_threshold
@@ -158,27 +163,34 @@ def _detections(
 
 
 def decode_ssd(
-    cls_logits: np.ndarray, bbox_regression: np.ndarray, anchors: np.ndarray, meta: dict[str, Any]
+    cls_logits: np.ndarray,
+    bbox_regression: np.ndarray,
+    anchors: np.ndarray,
+    meta: dict[str, Any],
+    keep_from: float = 0.0,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per image ``(boxes [N, 4] xyxy input pixels, scores [N], labels [N] 1-based)``, best first, as
-    ``decode_detections`` makes them."""
+    ``decode_detections`` makes them, restricted to scores >= ``keep_from``. Candidates below ``keep_from`` are
+    dropped before NMS, which keeps the same boxes: in greedy NMS a box is only ever suppressed by a higher-scoring
+    one, and the kept boxes at or above ``keep_from`` are a prefix of the full result."""
     options = meta["postprocess"]
     height, width = meta["input_size"]
-    cls_logits, bbox_regression = cls_logits.astype(np.float32), bbox_regression.astype(np.float32)
-    scores = sigmoid(cls_logits[..., 1:]) if meta["score_function"] == "sigmoid" else softmax(cls_logits)[..., 1:]
+    cls_logits, bbox_regression = np.asarray(cls_logits, np.float32), np.asarray(bbox_regression, np.float32)
+    anchors = np.asarray(anchors, np.float32)
     results = []
-    for image_scores, regression in zip(scores, bbox_regression, strict=True):
-        boxes = _decode_boxes(regression, anchors.astype(np.float32), meta["box_coder_weights"])
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-        k = min(options["topk_candidates"], image_scores.shape[0])
-        per_class = image_scores.T  # [C - 1, A]
-        top_anchors = np.argsort(-per_class, axis=1, kind="stable")[:, :k]
-        top_scores = np.take_along_axis(per_class, top_anchors, axis=1)
-        labels = np.broadcast_to(np.arange(1, per_class.shape[0] + 1)[:, None], top_scores.shape)
-        keep = top_scores > options["score_threshold"]
-        top_scores, top_anchors, labels = top_scores[keep], top_anchors[keep], labels[keep]
-        candidates = boxes[top_anchors]
+    for logits, regression in zip(cls_logits, bbox_regression, strict=True):  # per image: its scores stay in cache
+        scores = sigmoid(logits[:, 1:]) if meta["score_function"] == "sigmoid" else softmax(logits)[:, 1:]
+        # Per class the topk_candidates best anchors above the thresholds: thresholding first and then keeping
+        # each class's k best is the same set as torch's top-k then threshold, and it sorts only the survivors.
+        anchors_kept, classes = np.nonzero((scores > options["score_threshold"]) & (scores >= keep_from))
+        candidate_scores = scores[anchors_kept, classes]
+        order = np.lexsort((-candidate_scores, classes))  # by class, best first within a class
+        classes, anchors_kept, candidate_scores = classes[order], anchors_kept[order], candidate_scores[order]
+        within = np.arange(len(classes)) - np.searchsorted(classes, classes) < options["topk_candidates"]
+        top_scores, top_anchors, labels = candidate_scores[within], anchors_kept[within], classes[within] + 1
+        candidates = _decode_boxes(regression[top_anchors], anchors[top_anchors], meta["box_coder_weights"])
+        candidates[:, 0::2] = candidates[:, 0::2].clip(0, width)
+        candidates[:, 1::2] = candidates[:, 1::2].clip(0, height)
         kept = _batched_nms(candidates, top_scores, labels, options["nms_iou"])[: options["max_detections"]]
         results.append((candidates[kept], top_scores[kept], labels[kept]))
     return results

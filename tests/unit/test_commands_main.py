@@ -30,4 +30,4 @@ def test_an_unknown_command_is_one_error_line_with_a_suggestion(capsys: pytest.C
 
 def test_arguments_reach_the_command(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     assert main(["predict", str(tmp_path / "missing.ckpt"), str(tmp_path)]) == 2
-    assert f"checkpoint not found: {tmp_path / 'missing.ckpt'}" in capsys.readouterr().err
+    assert f"model file not found: {tmp_path / 'missing.ckpt'}" in capsys.readouterr().err
