@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import functools
 import inspect
 import os
 import re
@@ -97,6 +98,7 @@ RANGES: dict[str, Range] = {
 }  # fmt: skip
 
 
+@functools.cache  # read once: every key's check consults it
 def _choices() -> dict[str, tuple[Any, ...]]:
     from mobivision.factory import list_models
     from mobivision.optim import OPTIMIZERS, SCHEDULES
@@ -110,6 +112,7 @@ def _choices() -> dict[str, tuple[Any, ...]]:
     }
 
 
+@functools.cache
 def _signatures() -> dict[str, tuple[Callable[..., Any], frozenset[str]]]:
     """The function each name-dispatched group feeds, and the arguments the code passes itself."""
     from mobivision.factory import create_backbone
