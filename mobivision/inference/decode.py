@@ -2,7 +2,7 @@
 
 numpy only, so ONNX Runtime needs no torch. The SSD decoding repeats ``mobivision/detection/postprocess.py``
 (torchvision's ``BoxCoder.decode_single``, ``clip_boxes_to_image``, per-class top-k, ``batched_nms``) in numpy:
-the ONNX path cannot import torchvision, and ``tests/unit/test_inference_decode.py`` holds the two equal.
+the ONNX path cannot import torchvision, and ``tests/test_inference.py`` holds the two equal.
 """
 
 from __future__ import annotations
@@ -60,28 +60,6 @@ def decoder_for(meta: dict[str, Any]) -> Decoder:
         ) from exc
 
 
-def decode_classification(
-    outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None
-) -> list[Classes]:
-    """The ``top_k`` classes of each image."""
-    return _classes(outputs["logits"], meta["class_names"], options)
-
-
-def decode_attributes(outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None) -> list[Attributes]:
-    """Every attribute's probability and the present ones, at the tuned thresholds."""
-    return _attributes(outputs["logits"], meta, options)
-
-
-def decode_geo(outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None) -> list[Location]:
-    """The most probable cell's mean training location and the ``top_k`` cells (``side``: the cells file)."""
-    return _locations(outputs["cell_probabilities"], side, options)
-
-
-def decode_detection(outputs: Any, meta: Any, placements: Any, options: Options, side: Any = None) -> list[Detections]:
-    """Boxes in original pixels (raw SSD outputs decoded here, or a graph with NMS inside)."""
-    return _detections(outputs, meta, placements, options)
-
-
 _BUILT_IN = {
     "classification": "decode_classification",
     "attributes": "decode_attributes",
@@ -90,8 +68,16 @@ _BUILT_IN = {
 }
 
 
-def _classes(logits: np.ndarray, names: list[str], options: Options) -> list[Classes]:
-    probabilities = softmax(logits.astype(np.float32))
+def decode_classification(
+    outputs: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    placements: list[Placement],
+    options: Options,
+    side: Any = None,
+) -> list[Classes]:
+    """The ``top_k`` classes of each image."""
+    names = meta["class_names"]
+    probabilities = softmax(outputs["logits"].astype(np.float32))
     k = min(options.top_k, probabilities.shape[-1])
     order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
     return [
@@ -100,10 +86,17 @@ def _classes(logits: np.ndarray, names: list[str], options: Options) -> list[Cla
     ]
 
 
-def _attributes(logits: np.ndarray, meta: dict[str, Any], options: Options) -> list[Attributes]:
+def decode_attributes(
+    outputs: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    placements: list[Placement],
+    options: Options,
+    side: Any = None,
+) -> list[Attributes]:
+    """Every attribute's probability and the present ones, at the tuned thresholds."""
     names, thresholds = meta["attribute_names"], np.asarray(meta["attribute_thresholds"], dtype=np.float32)
     results = []
-    for probabilities in sigmoid(logits.astype(np.float32)):
+    for probabilities in sigmoid(outputs["logits"].astype(np.float32)):
         present = sorted(np.flatnonzero(probabilities >= thresholds), key=lambda i: -probabilities[i])
         results.append(
             Attributes(
@@ -115,7 +108,15 @@ def _attributes(logits: np.ndarray, meta: dict[str, Any], options: Options) -> l
     return results
 
 
-def _locations(probabilities: np.ndarray, cells: dict[str, Any] | None, options: Options) -> list[Location]:
+def decode_geo(
+    outputs: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    placements: list[Placement],
+    options: Options,
+    side: Any = None,
+) -> list[Location]:
+    """The most probable cell's mean training location and the ``top_k`` cells (``side``: the cells file)."""
+    probabilities, cells = outputs["cell_probabilities"], side
     if cells is None:
         raise WeightFileError("a geo head needs its cells (the <name>.cells.json file beside the model)")
     finest = cells["partitions"][-1]
@@ -134,9 +135,14 @@ def _locations(probabilities: np.ndarray, cells: dict[str, Any] | None, options:
 # --- detection ----------------------------------------------------------------------------------------------
 
 
-def _detections(
-    outputs: dict[str, np.ndarray], meta: dict[str, Any], placements: list[Placement], options: Options
+def decode_detection(
+    outputs: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    placements: list[Placement],
+    options: Options,
+    side: Any = None,
 ) -> list[Detections]:
+    """Boxes in original pixels (raw SSD outputs decoded here, or a graph with NMS inside)."""
     if "boxes" in outputs:  # the graph with NMS inside (model_nms.onnx)
         per_image = [
             (outputs["boxes"][i, :n], outputs["scores"][i, :n], outputs["labels"][i, :n].astype(np.int64))
