@@ -1,9 +1,10 @@
 """INT8 ONNX by static post-training quantization (ONNX Runtime's ``quantize_static``, QDQ format).
 
 Weights are quantized to int8 per output channel (symmetric), activations to int8 with ranges measured on
-calibration images (min/max by default). The QDQ format keeps the float graph and inserts
-QuantizeLinear/DequantizeLinear pairs, which ONNX Runtime (>= 1.11 for per-channel QDQ on CPU) fuses into
-integer kernels; other runtimes that read QDQ (TensorRT, QNN, XNNPACK through ORT) can use the same file.
+calibration images (min/max by default); only the operators of ``INT8_OP_TYPES`` are quantized. The QDQ format keeps
+the float graph and inserts QuantizeLinear/DequantizeLinear pairs, which ONNX Runtime (>= 1.11 for per-channel QDQ
+on CPU) fuses into integer kernels; other runtimes that read QDQ (OpenVINO, TensorRT, QNN, XNNPACK through ORT) can
+use the same file (the export checks OpenVINO when it is installed).
 Before quantizing, the float model goes through ORT's ``quant_pre_process`` (shape inference and graph
 optimisation), as ORT's documentation recommends.
 """
@@ -21,9 +22,17 @@ from mobivision.errors import ExportError, MobivisionError
 from mobivision.export.onnx_model import read_metadata, set_metadata
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# The operators given int8 inputs: those with integer kernels that carry a MobileNet's cost (convolutions, fully
+# connected layers, residual additions, pooling). ONNX Runtime's default also wraps every other operator it knows
+# (Mul, Softmax, Where, Reshape, Concat...) in QuantizeLinear/DequantizeLinear, constants included: the geo head's
+# probability arithmetic then holds an int8 scalar constant times a float scale, which OpenVINO before 2024 cannot
+# fold ("Arguments do not have the same element type", OpenVINO 2023.3 on the geo and multi-head files), and
+# quantizing probabilities costs accuracy for no speed. Other runtimes read these files too (tests/test_export.py).
+INT8_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool")
 
 
-def _single_images(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+def single_images(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Each ``[3, H, W]`` image of ``[B, 3, H, W]`` (or ``[3, H, W]``) float arrays, as float32."""
     for batch in batches:
         batch = np.asarray(batch, dtype=np.float32)
         yield from batch[None] if batch.ndim == 3 else batch
@@ -36,7 +45,7 @@ class _Reader:
 
     def __init__(self, input_name: str, batches: Iterable[np.ndarray]) -> None:
         self.input_name = input_name
-        self._images = _single_images(batches)
+        self._images = single_images(batches)
         self.count = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -109,6 +118,7 @@ def quantize_int8(
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=method,
+                op_types_to_quantize=list(INT8_OP_TYPES),
                 # Not CalibMaxIntermediateOutputs: ORT 1.32's min/max calibrator then drops the ranges collected
                 # before each flush (only the last partial chunk counts; a whole number of chunks raises "No data
                 # is collected"). Min/max keeps two numbers per tensor and image, so memory is no issue.
@@ -129,8 +139,8 @@ def quantize_int8(
         proto,
         {
             **metadata,
-            "quantization": f"static INT8 QDQ (onnxruntime quantize_static): int8 weights {weights} symmetric, "
-            f"int8 activations asymmetric, {calibrate_method} calibration",
+            "quantization": f"static INT8 QDQ (onnxruntime quantize_static) of {', '.join(INT8_OP_TYPES)}: int8 "
+            f"weights {weights} symmetric, int8 activations asymmetric, {calibrate_method} calibration",
             "calibration_images": str(reader.count),
         },
     )

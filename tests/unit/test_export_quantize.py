@@ -13,6 +13,7 @@ from torch import nn
 
 from mobivision.errors import ExportError
 from mobivision.export import export_onnx, onnx_session, quantize_int8, read_metadata, run_onnx
+from mobivision.export.quantize import INT8_OP_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,32 @@ def test_without_calibration_images_is_an_export_error(tmp_path: Path, fp32: Pat
         quantize_int8(tmp_path / "missing.onnx", tmp_path / "x.onnx", _calibration(1))
     with pytest.raises(ExportError, match="calibrate_method"):
         quantize_int8(fp32, tmp_path / "x.onnx", _calibration(1), calibrate_method="mse")
+
+
+class ScaledSoftmax(nn.Module):
+    """A convolution, then probability arithmetic with a scalar constant (as the geo head's cell probabilities)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.conv(x).mean((2, 3)), 1) * 0.5
+
+
+def test_only_operators_with_integer_kernels_are_quantized(tmp_path: Path) -> None:
+    """Quantizing the scalar constant of a ``Mul`` broke OpenVINO < 2024 (``INT8_OP_TYPES``' comment): the
+    probability arithmetic (Softmax, Mul) reads float tensors, not DequantizeLinear outputs, and no scalar constant
+    is stored quantized."""
+    torch.manual_seed(0)
+    fp32 = export_onnx(ScaledSoftmax(), tmp_path / "s.onnx", input_size=(16, 16), output_names=["p"])
+    path = quantize_int8(fp32, tmp_path / "s.int8.onnx", _calibration(2))
+    graph = onnx.load(str(path)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    fed = {n.op_type for n in graph.node if dequantized & set(n.input)}
+    assert "Conv" in fed and not fed & {"Softmax", "Mul"}, fed
+    assert {"Softmax", "Mul"} <= {n.op_type for n in graph.node} and "Mul" not in INT8_OP_TYPES
+    scalars = {i.name for i in graph.initializer if not i.dims}
+    assert not [n.name for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in scalars]
+    x = _calibration(1)[0]
+    np.testing.assert_allclose(run_onnx(onnx_session(path), x)[0].sum(1), 0.5, rtol=1e-6)  # float softmax * 0.5
