@@ -21,7 +21,7 @@ from mobivision.data.records import load_rgb
 from mobivision.data.synthetic import write_shapes_detection
 from mobivision.detection.postprocess import class_scores
 from mobivision.errors import ConfigError, ExportError, WeightFileError
-from mobivision.export import compare_detections, mobile, onnx_session, read_metadata, run_onnx
+from mobivision.export import compare_detections, mobile, onnx_session, openvino_ir, read_metadata, run_onnx
 from mobivision.tasks.runner import load_task, train
 
 # Exports every task to ONNX / TorchScript / INT8 (and trains a classifier for the INT8 check): minutes on CPU.
@@ -176,8 +176,10 @@ def trained_classifier(tmp_path_factory: pytest.TempPathFactory, compose_train) 
 def test_int8_export_of_a_trained_classifier_reports_its_top1(
     trained_classifier: Path, tmp_path: Path, start_tool
 ) -> None:
+    openvino = openvino_ir.available(quantization=True)
+    formats = "onnx,int8,openvino-int8" if openvino else "onnx,int8"
     process = start_tool(
-        "export", str(trained_classifier), "--out", str(tmp_path), "--formats", "onnx,int8",
+        "export", str(trained_classifier), "--out", str(tmp_path), "--formats", formats,
         "--calibration-images", "48", cwd=tmp_path,
     )  # fmt: skip
     stdout, stderr = process.communicate(timeout=300)
@@ -195,10 +197,19 @@ def test_int8_export_of_a_trained_classifier_reports_its_top1(
     # The inference API on the same validation images scores what the export reported, for each file
     val = Path(load_task(trained_classifier).hparams.run_config["data"]["root"]) / "val"
     paths = sorted(val.rglob("*.png"))
-    for name, model in (("fp32", "model.onnx"), ("int8", "model.int8.onnx"), ("fp32", trained_classifier)):
+    files = [("int8", "fp32", "model.onnx"), ("int8", "int8", "model.int8.onnx"), ("int8", "fp32", trained_classifier)]
+    if openvino:  # NNCF's INT8 IR, and ONNX Runtime's INT8 file read by OpenVINO (the export's note)
+        files.append(("openvino-int8", "int8", "model.int8.xml"))
+        ov_fp32, ov_int8 = (rows["openvino-int8"]["metrics"][k]["top1"] for k in ("fp32", "int8"))
+        assert ov_fp32 == fp32 and abs(ov_int8 - fp32) <= 0.15
+        assert read_metadata(tmp_path / "model.onnx")["task_kind"] == "classification"
+        assert {"model.int8.xml", "model.int8.bin"} <= set(report["files"])
+        (note,) = [n for n in report["notes"] if n.startswith("model.int8.onnx also runs in OpenVINO")]
+        assert "top1" in note
+    for row, name, model in files:
         results = mobivision.load(tmp_path / model, batch_size=32)(paths, top_k=1)
         top1 = np.mean([r.head.names[0] == p.parent.name for r, p in zip(results, paths, strict=True)])
-        assert top1 == pytest.approx(rows["int8"]["metrics"][name]["top1"], abs=1e-6), (name, model)
+        assert top1 == pytest.approx(rows[row]["metrics"][name]["top1"], abs=1e-6), (name, model)
 
 
 def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(
@@ -209,6 +220,17 @@ def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(
         # a negative allowance fails even an INT8 model as good as the float one
         export_task(task, tmp_path, formats=["int8"], calibration_images=16, parity_images=0, max_metric_drop=-1.0)
     assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "export_report.json").is_file()
+
+
+def test_an_openvino_format_without_openvino_installed_is_a_config_error_naming_the_extra(
+    tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openvino_ir, "available", lambda quantization=False: False)
+    with pytest.raises(
+        ConfigError, match=r"format openvino needs optional packages: pip install 'mobivision\[openvino\]'"
+    ):
+        export_task(tiny["tasks"]["classifier"], tmp_path, formats="onnx,openvino", parity_images=0)
+    assert not (tmp_path / "model.onnx").exists()  # refused before anything is written
 
 
 def test_bad_checkpoints_are_one_clear_error_line(tiny: dict, tmp_path: Path, start_tool) -> None:

@@ -1,5 +1,5 @@
 """The inference API (``mobivision.load``): every input kind, each head's result schema, checkpoint vs exported
-ONNX agreement, and the ONNX path without torch."""
+ONNX vs exported OpenVINO IR agreement, and the exported files' path without torch."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ from PIL import Image
 import mobivision
 from mobivision.commands.benchmark import build_parser
 from mobivision.commands.benchmark_inference import run_inference, write_photos
-from mobivision.commands.export import export_task
+from mobivision.commands.export import FP16_ATOL, FP16_RTOL, export_task
 from mobivision.detection.postprocess import decode_detections
 from mobivision.errors import ConfigError, WeightFileError
+from mobivision.export import openvino_ir
 from mobivision.inference import Attributes, Classes, Detections, Location, Result
 from mobivision.inference.decode import decode_ssd
+from mobivision.inference.preprocess import prepare_batch
 from mobivision.tasks.runner import load_task
 
-# Exports four tiny models to ONNX (parity-checked): about half a minute.
+# Exports four tiny models to ONNX and OpenVINO IR (parity-checked): about a minute.
 pytestmark = pytest.mark.slow
 
 KINDS = {"classifier": Classes, "attributes": Attributes, "geo": Location, "detector": Detections}
@@ -42,14 +44,21 @@ IMAGES = [_photo(120, 200, 0), _photo(300, 90, 1), _photo(64, 64, 2), _photo(481
 
 @pytest.fixture(scope="module")
 def models(tiny_task_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Per tiny model its checkpoint, its ONNX export (detector: also the graph with NMS)."""
+    """Per tiny model its checkpoint, its ONNX export (detector: also the graph with NMS) and, where OpenVINO is
+    installed, its OpenVINO IR with fp32 and with fp16 weights."""
     found = {}
     for name, ckpt in tiny_task_checkpoints.items():
         out = tmp_path_factory.mktemp(f"export_{name}")
-        formats = "onnx,onnx-nms" if name == "detector" else "onnx"
+        formats = ["onnx", "onnx-nms"] if name == "detector" else ["onnx"]
+        formats += ["openvino", "openvino-fp16"] if openvino_ir.available() else []
         export_task(load_task(ckpt).eval(), out, formats=formats, parity_images=2, checkpoint=ckpt)
-        found[name] = {"ckpt": ckpt, "onnx": out / "model.onnx", "nms": out / "model_nms.onnx"}
+        found[name] = {"ckpt": ckpt, "out": out, "onnx": out / "model.onnx", "nms": out / "model_nms.onnx"}
+        found[name] |= {"xml": out / "model.xml", "fp16": out / "model.fp16.xml"}
     return found
+
+
+def _needs_openvino() -> None:
+    pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install -e '.[openvino]' (part of dev)")
 
 
 def _assert_same(a: Result, b: Result, *, boxes_px: float = 1e-2, probability: float = 1e-4) -> None:
@@ -86,6 +95,45 @@ def test_a_checkpoint_and_its_onnx_export_give_the_same_results(models: dict, na
         assert sum(len(r.head.scores) for r in from_ckpt) > 20
         for a, b in zip(from_ckpt, mobivision.load(models[name]["nms"])(IMAGES, score_threshold=0.0), strict=True):
             _assert_same(a, b)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_an_openvino_export_gives_the_results_of_the_onnx_file(models: dict, name: str) -> None:
+    _needs_openvino()
+    from_onnx = mobivision.load(models[name]["onnx"])
+    from_ir = mobivision.load(models[name]["xml"], batch_size=3, threads=1)
+    for a, b in zip(
+        from_onnx(IMAGES, score_threshold=0.0, top_k=3), from_ir(IMAGES, score_threshold=0.0, top_k=3), strict=True
+    ):
+        assert isinstance(b.head, KINDS[name])
+        _assert_same(a, b)
+    if name == "detector":
+        assert sum(len(r.head.scores) for r in from_ir(IMAGES, score_threshold=0.0)) > 20
+    # fp16 weights: the raw outputs within the export's fp16 tolerance (near-ties of these random-weight models may
+    # swap places in a ranking, so the outputs are compared rather than the ranked results)
+    batch, _ = prepare_batch(IMAGES, from_onnx.preprocessing)
+    expected, got = from_onnx.runtime.run(batch), mobivision.load(models[name]["fp16"]).runtime.run(batch)
+    assert list(got) == list(expected)
+    for output, want in expected.items():
+        np.testing.assert_allclose(got[output], want, atol=FP16_ATOL + FP16_RTOL * np.abs(want).max(), rtol=0)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_an_openvino_ir_holds_the_onnx_files_metadata_and_its_files_are_in_the_manifest(
+    models: dict, name: str
+) -> None:
+    _needs_openvino()
+    onnx = mobivision.load(models[name]["onnx"]).metadata
+    for file, weights in (("xml", "fp32"), ("fp16", "fp16")):
+        stored = dict(mobivision.load(models[name][file]).metadata)
+        assert stored.pop("openvino_weights").startswith(weights)
+        assert stored == onnx
+    report = json.loads((models[name]["out"] / "export_report.json").read_text())
+    assert {"model.xml", "model.bin", "model.fp16.xml", "model.fp16.bin", "model.onnx"} <= set(report["files"])
+    rows = {row["format"]: row for row in report["rows"]}
+    assert rows["openvino"]["ok"] and rows["openvino-fp16"]["ok"]
+    ir_bytes = sum((models[name]["out"] / f).stat().st_size for f in ("model.xml", "model.bin"))
+    assert rows["openvino"]["size_mb"] == pytest.approx(ir_bytes / 2**20, abs=1e-4)  # the weights file counted
 
 
 def test_the_numpy_ssd_decoding_equals_the_tasks_decoding(models: dict) -> None:
@@ -169,6 +217,16 @@ def test_bad_inputs_are_one_clear_error(models: dict, tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(WeightFileError, match="cannot open as an ONNX model"):
         mobivision.load(tmp_path / "junk.onnx")
+    if openvino_ir.available():
+        (tmp_path / "junk.xml").write_text("<net>not an IR")
+        with pytest.raises(WeightFileError, match=r"junk\.xml: cannot open as an OpenVINO IR"):
+            mobivision.load(tmp_path / "junk.xml")
+        unpaired = tmp_path / "unpaired.xml"
+        unpaired.write_bytes(models["classifier"]["xml"].read_bytes())  # its model.bin is not beside it
+        with pytest.raises(WeightFileError, match=r"unpaired\.xml: cannot open as an OpenVINO IR"):
+            mobivision.load(unpaired)
+        with pytest.raises(ConfigError, match="an OpenVINO IR runs on the CPU"):
+            mobivision.load(models["classifier"]["xml"], device="cuda")
     predictor = mobivision.load(models["classifier"]["onnx"])
     with pytest.raises(ConfigError, match="an array image must be H x W x 3 uint8"):
         predictor(np.zeros((8, 8, 3), dtype=np.float32))
@@ -188,17 +246,19 @@ print(json.dumps([r.to_dict() for r in results]))
 """
 
 
-@pytest.mark.parametrize("name", ["detector", "geo"])
-def test_the_onnx_path_runs_without_torch(models: dict, name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "file"), [("detector", "onnx"), ("geo", "onnx"), ("detector", "xml"), ("geo", "xml")])
+def test_the_exported_files_run_without_torch(models: dict, name: str, file: str, tmp_path: Path) -> None:
+    if file == "xml":
+        _needs_openvino()
     Image.fromarray(IMAGES[0]).save(tmp_path / "photo.png")
     script = tmp_path / "torch_free.py"
     script.write_text(textwrap.dedent(TORCH_FREE))
     done = subprocess.run(
-        [sys.executable, str(script), str(models[name]["onnx"]), str(tmp_path / "photo.png")],
+        [sys.executable, str(script), str(models[name][file]), str(tmp_path / "photo.png")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    expected = mobivision.load(models[name]["onnx"])([tmp_path / "photo.png"], score_threshold=0.0)
+    expected = mobivision.load(models[name][file])([tmp_path / "photo.png"], score_threshold=0.0)
     assert json.loads(done.stdout) == [json.loads(json.dumps(r.to_dict())) for r in expected]
 
 

@@ -22,7 +22,7 @@ import mobivision
 from mobivision import profile
 from mobivision.commands.export import export_task
 from mobivision.data.synthetic import write_synthetic_faces
-from mobivision.export import mobile
+from mobivision.export import mobile, openvino_ir
 from mobivision.export.onnx_model import read_metadata
 from mobivision.tasks.multitask import MultiTask
 from mobivision.tasks.runner import load_task
@@ -196,7 +196,8 @@ def test_predict_writes_every_heads_results_from_one_pass(runs, run_tool, tmp_pa
 def test_export_writes_one_graph_with_every_heads_outputs_and_int8_per_head(runs, run_tool, tmp_path) -> None:
     best = runs["second"] / "checkpoints" / "best.ckpt"
     out = tmp_path / "export"
-    result = _ok(run_tool("export", str(best), "--out", str(out), "--formats", "onnx,int8,torchscript",
+    formats = "onnx,int8,torchscript" + (",openvino,openvino-int8" if openvino_ir.available(quantization=True) else "")
+    result = _ok(run_tool("export", str(best), "--out", str(out), "--formats", formats,
                           "--calibration-images", "16", cwd=tmp_path))  # fmt: skip
     report = json.loads((out / "export_report.json").read_text())
     rows = {row["format"]: row for row in report["rows"]}
@@ -221,6 +222,11 @@ def test_export_writes_one_graph_with_every_heads_outputs_and_int8_per_head(runs
     for metric in ("faces/mAP", "attributes/mAP", "birds/top1", "geo/acc_25km", "score"):
         assert metric in int8["fp32"] and metric in int8["int8"], metric
     assert "faces/mAP" in rows["int8"]["check"] and "birds/top1" in rows["int8"]["check"]
+    if "openvino" in formats:  # one IR with every head: the same outputs and results as the ONNX file
+        assert rows["openvino"]["parity"]["outputs"] and "birds/top1" in rows["openvino-int8"]["metrics"]["int8"]
+        images = [np.random.default_rng(i).integers(0, 256, (90, 120, 3), dtype=np.uint8) for i in range(3)]
+        from_onnx, from_ir = (mobivision.load(out / f)(images, top_k=2) for f in ("model.onnx", "model.xml"))
+        assert [r.line() for r in from_ir] == [r.line() for r in from_onnx]  # every head's rounded result
 
 
 def test_benchmark_compares_the_joint_pass_with_separate_networks(runs, run_tool, tmp_path) -> None:

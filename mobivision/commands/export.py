@@ -9,6 +9,10 @@ onnx          ``model.onnx``              ONNX Runtime vs PyTorch, max |diff| pe
 onnx-nms      ``model_nms.onnx``          detectors: detections after NMS in the graph vs the task's
                                           post-processing, per image as sets (same count, labels, boxes)
 int8          ``model.int8.onnx``         the task metric on the validation split, ORT fp32 vs ORT INT8
+                                          (and in OpenVINO when installed: a note says it runs there)
+openvino      ``model.xml`` + ``.bin``    OpenVINO IR, fp32 weights: OpenVINO (f32) vs PyTorch, per output
+openvino-fp16 ``model.fp16.xml`` + bin    fp16 weights: as openvino, fp16 tolerance (``FP16_ATOL/RTOL``)
+openvino-int8 ``model.int8.xml`` + bin    INT8 by NNCF: the task metric, ORT fp32 vs OpenVINO INT8
 torchscript   ``model.ts``                TorchScript vs PyTorch, max |diff| per output
 pte           ``model.pte``               ExecuTorch (XNNPACK) vs PyTorch (optional package)
 tflite        ``model.tflite``            LiteRT vs PyTorch (optional packages)
@@ -41,16 +45,18 @@ Export a trained checkpoint of any task to ONNX, INT8 ONNX, TorchScript and mobi
 
 Usage::
 
-    python tools/export.py CHECKPOINT [--out DIR] [--formats onnx,onnx-nms,int8,torchscript,pte,tflite]
+    python tools/export.py CHECKPOINT [--out DIR] [--formats onnx,onnx-nms,int8,openvino,...,pte,tflite]
         [--opset 17] [--exporter torchscript|dynamo] [--calibration-images 200] [--parity-images 8]
         [--eval-images N] [--threads N] [--max-metric-drop X] [--name model]
 
 Writes ``DIR/model.onnx`` (dynamic batch; pre-processing, labels and output meanings in its metadata),
 ``model_nms.onnx`` (detectors: decoding and NMS in the graph), ``model.int8.onnx`` (static INT8, calibrated on
 training images), ``model.ts`` (TorchScript), ``model.pte`` (ExecuTorch, needs ``executorch``) and
-``model.tflite`` (LiteRT, needs ``litert-torch`` and ``ai-edge-litert``), plus ``export_report.json``. Each file is
-run against the PyTorch model right away: a float format whose outputs differ beyond the stated tolerance, or an
-INT8 model that loses more than ``--max-metric-drop`` of the task's metric, ends with exit code 2 and the report.
+``model.tflite`` (LiteRT, needs ``litert-torch`` and ``ai-edge-litert``), ``model.xml``, ``model.fp16.xml`` and
+``model.int8.xml`` (OpenVINO IR, each with its ``.bin``; need the ``openvino`` extra), plus ``export_report.json``.
+Each file is run against the PyTorch model right away: a float format whose outputs differ beyond the stated
+tolerance, or an INT8 model that loses more than ``--max-metric-drop`` of the task's metric, ends with exit code 2
+and the report.
 Default formats: onnx, onnx-nms (detectors), int8, torchscript; default DIR: ``<run folder>/export``.
 A bad input (missing, truncated or foreign checkpoint, weights that do not fit) ends with one ``error: ...`` line.
 """
@@ -59,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -77,10 +84,12 @@ from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import (
     ExportGraph,
     ParityReport,
+    compare_outputs,
     export_onnx,
     export_torchscript,
     mobile,
     onnx_session,
+    openvino_ir,
     quantize_int8,
     run_onnx,
     torch_runner,
@@ -91,18 +100,29 @@ from mobivision.tasks.base import TaskModule
 from mobivision.tasks.multitask_data import source_modules
 from mobivision.tasks.runner import build_datamodule, load_task
 
-FORMATS = ("onnx", "onnx-nms", "int8", "torchscript", "pte", "tflite")
+FORMATS = ("onnx", "onnx-nms", "int8", "openvino", "openvino-fp16", "openvino-int8", "torchscript", "pte", "tflite")
 DEFAULT_FORMATS = ("onnx", "onnx-nms", "int8", "torchscript")
 GRAPH_OF_FORMAT = {"onnx-nms": "nms"}  # formats of a task's extra graph; every other format writes "model"
 FILE_OF_FORMAT = {
     "onnx": "{name}.onnx",
     "onnx-nms": "{name}_nms.onnx",
     "int8": "{name}.int8.onnx",
+    "openvino": "{name}.xml",
+    "openvino-fp16": "{name}.fp16.xml",
+    "openvino-int8": "{name}.int8.xml",
     "torchscript": "{name}.ts",
     "pte": "{name}.pte",
     "tflite": "{name}.tflite",
 }
+INT8_FORMATS = ("int8", "openvino-int8")  # calibrated on the task's data, checked by its metric
+FROM_ONNX = ("int8", "openvino", "openvino-fp16", "openvino-int8")  # converted from the float ONNX file
 REPORT_NAME = "export_report.json"
+# OpenVINO IR with fp16 weights: each weight rounded to 11 significant bits (relative error <= 2^-11 = 4.9e-4), and
+# the errors of a dozen layers add up: outputs moved by 1e-4 of the largest output on the trained demo classifier
+# and by up to 4% on the tests' random-weight detector (whose activations grow layer after layer). A wrong graph
+# (a missing layer, swapped channels, a wrong normalisation) differs by the outputs' own scale.
+FP16_ATOL = 1e-2
+FP16_RTOL = 5e-2
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------
@@ -245,7 +265,9 @@ class ExportRow:
 
     @property
     def size_mb(self) -> float:
-        return self.path.stat().st_size / 2**20 if self.path.is_file() else 0.0
+        """The file's size, with its weights file for an OpenVINO IR (``model.xml`` + ``model.bin``)."""
+        files = [self.path, openvino_ir.bin_file(self.path)] if self.path.suffix == ".xml" else [self.path]
+        return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -401,19 +423,23 @@ def export_task(
     out_dir = export_folder(out_dir)
     result = ExportResult(out_dir)
     size = task.input_size
-    if data is None and (parity_images > 0 or "int8" in wanted):
+    int8_formats = [f for f in INT8_FORMATS if f in wanted]
+    if data is None and (parity_images > 0 or int8_formats):
         try:
             data = TaskData.from_task(task)
         except MobivisionError as exc:
-            if "int8" in wanted:
+            if int8_formats:
                 raise ConfigError(
                     f"INT8 needs calibration and validation images from the task's data, which cannot be read: "
-                    f"{exc}; leave int8 out of --formats"
+                    f"{exc}; leave {','.join(int8_formats)} out of --formats"
                 ) from exc
             result.notes.append(f"parity on random inputs only: the task's data cannot be read ({exc})")
     for fmt in ("pte", "tflite"):
         if fmt in wanted and not mobile.available(fmt):
             raise ConfigError(f"format {fmt} needs optional packages: {mobile.INSTALL[fmt]}")
+    for fmt in wanted:
+        if fmt.startswith("openvino") and not openvino_ir.available(quantization=fmt == "openvino-int8"):
+            raise ConfigError(f"format {fmt} needs optional packages: {openvino_ir.INSTALL}")
     inputs = _parity_inputs(task, data, parity_images)
     graphs = task.export_graphs()
     main = graphs["model"]
@@ -426,11 +452,30 @@ def export_task(
             details = row.parity.table() if row.parity is not None else row.check
             raise ExportError(f"{row.format} export {row.path} failed its check:\n{details}")
 
-    def parity_row(fmt: str, path: Path, run: Callable[[np.ndarray], Any], graph: ExportGraph) -> ExportRow:
+    def parity_row(
+        fmt: str, path: Path, run: Callable[[np.ndarray], Any], graph: ExportGraph, compare: Any = None
+    ) -> ExportRow:
         report = verify_parity(
-            torch_runner(graph.module), run, inputs, graph.output_names, format=fmt, compare=graph.compare
+            torch_runner(graph.module), run, inputs, graph.output_names, format=fmt, compare=compare or graph.compare
         )
         return ExportRow(fmt, path, report.summary(), report.ok, report)
+
+    fp32_scores: list[tuple[dict[str, float], Evaluator]] = []  # the float ONNX file's metrics, computed once
+
+    def int8_row(fmt: str, path: Path, run: Callable[[np.ndarray], Any], runtime: str) -> ExportRow:
+        """The task's metrics of an INT8 file against the float ONNX file's on the evaluation split."""
+        assert data is not None
+        if not fp32_scores:
+            fp32_scores.append(evaluate_runner(task, lambda x: run_onnx(session, x), data, eval_images))
+        fp32, evaluator = fp32_scores[0]
+        int8, _ = evaluate_runner(task, run, data, eval_images)
+        primary = task.primary_metric.name
+        drop = _delta(primary, fp32[primary], int8[primary], evaluator)
+        ok = max_metric_drop is None or not drop > max_metric_drop or math.isnan(drop)
+        check = f"{data.eval_split}, fp32 ONNX -> {runtime}: {_metric_text(fp32, int8, evaluator)}"
+        if not ok:
+            check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"
+        return ExportRow(fmt, path, check, ok, metrics={"fp32": fp32, "int8": int8})
 
     def onnx_row(fmt: str, path: Path, graph: ExportGraph, graph_exporter: str) -> Any:
         """Write ``graph`` as ONNX with its metadata, check its parity; returns its ONNX Runtime session."""
@@ -451,14 +496,15 @@ def export_task(
     for stale in previous_export_files(out_dir):  # nothing is written before the arguments and data are checked
         stale.unlink()
     result.files = [out_dir / FILE_OF_FORMAT[fmt].format(name=name) for fmt in wanted]
-    if "int8" in wanted:  # INT8 is quantized from the float ONNX file
+    result.files += [openvino_ir.bin_file(f) for f in result.files if f.suffix == ".xml"]
+    if any(f in wanted for f in FROM_ONNX):
         result.files.append(out_dir / FILE_OF_FORMAT["onnx"].format(name=name))
     try:
         for side_file in task.export_side_files(out_dir, name):
             result.files.append(side_file)
             result.notes.append(f"{side_file.name.removeprefix(name + '.').split('.')[0]}: {side_file}")
         onnx_path = out_dir / f"{name}.onnx"
-        if "onnx" in wanted or "int8" in wanted:
+        if "onnx" in wanted or any(f in wanted for f in FROM_ONNX):
             session = onnx_row("onnx", onnx_path, main, exporter)
         if "onnx-nms" in wanted:
             # the in-graph NonMaxSuppression is a TorchScript-exporter symbolic
@@ -468,15 +514,23 @@ def export_task(
             path = out_dir / f"{name}.int8.onnx"
             quantize_int8(onnx_path, path, data.calibration(calibration_images), per_channel=True)
             int8_session = onnx_session(path, threads=threads)
-            fp32, evaluator = evaluate_runner(task, lambda x: run_onnx(session, x), data, eval_images)
-            int8, _ = evaluate_runner(task, lambda x: run_onnx(int8_session, x), data, eval_images)
-            primary = task.primary_metric.name
-            drop = _delta(primary, fp32[primary], int8[primary], evaluator)
-            ok = max_metric_drop is None or not drop > max_metric_drop or math.isnan(drop)
-            check = f"{data.eval_split} {_metric_text(fp32, int8, evaluator)}"
-            if not ok:
-                check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"
-            finish(ExportRow("int8", path, check, ok, metrics={"fp32": fp32, "int8": int8}))
+            finish(int8_row("int8", path, lambda x: run_onnx(int8_session, x), "ONNX Runtime INT8"))
+            if openvino_ir.available():  # which runtimes read the file: checked, not claimed (a note, not a gate)
+                in_openvino = int8_row("int8", path, openvino_ir.openvino_runner(path, threads=threads), "OpenVINO")
+                result.notes.append(f"{path.name} also runs in OpenVINO: {in_openvino.check}")
+        if "openvino" in wanted:
+            path = openvino_ir.export_openvino(onnx_path, out_dir / f"{name}.xml")
+            finish(parity_row("openvino", path, openvino_ir.openvino_runner(path, threads=threads), main))
+        if "openvino-fp16" in wanted:
+            path = openvino_ir.export_openvino(onnx_path, out_dir / f"{name}.fp16.xml", fp16_weights=True)
+            fp16 = functools.partial(compare_outputs, atol=FP16_ATOL, rtol=FP16_RTOL)
+            finish(parity_row("openvino-fp16", path, openvino_ir.openvino_runner(path, threads=threads), main, fp16))
+        if "openvino-int8" in wanted:
+            assert data is not None
+            path = out_dir / f"{name}.int8.xml"
+            openvino_ir.quantize_openvino(onnx_path, path, data.calibration(calibration_images))
+            run_int8 = openvino_ir.openvino_runner(path, threads=threads)
+            finish(int8_row("openvino-int8", path, run_int8, "OpenVINO INT8 (NNCF)"))
         if "torchscript" in wanted:
             path = export_torchscript(main.module, out_dir / f"{name}.ts", input_size=size)
             finish(parity_row("torchscript", path, torchscript_runner(path), main))
@@ -495,7 +549,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a mobivision task checkpoint (.ckpt)")
     parser.add_argument("--out", help="output folder (default: <run folder>/export beside checkpoints/)")
-    parser.add_argument("--formats", help=f"comma-separated, from {','.join(FORMATS)} (default: all but mobile)")
+    parser.add_argument(
+        "--formats", help=f"comma-separated, from {','.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)})"
+    )
     parser.add_argument("--name", default="model", help="file stem of the exported files (default: model)")
     parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
     parser.add_argument(

@@ -1,7 +1,8 @@
 """Use a trained model: ``predictor = mobivision.load("best.ckpt" or "model.onnx"); result = predictor("photo.jpg")``.
 
-A checkpoint runs on PyTorch (its export graph), an exported ``.onnx`` (fp32 or INT8) on ONNX Runtime with numpy,
-Pillow and OpenCV only: loading and predicting from an ONNX file imports neither torch nor Lightning. The same
+A checkpoint runs on PyTorch (its export graph), an exported ``.onnx`` (fp32 or INT8) on ONNX Runtime and an exported
+OpenVINO IR ``.xml`` (fp32, fp16 weights or INT8) on OpenVINO, with numpy, Pillow and OpenCV only: loading and
+predicting from an exported file imports neither torch nor Lightning. The same
 images give the same results either way (pre-processing and decoding are shared). ARCHITECTURE.md, "Inference".
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mobivision.errors import WeightFileError
+from mobivision.errors import ConfigError, WeightFileError
 from mobivision.inference.predictor import Predictor
 from mobivision.inference.results import Attributes, Classes, Detections, Location, Result, Values
 
@@ -17,8 +18,9 @@ __all__ = ["Attributes", "Classes", "Detections", "Location", "Predictor", "Resu
 
 
 def load(path: str | Path, *, device: str = "cpu", batch_size: int = 16, threads: int | None = None) -> Predictor:
-    """A predictor for a task checkpoint (``.ckpt``) or an exported ``.onnx``; ``device``: ``cpu``, ``cuda``,
-    ``cuda:1``...; ``threads``: ONNX Runtime's intra-op threads (default: its own choice)."""
+    """A predictor for a task checkpoint (``.ckpt``), an exported ``.onnx`` or an exported OpenVINO IR (``.xml``,
+    its ``.bin`` beside it; CPU, f32 arithmetic); ``device``: ``cpu``, ``cuda``, ``cuda:1``... (checkpoints and
+    ONNX); ``threads``: ONNX Runtime's intra-op or OpenVINO's inference threads (default: the runtime's choice)."""
     path = Path(path)
     if not path.is_file():
         raise WeightFileError(f"model file not found: {path}")
@@ -26,6 +28,12 @@ def load(path: str | Path, *, device: str = "cpu", batch_size: int = 16, threads
         from mobivision.inference.runtimes import OnnxRuntime
 
         return Predictor(OnnxRuntime(path, device=device, threads=threads), batch_size=batch_size)
+    if path.suffix == ".xml":
+        if device != "cpu":
+            raise ConfigError(f"device {device!r}: an OpenVINO IR runs on the CPU here (device='cpu')")
+        from mobivision.inference.runtimes import OpenVinoRuntime
+
+        return Predictor(OpenVinoRuntime(path, threads=threads), batch_size=batch_size)
     from mobivision.inference.runtimes import TorchRuntime
 
     return Predictor(TorchRuntime(path, device=device), batch_size=batch_size)

@@ -1,5 +1,6 @@
-"""Where the network runs: ``OnnxRuntime`` (an exported ``.onnx``, fp32 or INT8; numpy and onnxruntime only) or
-``TorchRuntime`` (a task checkpoint: the task's export graph, the same graph the ``.onnx`` holds).
+"""Where the network runs: ``OnnxRuntime`` (an exported ``.onnx``, fp32 or INT8; numpy and onnxruntime only),
+``OpenVinoRuntime`` (an exported OpenVINO IR ``.xml``, fp32, fp16 weights or INT8; numpy and openvino only) or
+``TorchRuntime`` (a task checkpoint: the task's export graph, the same graph the exported files hold).
 
 Both expose the same three things: ``metadata`` (the exported file's entries, JSON values decoded; for a
 checkpoint the entries an export would write), ``cells`` (a geolocation head's cells file, per head) and
@@ -14,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from mobivision.errors import WeightFileError
+from mobivision.errors import ConfigError, WeightFileError
+
+METADATA_SECTION = "mobivision"  # the runtime-info section of an OpenVINO IR that holds the export's metadata
+# OpenVINO compiles for f32 arithmetic by default only where the CPU has no bf16 (AMX / AVX-512 BF16 CPUs get bf16,
+# about 3 significant digits): "f32" keeps the results those of the ONNX file; "bf16" is the faster choice there.
+OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
 
 
 class OnnxRuntime:
@@ -41,6 +47,60 @@ class OnnxRuntime:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         names = [output.name for output in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, {self.input_name: batch}), strict=True))
+
+
+def compile_openvino(
+    model: Any, *, threads: int | None = None, precision: str | None = "f32", device: str = "CPU"
+) -> Any:
+    """An ``openvino.CompiledModel`` of ``model`` (a path or an ``openvino.Model``) tuned for latency.
+
+    ``precision``: OpenVINO's ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``; None: OpenVINO's default for
+    the device); ``threads``: ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice).
+    """
+    import openvino as ov
+
+    if precision is not None and precision not in OPENVINO_PRECISIONS:
+        raise ValueError(f"precision must be one of {OPENVINO_PRECISIONS} or None, got {precision!r}")
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    core = ov.Core()
+    return core.compile_model(core.read_model(str(model)) if isinstance(model, str | Path) else model, device, config)
+
+
+def openvino_metadata(model: Any) -> dict[str, Any]:
+    """The export metadata an IR holds under ``METADATA_SECTION`` (JSON values decoded; empty: none)."""
+    if not model.has_rt_info([METADATA_SECTION]):
+        return {}
+    section = model.get_rt_info()[METADATA_SECTION]
+    return {key: _json_or_text(value.astype(str)) for key, value in section.items()}
+
+
+class OpenVinoRuntime:
+    """An exported OpenVINO IR (``model.xml`` beside its ``model.bin``) on OpenVINO's CPU plugin, f32 arithmetic."""
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise ConfigError(f"{path}: an OpenVINO IR needs openvino: pip install 'mobivision[openvino]'") from exc
+        try:
+            model = ov.Core().read_model(str(path))
+            self.compiled = compile_openvino(model, threads=threads)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for foreign, truncated or unpaired files
+            raise WeightFileError(f"{path}: cannot open as an OpenVINO IR ({type(exc).__name__}: {exc})") from exc
+        self.metadata = openvino_metadata(model)
+        if "task_kind" not in self.metadata:
+            raise WeightFileError(f"{path}: not a mobivision export (no task_kind in its runtime info)")
+        self.output_names = [output.get_any_name() for output in self.compiled.outputs]
+        self.request = self.compiled.create_infer_request()
+        self.cells = _side_cells(path, self.metadata)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        results = self.request.infer({0: batch})
+        return {name: np.array(results[i]) for i, name in enumerate(self.output_names)}
 
 
 class TorchRuntime:
@@ -78,8 +138,10 @@ def _json_or_text(value: str) -> Any:
 
 def _side_cells(path: Path, metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A geolocation head's cells: ``<name>.cells.json`` (multi-head ``<name>.<head>.cells.json``) beside the file,
-    ``<name>`` being the file's name without ``.onnx`` and ``.int8``."""
-    name = path.name.removesuffix(".onnx").removesuffix(".int8").removesuffix("_nms")
+    ``<name>`` being the file's name without its format suffixes (``.onnx``, ``.xml``, ``.int8``, ``.fp16``)."""
+    name = path.name
+    for suffix in (".onnx", ".xml", ".int8", ".fp16", "_nms"):
+        name = name.removesuffix(suffix)
     heads = metadata.get("heads") or {metadata["task_kind"]: metadata}
     cells = {}
     for head, entries in heads.items():
