@@ -90,7 +90,9 @@ def picture_names(names: list[str]) -> dict[str, str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a mobivision task checkpoint (.ckpt) or an exported .onnx")
+    parser.add_argument(
+        "checkpoint", help="a mobivision task checkpoint (.ckpt), an exported .onnx or an OpenVINO IR (.xml)"
+    )
     parser.add_argument("source", help="an image file or a folder of images")
     parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="detections kept (default 0.3)")

@@ -4,9 +4,9 @@ Usage::
 
     python tools/serve.py MODEL [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10]
 
-``MODEL`` is a task checkpoint (``.ckpt``) or an exported ``.onnx`` (``mobivision.load``). ``GET /`` is the page
-(plain HTML and a little JavaScript, nothing downloaded: a geo model's location is drawn on an inline SVG world
-map); ``POST /predict`` with the image as the multipart file field ``image`` answers JSON for programs:
+``MODEL`` is a task checkpoint (``.ckpt``), an exported ``.onnx`` or OpenVINO IR ``.xml`` (``mobivision.load``).
+``GET /`` is the page (plain HTML and a little JavaScript, nothing downloaded: a geo model's location is drawn on an
+inline SVG world map); ``POST /predict`` with the image as the multipart file field ``image`` answers JSON for programs:
 ``{"result": Result.to_dict(), "line": Result.line(), "picture": "data:image/jpeg;base64,..."}`` (the picture
 is ``Result.plot()``). Errors answer ``{"error": "..."}``: 413 for a file over ``--max-upload-mb`` (checked while
 the upload is read, not after), 415 for a file Pillow cannot read, 400 for a request without the ``image``
@@ -289,7 +289,7 @@ def build_app(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="a task checkpoint (.ckpt) or an exported model (.onnx)")
+    parser.add_argument("model", help="a task checkpoint (.ckpt) or an exported model (.onnx, OpenVINO .xml)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument(
