@@ -48,7 +48,7 @@ def models(tiny_task_checkpoints: dict[str, Path], tmp_path_factory: pytest.Temp
     installed, its OpenVINO IR with fp32 and with fp16 weights."""
     found = {}
     for name, ckpt in tiny_task_checkpoints.items():
-        out = tmp_path_factory.mktemp(f"export_{name}")
+        out = tmp_path_factory.mktemp(f"export, {name}")  # a comma and a space in the path (OpenVINO's converter)
         formats = ["onnx", "onnx-nms"] if name == "detector" else ["onnx"]
         formats += ["openvino", "openvino-fp16"] if openvino_ir.available() else []
         export_task(load_task(ckpt).eval(), out, formats=formats, parity_images=2, checkpoint=ckpt)

@@ -1,6 +1,6 @@
 """OpenVINO IR export (``model.xml`` + ``model.bin``) and INT8 by NNCF post-training quantization.
 
-- ``export_openvino``: the float ONNX file converted by ``openvino.convert_model`` and saved as IR with fp32
+- ``export_openvino``: the float ONNX file read by OpenVINO's ONNX front end and saved as IR with fp32
   weights, or fp16 weights (``fp16_weights``; OpenVINO decompresses them to f32 when it compiles, so the arithmetic
   stays f32 and only the weights are rounded). The ONNX file's metadata are copied into the IR's runtime info
   under ``mobivision`` (``openvino_metadata`` of ``mobivision.inference.runtimes`` reads them back), so a runtime
@@ -80,8 +80,8 @@ def _convert(onnx_path: Path) -> Any:
 
     if not onnx_path.is_file():
         raise ExportError(f"float ONNX model not found: {onnx_path}")
-    try:
-        return ov.convert_model(str(onnx_path))
+    try:  # read_model rather than convert_model: the latter splits its path at commas (several framework files)
+        return ov.Core().read_model(str(onnx_path))
     except Exception as exc:
         raise ExportError(f"OpenVINO cannot convert {onnx_path}: {type(exc).__name__}: {exc}") from exc
 
