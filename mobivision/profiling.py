@@ -3,14 +3,24 @@
 Multiply-adds are counted by PyTorch's own FLOP counter (``torch.utils.flop_counter``) on a real forward
 pass, never from hand-kept constants; one multiply-add is two FLOPs. Like the paper and TF-Slim, this
 counts convolutions and fully connected layers; BatchNorm, activations and pooling are not counted.
+
+Latency is the median of batch-1 calls in one of ``LATENCY_RUNTIMES``: PyTorch eager (``measure_latency_ms``),
+or the model exported to ONNX (``mobivision.export.export_onnx``) and run by ONNX Runtime or by OpenVINO with
+f32 arithmetic (``measure_exported_latency_ms``). ``onnxruntime_call`` and ``openvino_call`` are the one place
+that opens a session / compiles a model for timing (``mobivision.benchmark`` uses them too).
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -74,18 +84,66 @@ def profile(model: nn.Module, resolution: int | tuple[int, int]) -> ModelCost:
     )
 
 
+LATENCY_RUNTIMES = ("torch", "onnxruntime", "openvino")
+LATENCY_WARMUP, LATENCY_REPEATS = 5, 20
+
+
+def median_ms(call: Callable[[], object], *, warmup: int = LATENCY_WARMUP, repeats: int = LATENCY_REPEATS) -> float:
+    """Median wall-clock milliseconds of ``call()``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
 @torch.inference_mode()
 def measure_latency_ms(
-    model: nn.Module, *, resolution: int, batch_size: int = 1, warmup: int = 5, repeats: int = 20
+    model: nn.Module,
+    *,
+    resolution: int,
+    batch_size: int = 1,
+    warmup: int = LATENCY_WARMUP,
+    repeats: int = LATENCY_REPEATS,
 ) -> float:
     """Median wall-clock milliseconds of one eval-mode forward pass on CPU."""
     model.eval()
     x = torch.randn(batch_size, 3, resolution, resolution)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return median_ms(lambda: model(x), warmup=warmup, repeats=repeats)
+
+
+def onnxruntime_call(path: str | Path, x: np.ndarray, *, threads: int | None) -> tuple[Callable[[], object], Any]:
+    """A call running the ONNX file on ``x`` in ONNX Runtime (``mobivision.export.onnx_session``), and the session."""
+    from mobivision.export import onnx_session
+
+    session = onnx_session(path, threads=threads)
+    feed = {session.get_inputs()[0].name: x}
+    return lambda: session.run(None, feed), session
+
+
+def openvino_call(
+    path: str | Path, x: np.ndarray, *, threads: int | None, precision: str | None = "f32"
+) -> tuple[Callable[[], object], Any]:
+    """A call running the ONNX file or IR on ``x`` in OpenVINO (``compile_openvino``: latency hint, ``precision``
+    the inference precision, None OpenVINO's default for the CPU), and the compiled model."""
+    from mobivision.inference.runtimes import compile_openvino
+
+    compiled = compile_openvino(path, threads=threads, precision=precision)
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: x}), compiled
+
+
+def measure_exported_latency_ms(model: nn.Module, *, resolution: int, runtime: str, threads: int | None) -> float:
+    """Median milliseconds of a batch-1 call of ``model`` exported to a temporary ONNX file and run by ``runtime``
+    (``onnxruntime`` or ``openvino``, f32), with ``threads`` intra-op threads (None: the runtime's default)."""
+    from mobivision.export import export_onnx
+
+    calls = {"onnxruntime": onnxruntime_call, "openvino": openvino_call}
+    x = torch.randn(1, 3, resolution, resolution).numpy()
+    with tempfile.TemporaryDirectory(prefix="mobivision-latency-") as folder:
+        path = export_onnx(model, Path(folder) / "model.onnx", input_size=(resolution,) * 2, output_names=["logits"])
+        call, _ = calls[runtime](path, x, threads=threads)
+        return median_ms(call)

@@ -18,6 +18,10 @@ Those rows are checked against the paper-derived figure; every other row against
 count matches its reference within 1%, or within 0.5 M because the table rounds to whole millions (0.25-128:
 13.57 M printed as 14). Parameters are checked against the exact counts within 0.5% (the table's rounded
 4.24 / 2.59 / 1.34 / 0.47 are shown for information).
+
+Latency (``profile_rows(latency=True)``) is the median batch-1 CPU time in one of
+``mobivision.profiling.LATENCY_RUNTIMES``: PyTorch eager, or each model exported to a temporary ONNX file and
+run by ONNX Runtime or OpenVINO (f32); every row names it in ``latency_runtime``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import torch
 
 from mobivision.factory import create_model
-from mobivision.profiling import measure_latency_ms, profile
+from mobivision.profiling import LATENCY_RUNTIMES, measure_exported_latency_ms, measure_latency_ms, profile
 
 NUM_CLASSES = 1001  # TF-Slim's logits: class 0 is "background".
 MACS_REL_TOL = 0.01
@@ -138,7 +142,9 @@ def relative_diff_pct(value: float, reference: float) -> float:
     return 100.0 * (value - reference) / reference
 
 
-def _row_dict(row: TFSlimRow, *, macs: int, params: int, latency_ms: float | None) -> dict[str, Any]:
+def _row_dict(
+    row: TFSlimRow, *, macs: int, params: int, latency_ms: float | None, latency_runtime: str | None
+) -> dict[str, Any]:
     mmacs, mparams = macs / 1e6, params / 1e6
     reference = macs_reference(row)
     exact_mparams = EXACT_MPARAMS[row.width]
@@ -152,6 +158,7 @@ def _row_dict(row: TFSlimRow, *, macs: int, params: int, latency_ms: float | Non
         "params": params,
         "mparams": mparams,
         "latency_ms": latency_ms,
+        "latency_runtime": latency_runtime,
         "tfslim_mmacs": row.mmacs,
         "tfslim_macs_diff_pct": relative_diff_pct(mmacs, row.mmacs),
         "tfslim_mparams": row.mparams,
@@ -171,19 +178,32 @@ def _row_dict(row: TFSlimRow, *, macs: int, params: int, latency_ms: float | Non
     }
 
 
-def profile_rows(*, latency: bool, threads: int | None) -> list[dict[str, Any]]:
+def _latency_ms(model: torch.nn.Module, resolution: int, *, runtime: str, threads: int | None) -> float:
+    """Batch-1 latency of ``model`` in ``runtime`` (``torch``: eager; else exported to ONNX and run there)."""
+    if runtime == "torch":
+        return measure_latency_ms(model, resolution=resolution)
+    return measure_exported_latency_ms(model, resolution=resolution, runtime=runtime, threads=threads)
+
+
+def profile_rows(*, latency: bool, threads: int | None, runtime: str = "torch") -> list[dict[str, Any]]:
     """Profile the 16 TF-Slim width x resolution pairs of our 1001-class ``mobilenet_v1``.
 
     Args:
         latency: Also measure the median batch-1 CPU latency (``latency_ms`` is None otherwise).
-        threads: ``torch.set_num_threads`` while profiling (restored afterwards); None keeps the current.
+        threads: ``torch.set_num_threads`` while profiling (restored afterwards), and the intra-op threads of
+            ONNX Runtime / OpenVINO; None keeps torch's current count and the runtime's default.
+        runtime: What times the models (``mobivision.profiling.LATENCY_RUNTIMES``): ``torch`` (eager),
+            ``onnxruntime`` or ``openvino`` (each model exported to a temporary ONNX file).
 
     Returns:
-        One dict per row of ``TFSLIM_TABLE``, in its order: our multiply-adds and parameters, latency,
-        TF-Slim's figures with relative differences, the reference each count was checked against
-        (``macs_reference``, ``params_reference``), whether it matched (``macs_ok``, ``params_ok``) and a
-        ``note`` for the rows where the TF-Slim table contradicts the paper.
+        One dict per row of ``TFSLIM_TABLE``, in its order: our multiply-adds and parameters, latency and the
+        runtime that measured it (``latency_runtime``, None without latency), TF-Slim's figures with relative
+        differences, the reference each count was checked against (``macs_reference``, ``params_reference``),
+        whether it matched (``macs_ok``, ``params_ok``) and a ``note`` for the rows where the TF-Slim table
+        contradicts the paper.
     """
+    if runtime not in LATENCY_RUNTIMES:
+        raise ValueError(f"runtime must be one of {LATENCY_RUNTIMES}, got {runtime!r}")
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -193,8 +213,16 @@ def profile_rows(*, latency: bool, threads: int | None) -> list[dict[str, Any]]:
             model = create_model("mobilenet_v1", width_mult=width, num_classes=NUM_CLASSES).eval()
             for row in (r for r in TFSLIM_TABLE if r.width == width):
                 cost = profile(model, row.resolution)
-                latency_ms = measure_latency_ms(model, resolution=row.resolution) if latency else None
-                rows.append(_row_dict(row, macs=cost.macs, params=cost.params, latency_ms=latency_ms))
+                latency_ms = _latency_ms(model, row.resolution, runtime=runtime, threads=threads) if latency else None
+                rows.append(
+                    _row_dict(
+                        row,
+                        macs=cost.macs,
+                        params=cost.params,
+                        latency_ms=latency_ms,
+                        latency_runtime=runtime if latency else None,
+                    )
+                )
         return rows
     finally:
         torch.set_num_threads(previous_threads)

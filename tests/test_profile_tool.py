@@ -1,7 +1,8 @@
 """``tools/profile_model.py`` run as a user would: JSON rows, the chart, the model picker and bad arguments.
 
 The rows are the TF-Slim MobileNetV1 table (REFERENCE.md, "The 16 TF-Slim checkpoints") profiled by
-``mobivision.tfslim_table``; latency is skipped (``--no-latency``) everywhere except where it is faked.
+``mobivision.tfslim_table``; latency is skipped (``--no-latency``) everywhere except where it is faked and in one
+real ``--runtime openvino`` run (only that the rows name the runtime is checked, never the times).
 Profiling runs on one thread: the counts do not depend on it, and on a busy 2-core machine idle OpenMP
 threads spin.
 """
@@ -52,6 +53,7 @@ def test_json_equals_the_library(json_rows: list[dict[str, Any]]) -> None:
     assert len(json_rows) == 16
     assert [row["name"] for row in json_rows] == [row.name for row in TFSLIM_TABLE]
     assert json_rows == profile_rows(latency=False, threads=1)
+    assert all(row["latency_ms"] is None and row["latency_runtime"] is None for row in json_rows)
 
 
 def test_json_flags_the_five_inconsistent_rows(json_rows: list[dict[str, Any]]) -> None:
@@ -98,6 +100,8 @@ def test_budget_mparams_lists_only_small_models(tool: ModuleType, capsys: pytest
         (["--budget-ms", "10", "--no-latency"], "--budget-ms needs latency"),
         (["--plot", "/nonexistent-folder/chart.png", "--no-latency"], "does not exist"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--runtime", "onnxruntime", "--no-latency"], "--runtime onnxruntime times the models; drop --no-latency"),
+        (["--runtime", "tensorrt"], "invalid choice: 'tensorrt'"),
     ],
 )
 def test_bad_arguments_exit_nonzero(args: list[str], message: str, run_tool) -> None:
@@ -105,6 +109,52 @@ def test_bad_arguments_exit_nonzero(args: list[str], message: str, run_tool) -> 
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_openvino_runtime_times_every_pair(run_tool) -> None:
+    pytest.importorskip("openvino", reason="--runtime openvino needs openvino: pip install 'mobivision[openvino]'")
+    args = ["--runtime", "openvino", "--budget-ms", "1e6", "--json", "--threads", "1"]
+    result = run_tool("profile_model", *args, cwd=ROOT, env=WIDE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)
+    assert {row["name"] for row in rows} == {row.name for row in TFSLIM_TABLE}  # a budget every pair fits
+    assert all(row["latency_runtime"] == "openvino" and row["latency_ms"] > 0 for row in rows)
+    assert [row["top1"] for row in rows] == sorted((row["top1"] for row in rows), reverse=True)
+
+
+def test_fastest_without_openvino_times_in_onnxruntime(
+    tool: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fastest`` falls back to ONNX Runtime, with ``--threads``; the title names it (latency faked: no export)."""
+    from mobivision import tfslim_table
+    from mobivision.export import openvino_ir
+
+    calls = []
+
+    def fake_latency(model: Any, *, resolution: int, runtime: str, threads: int | None) -> float:
+        calls.append((runtime, threads))
+        return resolution / 100
+
+    monkeypatch.setattr(openvino_ir, "available", lambda quantization=False: False)
+    monkeypatch.setattr(tfslim_table, "measure_exported_latency_ms", fake_latency)
+    monkeypatch.setenv("COLUMNS", "250")
+    assert tool.main(["--runtime", "fastest", "--budget-ms", "1.7", "--threads", "1"]) == 0
+    assert calls == [("onnxruntime", 1)] * 16
+    out = capsys.readouterr().out
+    assert "CPU ms: batch 1, onnxruntime f32 on an exported ONNX file, 1 thread" in " ".join(out.split())  # wraps
+    assert "0.5-160" in out and "0.5-192" not in out  # 1.6 ms fits 1.7, 1.92 ms does not
+
+
+def test_openvino_runtime_without_openvino_is_a_usage_error(
+    tool: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mobivision.export import openvino_ir
+
+    monkeypatch.setattr(openvino_ir, "available", lambda quantization=False: False)
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(["--runtime", "openvino", "--budget-ms", "10"])
+    assert exit_info.value.code == 2
+    assert "--runtime openvino needs OpenVINO: pip install 'mobivision[openvino]'" in capsys.readouterr().err
 
 
 def test_detectors_are_profiled_beside_the_published_figures(run_tool) -> None:

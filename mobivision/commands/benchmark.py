@@ -5,8 +5,8 @@
 The MobileNets paper (arXiv 1704.04861, Sec. 3.1-3.2) argues for depthwise-separable convolutions because
 they run fast on real hardware, so our implementation should be as fast as a well-tuned peer; the table prints
 ``ours / timm`` in time. For ``mobilenet_v1`` at width W it compares
-``create_model("mobilenet_v1", width_mult=W)`` with timm's ``mobilenetv1_100`` / ``mobilenetv1_125`` (the
-same network: same multiply-adds and parameters) on
+``create_model("mobilenet_v1", width_mult=W)`` with timm's MobileNetV1 of that width (``mobilenetv1_100`` /
+``mobilenetv1_125``: the same network, same multiply-adds and parameters; other widths: ours only) on
 
 - batch-1 and batch-32 inference latency at ``--resolution`` (median ms, eval mode, inference mode);
 - training throughput: a plain SGD step (forward, cross-entropy, backward, update) on batch 16 at 160 px,
@@ -16,13 +16,18 @@ The two models' measurements alternate (ABAB..., the order flipping each repeat)
 machine hits both alike. Compare only the ratios: absolute times depend on the machine and its load.
 
 ``latency``: batch-1 CPU latency of a task checkpoint (or of a fresh ``--model`` with random weights) in PyTorch
-eager, ONNX Runtime fp32 and ONNX Runtime INT8 (static QDQ, calibrated on ``--calibration-images`` images of
-the checkpoint's training data, or random pixels without one), beside timm's ``mobilenetv1_100`` in eager and
-in ONNX Runtime, all interleaved. The table: median and p90 ms, time ratio to ``mobivision eager`` (and the
-speed-up), size on disk (ONNX files; eager: the state dict), multiply-adds and parameters. Torch threads and
-ORT intra-op threads are ``--threads`` (ORT: inter-op 1, all graph optimizations). With a checkpoint, the
-task's metric of the fp32 and INT8 files on its validation split. The logic is in
-``mobivision.benchmark`` (timing) and ``mobivision.commands.benchmark_latency`` (checkpoints, data).
+eager, ONNX Runtime fp32 and, with OpenVINO installed (``--no-openvino``: without), OpenVINO f32 on the same
+ONNX file and OpenVINO's default precision where the CPU has native bf16 (bf16, not fp32); then INT8: ONNX
+Runtime's static QDQ file, OpenVINO's NNCF IR (both calibrated on ``--calibration-images`` images of the
+checkpoint's training data, or random pixels without one) and OpenVINO on the QDQ file; beside timm's
+MobileNetV1 of the same width (eager, ONNX Runtime, OpenVINO fp32; none where timm lacks the width), all
+interleaved. The table: median and p90 ms, time ratio to ``mobivision eager`` (and the speed-up) and to the
+fastest row, GFLOP/s achieved (2 x multiply-adds / median), size on disk (ONNX files, IR: xml + bin; eager: the
+state dict), multiply-adds and parameters; under it the fastest row, the recommended CPU path (our fastest row)
+and each runtime's INT8 speed-up over its fp32, also in the JSON report's ``summary``. Torch, ORT intra-op and
+OpenVINO threads are ``--threads`` (ORT: inter-op 1, all graph optimizations; OpenVINO: latency hint). With a
+checkpoint, the task's metric of the fp32 ONNX, INT8 ONNX and OpenVINO INT8 files on its validation split. The
+logic is in ``mobivision.benchmark`` (timing) and ``mobivision.commands.benchmark_latency`` (checkpoints, data).
 
 ``coco-scale``: COCO-sized synthetic annotation files and real-size JPEGs: ``read_coco`` at train2017 size,
 ``coco_evaluate`` with each engine beside the raw engine at val2017 size, and the SSD / SSDLite training input
@@ -61,8 +66,8 @@ Usage::
     python tools/benchmark.py multitask CKPT [--threads N] [--repeats 50] [--warmup 10]
     python tools/benchmark.py inference MODEL [--images 64] [--batch 16] [--threads 1] [--repeats 5]
     python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
-        [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--json out.json]
-        [--out DIR]
+        [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--no-openvino]
+        [--json out.json] [--out DIR]
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ from rich.table import Table
 from torch import nn
 
 from mobivision import create_model, list_models
-from mobivision.benchmark import SETTLE_SECONDS, TIMM_PEERS, interleaved_medians
+from mobivision.benchmark import BF16_ROW, SETTLE_SECONDS, interleaved_medians, timm_peer_name
 from mobivision.cli import exit_code, positive_float, positive_int
 from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco_scale_report, run_coco_scale
 from mobivision.commands.benchmark_inference import add_inference_parser, print_inference_report, run_inference
@@ -126,14 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_latency_parser(commands: argparse._SubParsersAction) -> None:
     latency = commands.add_parser(
-        "latency", help="batch-1 CPU latency: eager vs ONNX Runtime fp32 / INT8, beside timm's MobileNetV1"
+        "latency", help="batch-1 CPU latency: eager vs ONNX Runtime / OpenVINO fp32 and INT8, beside timm's peer"
     )
     latency.add_argument("checkpoint", nargs="?", help="a mobivision task checkpoint (.ckpt); else --model")
     fresh = "no checkpoint: a fresh 1000-class classifier with random weights (default mobilenet_v1)"
     latency.add_argument("--model", choices=list_models(), help=fresh)
     latency.add_argument("--width", type=positive_float, help="--model's width multiplier (default 1.0)")
     latency.add_argument("--resolution", type=positive_int, help="--model's input size (default 224)")
-    latency.add_argument("--threads", type=positive_int, help="torch and ORT intra-op threads (default: torch's)")
+    latency.add_argument("--threads", type=positive_int, help="torch, ORT and OpenVINO threads (default: torch's)")
     latency.add_argument("--repeats", type=positive_int, default=50, help="timed rounds (default 50)")
     latency.add_argument("--warmup", type=int, default=10, help="untimed rounds first (default 10)")
     settle = "sleep before each timed call so the previous runtime's spinning threads are idle (default: "
@@ -144,6 +149,7 @@ def add_latency_parser(commands: argparse._SubParsersAction) -> None:
     )
     latency.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
     latency.add_argument("--no-timm", action="store_true", help="skip timm's rows")
+    latency.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO rows")
     latency.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
     latency.add_argument(
         "--out", type=Path, metavar="DIR", help="keep the model files here (default: a temporary folder, deleted)"
@@ -157,23 +163,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def build_models(width: float, *, channels_last: bool) -> tuple[dict[str, nn.Module], str]:
-    """Ours and, where timm has the same width, timm's peer; the second value explains a missing peer."""
+def build_models(width: float, *, channels_last: bool) -> tuple[dict[str, nn.Module], str | None, str]:
+    """Ours and, where timm has the same width, timm's peer; its name, or None and a note explaining why not."""
     models = {"ours": create_model("mobilenet_v1", width_mult=width)}
-    peer = TIMM_PEERS.get(width)
-    note = ""
-    if peer is None:
-        note = f"timm has no mobilenetv1 at width {width} (only {sorted(TIMM_PEERS)}): measuring ours only"
-    else:
-        try:
-            import timm
-        except ImportError:
-            note = "timm is not installed: measuring ours only"
-        else:
-            models["timm"] = timm.create_model(peer, pretrained=False)
+    peer, note = timm_peer_name("mobilenet_v1", width)
+    if peer is not None:
+        import timm
+
+        models["timm"] = timm.create_model(peer, pretrained=False)
     if channels_last:
         models = {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
-    return models, note
+    return models, peer, note
 
 
 def _images(batch: int, resolution: int, *, channels_last: bool) -> torch.Tensor:
@@ -203,7 +203,7 @@ def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 def run_backbone(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every metric for each model; results hold seconds-based figures and ours/timm ratios."""
-    models, note = build_models(args.width, channels_last=args.channels_last)
+    models, peer, note = build_models(args.width, channels_last=args.channels_last)
     results = []
     for model in models.values():
         model.eval()
@@ -229,7 +229,7 @@ def run_backbone(args: argparse.Namespace) -> dict[str, Any]:
             "threads": torch.get_num_threads(),
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
-            "timm_model": TIMM_PEERS.get(args.width) if "timm" in models else None,
+            "timm_model": peer,
             "params": {name: count_parameters(model) for name, model in models.items()},
         },
         "note": note,
@@ -470,6 +470,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         settle=None if args.settle_ms is None else args.settle_ms / 1e3,
         int8=not args.no_int8,
         timm=not args.no_timm,
+        openvino=not args.no_openvino,
     )
     with tempfile.TemporaryDirectory(prefix="mobivision-latency-") as tmp:
         report = run(subject, config, args.out or tmp, calibration_count=args.calibration_images)
@@ -481,6 +482,53 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+LATENCY_COLUMNS = (
+    "runtime", "median ms", "p90 ms", "time / eager", "speed-up", "time / fastest", "GFLOP/s", "size MB", "MACs (M)",
+    "params (M)",
+)  # fmt: skip
+
+
+def _latency_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """One row of the latency table, in ``LATENCY_COLUMNS`` order."""
+    return (
+        row["runtime"],
+        f"{row['median_ms']:.2f}",
+        f"{row['p90_ms']:.2f}",
+        f"{row['time_ratio']:.3f}",
+        f"{1 / row['time_ratio']:.2f}x",
+        f"{row['time_vs_fastest']:.3f}",
+        f"{row['gflop_per_s']:.1f}",
+        f"{row['size_bytes'] / 1e6:.2f}",
+        f"{row['macs'] / 1e6:.1f}",
+        f"{row['params'] / 1e6:.3f}",
+    )
+
+
+def latency_summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The fastest row, the recommended CPU path and the INT8 speed-ups, as printed under the table."""
+    fastest, recommended = summary["fastest"], summary["recommended_cpu_path"]
+    lines = [
+        f"fastest: {fastest['runtime']} ({fastest['median_ms']:.2f} ms)",
+        f"recommended CPU path: {recommended['runtime']} ({recommended['median_ms']:.2f} ms, "
+        f"{recommended['time_vs_fastest']:.3f} x the fastest)",
+    ]
+    speedups = [f"{runtime} {speedup:.2f}x" for runtime, speedup in summary["int8_speedup"].items()]
+    if speedups:
+        lines.append(f"INT8 speed-up over the same runtime's fp32 (fp32 ms / INT8 ms): {', '.join(speedups)}")
+    return lines
+
+
+def int8_metric_line(metric: dict[str, Any]) -> str:
+    """The task's metric of the fp32 file and of each INT8 file, with the change in points."""
+    line = (
+        f"INT8 {metric['metric']} on {metric['split']} ({metric['images']} images): fp32 {metric['fp32']:.4f}, "
+        f"ORT INT8 {metric['int8']:.4f} ({metric['change_points']:+.2f} points)"
+    )
+    if metric["openvino_int8"] is not None:
+        line += f", OpenVINO INT8 {metric['openvino_int8']:.4f} ({metric['openvino_int8_change_points']:+.2f} points)"
+    return line
+
+
 def print_latency_report(report: dict[str, Any]) -> None:
     config = report["config"]
     height, width = config["input_size"]
@@ -490,37 +538,31 @@ def print_latency_report(report: dict[str, Any]) -> None:
         f"{1e3 * config['settle_s']:g} ms settle)",
         box=box.SIMPLE_HEAD,
     )
-    columns = ("runtime", "median ms", "p90 ms", "time / eager", "speed-up", "size MB", "MACs (M)", "params (M)")
-    for column in columns:
+    for column in LATENCY_COLUMNS:
         table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
     for row in report["rows"]:
-        table.add_row(
-            row["runtime"],
-            f"{row['median_ms']:.2f}",
-            f"{row['p90_ms']:.2f}",
-            f"{row['time_ratio']:.3f}",
-            f"{1 / row['time_ratio']:.2f}x",
-            f"{row['size_bytes'] / 1e6:.2f}",
-            f"{row['macs'] / 1e6:.1f}",
-            f"{row['params'] / 1e6:.3f}",
-        )
-    console = Console(width=max(Console().width, 130))
+        table.add_row(*_latency_cells(row))
+    console = Console(width=max(Console().width, 150))
     console.print(table)
     lines = [
-        f"size MB: 10^6 bytes on disk (eager: torch.save of the state dict; ONNX: model + external data). "
-        f"MACs / params: mobivision.profiling counts of the PyTorch network (INT8: the same network). "
-        f"torch {config['torch']}, onnxruntime {config['onnxruntime']}, {config['cpus']} CPUs, "
-        f"flags: {' '.join(config['cpu_flags']) or '-'}; 1-min load average before / after timing: "
-        f"{' / '.join(str(v) for v in config['load_average_1min'])}",
+        *latency_summary_lines(report["summary"]),
+        f"size MB: 10^6 bytes on disk (eager: torch.save of the state dict; ONNX: model + external data; OpenVINO "
+        f"IR: xml + bin). MACs / params: mobivision.profiling counts of the PyTorch network (INT8: the same "
+        f"network); GFLOP/s: 2 x MACs / median (INT8 rows: the same count, as operations). "
+        f"torch {config['torch']}, onnxruntime {config['onnxruntime']}, openvino {config['openvino'] or '-'}, "
+        f"{config['cpus']} CPUs, flags: {' '.join(config['cpu_flags']) or '-'}; 1-min load average before / after "
+        f"timing: {' / '.join(str(v) for v in config['load_average_1min'])}",
     ]
+    if config["openvino_bf16"]:
+        lines.append(
+            f"{BF16_ROW}: OpenVINO's default inference precision on this CPU (native bf16), not fp32: "
+            "about 3 significant digits; the OpenVINO fp32 row is f32 arithmetic"
+        )
     if report["calibration"]:
-        lines.append(f"INT8 calibration: {report['calibration']}")
+        lines.append(f"INT8 calibration (ORT and OpenVINO INT8 alike): {report['calibration']}")
     metric = report["int8_metric"]
     if metric is not None:
-        lines.append(
-            f"INT8 {metric['metric']} on {metric['split']} ({metric['images']} images): fp32 {metric['fp32']:.4f}, "
-            f"INT8 {metric['int8']:.4f}, change {metric['change_points']:+.2f} points"
-        )
+        lines.append(int8_metric_line(metric))
     elif report["calibration"]:
         lines.append("INT8 metric: n/a (no checkpoint with a validation split)")
     for line in [*lines, *report["notes"]]:

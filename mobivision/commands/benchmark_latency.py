@@ -4,10 +4,11 @@ A subject is a network with its input size and pre-processing: a fresh ImageNet-
 weights (``fresh_subject``: latency can be measured without a trained checkpoint), or the graph a task
 checkpoint deploys (``checkpoint_subject``: the graph ``tools/export.py`` writes). ``calibration_images`` takes INT8
 calibration images from the checkpoint's training data through the evaluation transform
-(``mobivision.commands.export.TaskData``), or random pixels when there is no data. ``int8_metric_change`` scores the
-fp32 and INT8 ONNX files with the task's metric on its validation split
-(``evaluate_runner`` of ``mobivision.commands.export``, as ``tools/export.py --formats int8`` does). The timing
-itself is ``mobivision.benchmark.measure_latency``.
+(``mobivision.commands.export.TaskData``), or random pixels when there is no data; ONNX Runtime's and OpenVINO's
+INT8 files are calibrated on the same images. ``int8_metric_change`` scores the fp32 ONNX file, the INT8 ONNX
+file and (where written) the OpenVINO INT8 IR with the task's metric on its validation split
+(``evaluate_runner`` of ``mobivision.commands.export``, as ``tools/export.py --formats int8,openvino-int8`` does).
+The timing itself is ``mobivision.benchmark.measure_latency``.
 """
 
 from __future__ import annotations
@@ -91,19 +92,32 @@ def calibration_images(subject: Subject, count: int) -> tuple[list[np.ndarray], 
     return images, f"{count} images of uniform random pixels (no checkpoint data): not representative"
 
 
-def int8_metric_change(subject: Subject, fp32: Path, int8: Path, *, threads: int) -> dict[str, Any] | None:
-    """The task's primary metric of the fp32 and the INT8 file on the checkpoint's validation split (None: no
-    data). ``change_points`` is INT8 minus fp32 in points (x 100: the metrics are fractions)."""
+def _runners(files: dict[str, str | None], threads: int) -> dict[str, Any]:
+    """A numpy-batch runner per written file: ONNX Runtime for ``fp32`` / ``int8``, OpenVINO for ``openvino_int8``."""
+    from mobivision.export import onnx_session, run_onnx
+    from mobivision.export.openvino_ir import openvino_runner
+
+    runners: dict[str, Any] = {}
+    for key in ("fp32", "int8"):
+        session = onnx_session(files[key], threads=threads)
+        runners[key] = lambda x, s=session: run_onnx(s, x)
+    if files["openvino_int8"] is not None:
+        runners["openvino_int8"] = openvino_runner(files["openvino_int8"], threads=threads)
+    return runners
+
+
+def int8_metric_change(subject: Subject, files: dict[str, str | None], *, threads: int) -> dict[str, Any] | None:
+    """The task's primary metric of the fp32 ONNX file, the INT8 ONNX file and the OpenVINO INT8 IR (``files``'
+    ``fp32``, ``int8``, ``openvino_int8``; the IR may be None) on the checkpoint's validation split (None: no data).
+    ``change_points`` / ``openvino_int8_change_points``: INT8 minus fp32 in points (x 100: the metrics are
+    fractions)."""
     if subject.task is None or subject.data is None:
         return None
     from mobivision.commands.export import evaluate_runner
-    from mobivision.export import onnx_session, run_onnx
 
-    scores = {}
-    for key, path in (("fp32", fp32), ("int8", int8)):
-        session = onnx_session(path, threads=threads)
-        scores[key], _ = evaluate_runner(subject.task, lambda x, s=session: run_onnx(s, x), subject.data)
+    scores = {key: evaluate_runner(subject.task, run, subject.data)[0] for key, run in _runners(files, threads).items()}
     metric = subject.task.primary_metric.name
+    openvino = scores.get("openvino_int8", {}).get(metric)
     return {
         "metric": metric,
         "split": subject.data.eval_split,
@@ -111,6 +125,8 @@ def int8_metric_change(subject: Subject, fp32: Path, int8: Path, *, threads: int
         "fp32": scores["fp32"][metric],
         "int8": scores["int8"][metric],
         "change_points": 100 * (scores["int8"][metric] - scores["fp32"][metric]),
+        "openvino_int8": openvino,
+        "openvino_int8_change_points": None if openvino is None else 100 * (openvino - scores["fp32"][metric]),
         "all_metrics": scores,
     }
 
@@ -130,9 +146,7 @@ def run_latency(
         arch=subject.arch,
     )
     files = report.pop("files")
-    accuracy = None
-    if config.int8:
-        accuracy = int8_metric_change(subject, Path(files["fp32"]), Path(files["int8"]), threads=config.threads)
+    accuracy = int8_metric_change(subject, files, threads=config.threads) if config.int8 else None
     report["subject"] = subject.label
     report["calibration"] = source or None
     report["int8_metric"] = accuracy

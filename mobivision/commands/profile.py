@@ -11,7 +11,13 @@ Examples::
     python tools/profile_model.py --no-latency --json     # machine-readable, no timing
     python tools/profile_model.py --plot chart.png        # MACs vs latency and vs top-1
     python tools/profile_model.py --budget-ms 10          # which pairs run in 10 ms, best top-1 first
+    python tools/profile_model.py --budget-ms 10 --runtime fastest   # ... in the fastest installed runtime
     python tools/profile_model.py --detectors             # SSD/SSDLite presets beside their published size
+
+Latency is the median batch-1 CPU time, by default in PyTorch eager. ``--runtime onnxruntime`` / ``openvino``
+exports each of the 16 models to a temporary ONNX file and times it there (OpenVINO: f32 arithmetic);
+``fastest`` is OpenVINO where it is installed, else ONNX Runtime. ``--threads`` sets the runtime's intra-op
+threads too. The table title and each JSON row (``latency_runtime``) name the runtime that timed it.
 
 ``--detectors`` profiles every ``list_detectors()`` preset with 91 classes (COCO with TF's label map) at
 its resolution, beside the published figures: the paper's SSD300-MobileNet (Table 13: 1.2 B mult-adds,
@@ -30,12 +36,20 @@ from rich.console import Console
 from rich.table import Table
 
 from mobivision.cli import positive_float, positive_int
+from mobivision.profiling import LATENCY_RUNTIMES
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
-    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, help="torch and runtime CPU threads (default: theirs)")
+    parser.add_argument(
+        "--runtime",
+        choices=(*LATENCY_RUNTIMES, "fastest"),
+        default="torch",
+        help="what times the models: torch eager (default), onnxruntime or openvino on an exported ONNX file, "
+        "or fastest (openvino if installed, else onnxruntime)",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="draw MACs vs latency and vs top-1 to PNG")
     parser.add_argument("--budget-ms", type=positive_float, metavar="MS", help="list pairs within this latency")
@@ -173,11 +187,36 @@ def plot_chart(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def resolve_runtime(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The runtime that times the models: ``fastest`` resolved, an unusable choice a usage error."""
+    if args.runtime == "torch":
+        return "torch"
+    if args.no_latency:
+        parser.error(f"--runtime {args.runtime} times the models; drop --no-latency")
+    from mobivision.export import openvino_ir
+
+    if args.runtime == "fastest":
+        return "openvino" if openvino_ir.available() else "onnxruntime"
+    if args.runtime == "openvino" and not openvino_ir.available():
+        parser.error(f"--runtime openvino needs OpenVINO: {openvino_ir.INSTALL}")
+    return args.runtime
+
+
+def _timing(runtime: str, args: argparse.Namespace) -> str:
+    """What the table's CPU ms column is, for its title."""
+    if args.no_latency:
+        return ""
+    threads = "default threads" if args.threads is None else f"{args.threads} thread{'s' * (args.threads > 1)}"
+    where = "PyTorch eager" if runtime == "torch" else f"{runtime} f32 on an exported ONNX file"
+    return f"; CPU ms: batch 1, {where}, {threads}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.no_latency and args.budget_ms is not None:
         parser.error("--budget-ms needs latency; drop --no-latency")
+    runtime = resolve_runtime(parser, args)
     if args.plot is not None and not args.plot.parent.is_dir():
         parser.error(f"--plot: folder {args.plot.parent} does not exist")
     if args.detectors:
@@ -189,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from mobivision.tfslim_table import fit_budget, profile_rows  # after parsing: argument errors are immediate
 
-    rows = profile_rows(latency=not args.no_latency, threads=args.threads)
+    rows = profile_rows(latency=not args.no_latency, threads=args.threads, runtime=runtime)
     if args.plot is not None:
         plot_chart(rows, args.plot)
     budget = args.budget_ms is not None or args.budget_mparams is not None
@@ -199,5 +238,5 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
     else:
         title = "Pairs within budget, best expected top-1 first" if budget else "MobileNetV1 vs TF-Slim table"
-        print_table(rows, title=title)
+        print_table(rows, title=title + _timing(runtime, args))
     return 0

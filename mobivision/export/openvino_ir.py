@@ -17,9 +17,11 @@ an IR (``compile_openvino``) needs openvino only, not torch.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +51,19 @@ def bin_file(xml_path: str | Path) -> Path:
     return Path(xml_path).with_suffix(".bin")
 
 
-def _import_nncf() -> Any:
-    """``nncf``, imported without the warning its import of ``torch.utils.cpp_extension`` logs on a machine without
-    CUDA ("No CUDA runtime is found"): NNCF's OpenVINO path never builds a torch extension, so it means nothing."""
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF without its noise: the progress bars it prints (the caller reports the result) and the warning PyTorch
+    logs when NNCF imports ``torch.utils.cpp_extension`` to detect the model's framework on a machine without CUDA
+    ("No CUDA runtime is found"; the OpenVINO path never builds a torch extension)."""
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        import nncf
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logger.setLevel(level)
-    return nncf
 
 
 def _save(model: Any, xml_path: Path, metadata: dict[str, str], *, fp16_weights: bool) -> Path:
@@ -76,14 +80,21 @@ def _save(model: Any, xml_path: Path, metadata: dict[str, str], *, fp16_weights:
 
 
 def _convert(onnx_path: Path) -> Any:
+    import onnx
     import openvino as ov
 
     if not onnx_path.is_file():
         raise ExportError(f"float ONNX model not found: {onnx_path}")
     try:  # read_model rather than convert_model: the latter splits its path at commas (several framework files)
-        return ov.Core().read_model(str(onnx_path))
+        model = ov.Core().read_model(str(onnx_path))
     except Exception as exc:
         raise ExportError(f"OpenVINO cannot convert {onnx_path}: {type(exc).__name__}: {exc}") from exc
+    # An output tensor can carry the names of the ONNX nodes folded into it ("/head/Gemm_output_0" beside
+    # "logits"); the IR keeps only the ONNX file's output name, so a runtime finds each output by it.
+    onnx_names = {output.name for output in onnx.load(str(onnx_path), load_external_data=False).graph.output}
+    for output in model.outputs:
+        output.get_tensor().set_names(output.get_names() & onnx_names)
+    return model
 
 
 def export_openvino(onnx_path: str | Path, xml_path: str | Path, *, fp16_weights: bool = False) -> Path:
@@ -108,7 +119,8 @@ def quantize_openvino(onnx_path: str | Path, xml_path: str | Path, calibration: 
         ExportError: OpenVINO or NNCF is missing, there are no calibration images, or NNCF failed.
     """
     require(quantization=True)
-    nncf = _import_nncf()
+    with _quiet_nncf():
+        import nncf
 
     onnx_path = Path(onnx_path)
     model = _convert(onnx_path)
@@ -116,9 +128,10 @@ def quantize_openvino(onnx_path: str | Path, xml_path: str | Path, calibration: 
     if not images:
         raise ExportError("OpenVINO INT8 quantization needs calibration images; none were given")
     try:
-        quantized = nncf.quantize(
-            model, nncf.Dataset(images), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(images)
-        )
+        with _quiet_nncf():
+            quantized = nncf.quantize(
+                model, nncf.Dataset(images), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(images)
+            )
     except MobivisionError:
         raise
     except Exception as exc:

@@ -94,7 +94,8 @@ class OpenVinoRuntime:
         self.metadata = openvino_metadata(model)
         if "task_kind" not in self.metadata:
             raise WeightFileError(f"{path}: not a mobivision export (no task_kind in its runtime info)")
-        self.output_names = [output.get_any_name() for output in self.compiled.outputs]
+        # the model's outputs, not the compiled ones: compiling adds the names of the nodes fused into an output
+        self.output_names = [output.get_any_name() for output in model.outputs]
         self.request = self.compiled.create_infer_request()
         self.cells = _side_cells(path, self.metadata)
 
