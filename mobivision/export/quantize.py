@@ -22,13 +22,19 @@ from mobivision.errors import ExportError, MobivisionError
 from mobivision.export.onnx_model import read_metadata, set_metadata
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-# The operators given int8 inputs: those with integer kernels that carry a MobileNet's cost (convolutions, fully
-# connected layers, residual additions, pooling). ONNX Runtime's default also wraps every other operator it knows
-# (Mul, Softmax, Where, Reshape, Concat...) in QuantizeLinear/DequantizeLinear, constants included: the geo head's
-# probability arithmetic then holds an int8 scalar constant times a float scale, which OpenVINO before 2024 cannot
-# fold ("Arguments do not have the same element type", OpenVINO 2023.3 on the geo and multi-head files), and
-# quantizing probabilities costs accuracy for no speed. Other runtimes read these files too (tests/test_export.py).
-INT8_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool")
+# The operators quantized: those with integer kernels that carry a MobileNet's cost (convolutions, fully connected
+# layers, residual additions, pooling), the activations ONNX Runtime folds into the quantization ranges (Relu, Clip:
+# left out, each stays a float operator between DequantizeLinear and QuantizeLinear, measured 2.4x slower on
+# MobileNetV1-1.0-224) and the data movement between them (a detector head's Reshape, Transpose, Concat). ONNX
+# Runtime's default also wraps every other operator it knows (Mul, Softmax, Where...), constants included: the geo
+# head's probability arithmetic then holds an int8 scalar constant times a float scale, which OpenVINO before 2024
+# cannot fold ("Arguments do not have the same element type", OpenVINO 2023.3 on the geo and multi-head files), and
+# quantizing probabilities costs accuracy for no speed.
+INT8_OP_TYPES = (
+    *("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool"),
+    *("Relu", "Clip"),
+    *("Flatten", "Reshape", "Transpose", "Concat"),
+)
 
 
 def single_images(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
