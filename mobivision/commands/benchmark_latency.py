@@ -121,7 +121,7 @@ def int8_metric_change(subject: Subject, files: dict[str, str | None], *, thread
     return {
         "metric": metric,
         "split": subject.data.eval_split,
-        "images": len(subject.data.eval_dataset),
+        "images": subject.data.eval_images,
         "fp32": scores["fp32"][metric],
         "int8": scores["int8"][metric],
         "change_points": 100 * (scores["int8"][metric] - scores["fp32"][metric]),

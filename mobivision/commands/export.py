@@ -204,6 +204,11 @@ class TaskData:
         datasets = [module.datasets[self.eval_split] for module in self.sources.values()]
         return datasets[0] if "" in self.sources else datasets
 
+    @property
+    def eval_images(self) -> int:
+        """The number of evaluation images over every source."""
+        return sum(len(module.datasets[self.eval_split]) for module in self.sources.values())
+
     def _loader(self, module: Any, dataset: Any, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=module.collate_fn)
 
