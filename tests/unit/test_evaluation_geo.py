@@ -279,3 +279,29 @@ def test_rejects_bad_inputs(tmp_path: Path) -> None:
         write_geo_report(tmp_path, "val", **{**inputs, "images": ["a", "b"]})
     with pytest.raises(DataError, match="top_cells has 1 rows"):
         write_geo_report(tmp_path, "val", **inputs, top_cells=[[1]])
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_the_map_draws_a_line_across_the_date_line_the_short_way(
+    tmp_path: Path, split: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A truth at 170 E and its prediction at 170 W (2,200 km apart): the map's line leaves at one edge and comes
+    back at the other. Drawn straight (``split=False``: the splitting patched out) it crosses the whole map, which
+    this test sees as changed pixels in the map's middle."""
+    from PIL import Image
+
+    from mobivision.evaluation import geo
+
+    if not split:
+        monkeypatch.setattr(geo, "split_at_antimeridian", lambda start, end: [(start, end)])
+    points = {"true_lat": torch.tensor([40.0]), "true_lon": torch.tensor([170.0])}
+    points |= {"pred_lat": torch.tensor([30.0]), "pred_lon": torch.tensor([-170.0])}
+    with_line = np.asarray(Image.open(geo.draw_prediction_map(tmp_path / "a.png", **points, max_lines=1)))
+    without = np.asarray(Image.open(geo.draw_prediction_map(tmp_path / "b.png", **points, max_lines=0)))
+    changed = np.abs(with_line.astype(int) - without.astype(int)).sum(-1) > 30
+    height, width = changed.shape
+    changed = changed[height // 10 : -height // 10]  # the title differs ("lines for 0 of them"); the map does not
+    columns = np.flatnonzero(changed.any(0)) / width
+    assert len(columns)  # the line is drawn
+    crosses_the_middle = bool(((columns > 0.3) & (columns < 0.7)).any())
+    assert crosses_the_middle is not split
