@@ -23,11 +23,14 @@ def scratch_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict
 
 
 @pytest.mark.slow
-def test_learns_small_details_far_above_chance(scratch_run: dict) -> None:
+def test_learns_every_class_from_its_small_details(scratch_run: dict) -> None:
+    """The README's figure (test top-1 0.992, every class learned), with a margin for noise."""
     summary = scratch_run["summary"]
     print("fine-grained test metrics:", summary["test"], "chance:", summary["chance"])
-    assert summary["test"]["test/top1"] > 3 * summary["chance"]
-    assert summary["test"]["test/mean_class_acc"] > 3 * summary["chance"]
+    assert summary["test"]["test/top1"] >= 0.95 and summary["test"]["test/mean_class_acc"] >= 0.95
+    with open(Path(summary["output_dir"]) / "per_class_test.csv") as f:
+        per_class = {row["class"]: float(row["accuracy"]) for row in csv.DictReader(f)}
+    assert len(per_class) == 6 and min(per_class.values()) >= 0.8, per_class  # no pair of classes left confused
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def finetune_run(scratch_run: dict, compose_train) -> dict:
             # jitter changes its colour, and both are what tells these classes apart
             "data.augment.hflip=0.0",
             "data.augment.color_jitter=0.0",
-            "data.augment.scale=[0.6,1.0]",
+            "data.augment.scale=[0.85,1.0]",
         ],
     )
     return {"summary": train(cfg), "cfg": cfg, "out": Path(cfg.paths.output_dir)}
