@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from mobivision.errors import MobivisionError, user_message
+from mobivision.quiet import quiet_dependencies
 
 
 def positive_int(text: str) -> int:
@@ -26,7 +27,9 @@ def positive_float(text: str) -> float:
 
 
 def exit_code(action: Callable[[], object]) -> int:
-    """Run ``action``; a user mistake (``MobivisionError``) becomes one ``error: ...`` line on stderr and 2."""
+    """Run ``action`` with the dependencies quietened (``mobivision.quiet``); a user mistake (``MobivisionError``)
+    becomes one ``error: ...`` line on stderr and 2."""
+    quiet_dependencies()
     try:
         action()
     except MobivisionError as exc:

@@ -18,10 +18,13 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from mobivision.config_schema import omegaconf_message, target_parameters, unknown_key
+from mobivision.quiet import quiet_dependencies
 
 
 def run_hydra(main: Callable[[], Any]) -> Any:
-    """``main()``; a config Hydra cannot compose ends in one ``error:`` line on stderr and exit code 2."""
+    """``main()`` with the dependencies quietened (``mobivision.quiet``); a config Hydra cannot compose ends in one
+    ``error:`` line on stderr and exit code 2."""
+    quiet_dependencies()
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises the error instead of printing its report and exiting 1
     try:

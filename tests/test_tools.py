@@ -46,6 +46,15 @@ def test_train_cli_prints_metrics_and_writes_a_run_folder(trained: dict) -> None
 
 
 @pytest.mark.slow
+def test_a_run_prints_our_lines_first_without_dependency_noise(trained: dict) -> None:
+    """No dependency deprecation or Lightning tip (``mobivision.quiet``); the first line is ours."""
+    output = trained["result"].stderr + trained["result"].stdout
+    for noise in ("set_vital", "LeafSpec", "Tip:", "litlogger", "DeprecationWarning"):
+        assert noise not in output, noise
+    assert "[mobivision][INFO] - paths:" in trained["result"].stdout.splitlines()[0]
+
+
+@pytest.mark.slow
 def test_eval_cli_on_a_checkpoint_prints_the_metrics(trained: dict, run_tool) -> None:
     result = run_tool("eval", f"ckpt_path={trained['best']}", "split=val", cwd=trained["cwd"])
     assert result.returncode == 0, result.stderr[-3000:]
