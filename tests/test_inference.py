@@ -4,6 +4,7 @@ ONNX vs exported OpenVINO IR agreement, and the exported files' path without tor
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -232,6 +233,18 @@ def test_bad_inputs_are_one_clear_error(models: dict, tmp_path: Path) -> None:
         predictor(np.zeros((8, 8, 3), dtype=np.float32))
     with pytest.raises(ConfigError, match="score_threshold"):
         predictor(IMAGES[0], score_threshold=2.0)
+
+
+def test_a_run_folder_or_a_folder_of_runs_loads_the_newest_runs_best_checkpoint(models: dict, tmp_path: Path) -> None:
+    runs = tmp_path / "runs" / "demo_x"
+    for run, model in (("2026-12-01_09-00-00", "classifier"), ("2026-12-02_08-00-00", "attributes")):
+        (runs / run / "checkpoints").mkdir(parents=True)
+        shutil.copy(models[model]["ckpt"], runs / run / "checkpoints" / "best.ckpt")
+    (runs / "2026-12-03_07-00-00").mkdir()  # a run that has not written its best checkpoint yet
+    assert mobivision.load(runs).kind == "attributes"  # the newest run with a best checkpoint
+    assert mobivision.load(runs / "2026-12-01_09-00-00").kind == "classification"
+    with pytest.raises(WeightFileError, match="a folder, but neither a run"):
+        mobivision.load(runs / "2026-12-03_07-00-00")
 
 
 TORCH_FREE = """

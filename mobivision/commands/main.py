@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "benchmark": ("mobivision.commands.benchmark", "main", "CPU speed against timm / torchvision / ONNX Runtime"),
     "convert": ("mobivision.commands.convert", "main", "convert TF-Slim / Keras / timm / torchvision weights"),
     "geo-cells": ("mobivision.commands.geo_cells", "main", "build adaptive S2 cell partitionings"),
+    "measure": ("mobivision.commands.measure", "main", "re-run the README's Measured rows and print its table"),
 }
 HYDRA_COMMANDS = ("train", "eval", "check")
 

@@ -17,11 +17,26 @@ from mobivision.inference.results import Attributes, Classes, Detections, Locati
 __all__ = ["Attributes", "Classes", "Detections", "Location", "Predictor", "Result", "Values", "load"]
 
 
+def run_checkpoint(folder: Path) -> Path:
+    """The best checkpoint of a run folder (``<run>/checkpoints/best.ckpt``), or of the newest run in a folder of
+    runs (``runs/demo_geo``: run folders are named by their start time, so the last name is the newest)."""
+    best = Path("checkpoints") / "best.ckpt"
+    if (folder / best).is_file():
+        return folder / best
+    runs = sorted(child for child in folder.iterdir() if (child / best).is_file())
+    if not runs:
+        raise WeightFileError(f"{folder}: a folder, but neither a run ({best}) nor a folder of runs")
+    return runs[-1] / best
+
+
 def load(path: str | Path, *, device: str = "cpu", batch_size: int = 16, threads: int | None = None) -> Predictor:
-    """A predictor for a task checkpoint (``.ckpt``), an exported ``.onnx`` or an exported OpenVINO IR (``.xml``,
-    its ``.bin`` beside it; CPU, f32 arithmetic); ``device``: ``cpu``, ``cuda``, ``cuda:1``... (checkpoints and
-    ONNX); ``threads``: ONNX Runtime's intra-op or OpenVINO's inference threads (default: the runtime's choice)."""
+    """A predictor for a task checkpoint (``.ckpt``; a run folder or a folder of runs: its newest run's best
+    checkpoint), an exported ``.onnx`` or an exported OpenVINO IR (``.xml``, its ``.bin`` beside it; CPU, f32
+    arithmetic). ``device``: ``cpu``, ``cuda``, ``cuda:1``... (checkpoints and ONNX); ``threads``: ONNX Runtime's
+    intra-op or OpenVINO's inference threads (default: the runtime's choice)."""
     path = Path(path)
+    if path.is_dir():
+        path = run_checkpoint(path)
     if not path.is_file():
         raise WeightFileError(f"model file not found: {path}")
     if path.suffix == ".onnx":
