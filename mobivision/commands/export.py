@@ -96,6 +96,7 @@ from mobivision.export import (
     torchscript_runner,
     verify_parity,
 )
+from mobivision.inference import run_checkpoint
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.multitask_data import source_modules
 from mobivision.tasks.runner import build_datamodule, load_task
@@ -587,7 +588,7 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError(f"--parity-images must be >= 0, got {args.parity_images}")
     if args.max_metric_drop is not None and args.max_metric_drop < 0:
         raise ConfigError(f"--max-metric-drop must be >= 0, got {args.max_metric_drop}")
-    checkpoint = Path(args.checkpoint)
+    checkpoint = run_checkpoint(args.checkpoint)  # a run folder: its best checkpoint
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
     if args.out:  # told before the checkpoint is loaded; created only once it loads
         refuse_a_file(out, option="--out")

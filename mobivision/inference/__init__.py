@@ -14,12 +14,16 @@ from mobivision.errors import ConfigError, WeightFileError
 from mobivision.inference.predictor import Predictor
 from mobivision.inference.results import Attributes, Classes, Detections, Location, Result, Values
 
-__all__ = ["Attributes", "Classes", "Detections", "Location", "Predictor", "Result", "Values", "load"]
+__all__ = ["Attributes", "Classes", "Detections", "Location", "Predictor", "Result", "Values", "load", "run_checkpoint"]
 
 
-def run_checkpoint(folder: Path) -> Path:
-    """The best checkpoint of a run folder (``<run>/checkpoints/best.ckpt``), or of the newest run in a folder of
-    runs (``runs/demo_geo``: run folders are named by their start time, so the last name is the newest)."""
+def run_checkpoint(path: str | Path) -> Path:
+    """``path`` itself, unless it is a folder: then the best checkpoint of that run (``<run>/checkpoints/best.ckpt``)
+    or of the newest run in that folder of runs (``runs/demo_geo``: run folders are named by their start time, so
+    the last name is the newest)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return folder
     best = Path("checkpoints") / "best.ckpt"
     if (folder / best).is_file():
         return folder / best
@@ -34,9 +38,7 @@ def load(path: str | Path, *, device: str = "cpu", batch_size: int = 16, threads
     checkpoint), an exported ``.onnx`` or an exported OpenVINO IR (``.xml``, its ``.bin`` beside it; CPU, f32
     arithmetic). ``device``: ``cpu``, ``cuda``, ``cuda:1``... (checkpoints and ONNX); ``threads``: ONNX Runtime's
     intra-op or OpenVINO's inference threads (default: the runtime's choice)."""
-    path = Path(path)
-    if path.is_dir():
-        path = run_checkpoint(path)
+    path = run_checkpoint(path)
     if not path.is_file():
         raise WeightFileError(f"model file not found: {path}")
     if path.suffix == ".onnx":
