@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,14 +83,18 @@ def _command(name: str, *args: str, cwd: Path, threads: int) -> subprocess.Compl
 
 
 def train_demo(name: str, work: Path, threads: int) -> dict[str, Any]:
-    """Train ``experiment=name`` in its own folder under ``work``; its summary, with the wall time added."""
+    """Train ``experiment=name`` in its own folder under ``work``; its summary, with the wall time added. A demo
+    that finished in ``work`` before (its ``wall_s.txt`` written) is read back, not trained again."""
     folder = work / name
-    folder.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    _command("train", f"experiment={name}", cwd=folder, threads=threads)
-    seconds = time.perf_counter() - start
+    wall = folder / "wall_s.txt"
+    if not wall.is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # an unfinished earlier attempt
+        folder.mkdir(parents=True)
+        start = time.perf_counter()
+        _command("train", f"experiment={name}", cwd=folder, threads=threads)
+        wall.write_text(f"{time.perf_counter() - start:.1f}\n")
     (summary_path,) = sorted(folder.glob("runs/*/*/summary.json"))
-    return json.loads(summary_path.read_text()) | {"wall_s": seconds}
+    return json.loads(summary_path.read_text()) | {"wall_s": float(wall.read_text())}
 
 
 def _metric_text(metrics: dict[str, float]) -> str:
@@ -114,13 +119,21 @@ def _weakest_class(summary: dict[str, Any]) -> str:
     return f"; {len(rows)} classes, the weakest {weakest['class']} {float(weakest['accuracy']):.3f}"
 
 
+def _chance_text(summary: dict[str, Any]) -> str:
+    """``; chance 0.167`` or ``; chance: mAP 0.217, mean_acc 0.783`` (where the task reports its chance level)."""
+    chance = summary.get("chance")
+    if chance is None:
+        return ""
+    if isinstance(chance, dict):
+        return "; chance: " + ", ".join(f"{key} {value:.3f}" for key, value in chance.items())
+    return f"; chance {chance:.3f}"
+
+
 def demo_row(name: str, summary: dict[str, Any]) -> tuple[str, str]:
     what = f"`python tools/train.py experiment={name}` (fresh folder, data written first)"
     figure = (
-        f"test: {_metric_text(summary['test'])}{_weakest_class(summary)}; chance {summary['chance']:.3f}; "
+        f"test: {_metric_text(summary['test'])}{_weakest_class(summary)}{_chance_text(summary)}; "
         f"**{_minutes(summary['wall_s'])}** wall"
-        if "chance" in summary
-        else f"test: {_metric_text(summary['test'])}; **{_minutes(summary['wall_s'])}** wall"
     )
     return what, figure
 
@@ -221,7 +234,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--demos", default=",".join(DEMOS), help=f"comma-separated, from {','.join(ALL_DEMOS)} (default: all but demo)"
     )
-    parser.add_argument("--work", type=Path, help="folder for the runs (default: a temporary folder, removed)")
+    parser.add_argument(
+        "--work", type=Path, help="folder for the runs, kept; demos finished there are reused (default: temporary)"
+    )
     parser.add_argument("--threads", type=positive_int, default=2, help="threads of every run (default 2)")
     parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
