@@ -61,8 +61,9 @@ def test_the_readmes_predict_line_runs_as_written(newcomer: Path, demo: str, run
     images = [source] if source.is_file() else [p for p in source.rglob("*") if p.suffix in (".jpg", ".png")]
     assert len(done.stdout.splitlines()) == len(images) + 1  # a line per image, then "wrote .../predictions.json"
     entries = json.loads((out / "predictions.json").read_text())
-    if demo == "demo":  # COCO results: one entry per box, named by the image's file
-        assert entries and {e["image_id"] for e in entries} <= {str(p.relative_to(source)) for p in images}
+    if demo == "demo":  # COCO results: one entry per box (a detector trained two batches may find none)
+        assert isinstance(entries, list)
+        assert {e["image_id"] for e in entries} <= {str(p.relative_to(source)) for p in images}
     else:
         assert len(entries) == len(images)
     assert (sorted(out.rglob("*.jpg")) != []) is (demo in PICTURES)
