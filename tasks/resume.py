@@ -250,9 +250,22 @@ def prepare_resume(cfg: DictConfig) -> Path | None:
     return checkpoint
 
 
+def _check_length(cfg: DictConfig, checkpoint: Path, contents: dict[str, Any]) -> None:
+    """A run that already went past ``trainer.max_epochs`` is one ``ConfigError`` (Lightning's own check, the same
+    condition, ends in a traceback deep inside ``fit``)."""
+    epoch, max_epochs = contents.get("epoch"), cfg.trainer.get("max_epochs")
+    if isinstance(epoch, int) and max_epochs not in (None, -1) and epoch > max_epochs:
+        raise ConfigError(
+            f"resume: {checkpoint} is at epoch {epoch}, past trainer.max_epochs={max_epochs}; set "
+            f"trainer.max_epochs={epoch + 1} or more to train on"
+        )
+
+
 def _check_config(cfg: DictConfig, checkpoint: Path, run_dir: Path) -> None:
     """Point ``paths.output_dir`` at ``run_dir`` and compare the configuration with the checkpoint's."""
-    stored = _read_checkpoint(checkpoint).get("hyper_parameters", {}).get("run_config")
+    contents = _read_checkpoint(checkpoint)
+    _check_length(cfg, checkpoint, contents)
+    stored = contents.get("hyper_parameters", {}).get("run_config")
     cfg.paths.output_dir = str(run_dir)
     force = bool(cfg.get("resume_force"))
     if not isinstance(stored, dict):

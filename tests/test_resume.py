@@ -222,6 +222,13 @@ def test_resume_argument_errors(runs: dict, compose_train, tmp_path: Path) -> No
     given = _compose(compose_train, tmp_path, runs["data"], f"resume={runs['a'] / 'last.ckpt'}")
     assert prepare_resume(given) == runs["a"] / "last.ckpt" and given.paths.output_dir == str(runs["a"].parent)
     assert "ckpt_path" not in given
+    # a run already past the new trainer.max_epochs (3 epochs done, 1 asked): one error, not Lightning's traceback
+    short = _compose(compose_train, tmp_path, runs["data"], f"resume={runs['a'] / 'last.ckpt'}", "resume_force=true")
+    short.trainer.max_epochs = 1
+    with pytest.raises(
+        ConfigError, match=r"is at epoch 2, past trainer.max_epochs=1; set trainer.max_epochs=3 or more"
+    ):
+        prepare_resume(short)
 
 
 def _fresh_task(source: dict, class_names: list[str]) -> ClassificationTask:
