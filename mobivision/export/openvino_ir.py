@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mobivision.errors import ExportError, MobivisionError
+from mobivision.errors import ExportError
 from mobivision.export.onnx_model import read_metadata
 from mobivision.export.quantize import single_images
 from mobivision.inference.runtimes import METADATA_SECTION
@@ -132,13 +132,11 @@ def quantize_openvino(onnx_path: str | Path, xml_path: str | Path, calibration: 
             quantized = nncf.quantize(
                 model, nncf.Dataset(images), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(images)
             )
-    except MobivisionError:
-        raise
     except Exception as exc:
         raise ExportError(f"NNCF quantization of {onnx_path} failed: {type(exc).__name__}: {exc}") from exc
     metadata = read_metadata(onnx_path) | {
         "quantization": f"static INT8 by nncf {nncf.__version__} quantize (PERFORMANCE preset: symmetric "
-        "per-channel weights, symmetric activations), min/max calibration",
+        "per-channel weights, symmetric activations), NNCF's default range estimation",
         "calibration_images": str(len(images)),
     }
     return _save(quantized, Path(xml_path), metadata, fp16_weights=False)
