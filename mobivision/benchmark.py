@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mobivision.machine import cpu_description, cpu_flags
 from mobivision.profiling import ModelCost, onnxruntime_call, openvino_call, profile
 
 # timm's plain MobileNetV1 at width N / 100 (``mobilenetv1_100h`` has an extra head convolution: another network).
@@ -50,9 +51,6 @@ SETTLE_SECONDS = 0.1
 def default_settle(threads: int) -> float:
     """``SETTLE_SECONDS`` with worker threads (``threads > 1``), else 0."""
     return SETTLE_SECONDS if threads > 1 else 0.0
-
-
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 def _rotated(names: list[str], repeat: int) -> list[str]:
@@ -110,16 +108,6 @@ def onnx_files(path: str | Path) -> list[Path]:
 def files_size(files: Iterable[Path]) -> int:
     """Bytes on disk of ``files`` together."""
     return sum(Path(f).stat().st_size for f in files)
-
-
-def cpu_flags() -> list[str]:
-    """Which of the vector / int8 / bf16 instruction sets that matter for ORT and OpenVINO this CPU has (Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [flag for flag in CPU_FLAGS if flag in flags]
 
 
 def random_calibration(
@@ -303,6 +291,7 @@ class LatencyConfig:
     openvino: bool = True
     opset: int = 17
     per_channel: bool = True
+    int8_target: str = "any"  # quantize.INT8_TARGETS
 
 
 @dataclass
@@ -374,11 +363,13 @@ def _int8_runtimes(
     from mobivision.export.openvino_ir import quantize_openvino
 
     threads, cost, out, stem = config.threads, network.cost, network.out, network.stem
-    qdq = quantize_int8(fp32, out / f"{stem}_int8.onnx", calibration, per_channel=config.per_channel)
+    qdq = quantize_int8(
+        fp32, out / f"{stem}_int8.onnx", calibration, per_channel=config.per_channel, target=config.int8_target
+    )
     runtimes = [ort_runtime(f"{network.prefix} ORT INT8", qdq, x, cost, threads=threads)]
     ir = None
     if openvino.int8:
-        ir = quantize_openvino(fp32, out / f"{stem}_int8.xml", calibration)
+        ir = quantize_openvino(fp32, out / f"{stem}_int8.xml", calibration, target=config.int8_target)
         runtimes.append(openvino_runtime(f"{network.prefix} OpenVINO INT8", ir, x, cost, threads=threads))
     if openvino.enabled:
         name = f"{network.prefix} OpenVINO on ORT's INT8 file"
@@ -464,6 +455,7 @@ def measure_latency(
             "load_average_1min": [load_before, _load_average()],
             "opset": config.opset,
             "int8_per_channel": config.per_channel,
+            "int8_target": config.int8_target,
             "timm_model": peer_name,
             "torch": torch.__version__,
             "onnxruntime": _ort_version(),
@@ -471,6 +463,7 @@ def measure_latency(
             "openvino_bf16": openvino.bf16,
             "cpus": os.cpu_count(),
             "cpu_flags": cpu_flags(),
+            "cpu": cpu_description(),
         }
         summary = latency_summary(rows)
         return {"config": report_config, "rows": rows, "summary": summary, "notes": notes, "files": files}

@@ -66,8 +66,8 @@ Usage::
     python tools/benchmark.py multitask CKPT [--threads N] [--repeats 50] [--warmup 10]
     python tools/benchmark.py inference MODEL [--images 64] [--batch 16] [--threads 1] [--repeats 5]
     python tools/benchmark.py latency [CKPT | --model mobilenet_v1 --width 1.0 --resolution 224] [--threads 2]
-        [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--no-timm] [--no-openvino]
-        [--json out.json] [--out DIR]
+        [--repeats 50] [--warmup 10] [--calibration-images 100] [--no-int8] [--int8-target any|vnni] [--no-timm]
+        [--no-openvino] [--json out.json] [--out DIR]
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco
 from mobivision.commands.benchmark_inference import add_inference_parser, print_inference_report, run_inference
 from mobivision.commands.benchmark_multitask import add_multitask_parser, print_multitask_report, run_multitask
 from mobivision.commands.benchmark_training import add_training_parser, print_training_report, run_training
+from mobivision.export.quantize import INT8_TARGETS
 from mobivision.profiling import count_parameters
 
 COMMANDS = ("backbone", "detector", "latency", "multitask", "coco-scale", "training", "inference")
@@ -148,6 +149,9 @@ def add_latency_parser(commands: argparse._SubParsersAction) -> None:
         "--calibration-images", type=positive_int, default=100, help="INT8 calibration images (default 100)"
     )
     latency.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
+    latency.add_argument(
+        "--int8-target", choices=tuple(INT8_TARGETS), default="any", help="INT8 weights: any (7-bit) or vnni (8-bit)"
+    )
     latency.add_argument("--no-timm", action="store_true", help="skip timm's rows")
     latency.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO rows")
     latency.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
@@ -469,6 +473,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         warmup=args.warmup,
         settle=None if args.settle_ms is None else args.settle_ms / 1e3,
         int8=not args.no_int8,
+        int8_target=args.int8_target,
         timm=not args.no_timm,
         openvino=not args.no_openvino,
     )
@@ -550,7 +555,7 @@ def print_latency_report(report: dict[str, Any]) -> None:
         f"IR: xml + bin). MACs / params: mobivision.profiling counts of the PyTorch network (INT8: the same "
         f"network); GFLOP/s: 2 x MACs / median (INT8 rows: the same count, as operations). "
         f"torch {config['torch']}, onnxruntime {config['onnxruntime']}, openvino {config['openvino'] or '-'}, "
-        f"{config['cpus']} CPUs, flags: {' '.join(config['cpu_flags']) or '-'}; 1-min load average before / after "
+        f"{config['cpus']} CPUs of {config['cpu']}; 1-min load average before / after "
         f"timing: {' / '.join(str(v) for v in config['load_average_1min'])}",
     ]
     if config["openvino_bf16"]:
@@ -559,7 +564,10 @@ def print_latency_report(report: dict[str, Any]) -> None:
             "about 3 significant digits; the OpenVINO fp32 row is f32 arithmetic"
         )
     if report["calibration"]:
-        lines.append(f"INT8 calibration (ORT and OpenVINO INT8 alike): {report['calibration']}")
+        lines.append(
+            f"INT8 calibration (ORT and OpenVINO INT8 alike): {report['calibration']}; --int8-target "
+            f"{config['int8_target']}: {INT8_TARGETS[config['int8_target']]}"
+        )
     metric = report["int8_metric"]
     if metric is not None:
         lines.append(int8_metric_line(metric))

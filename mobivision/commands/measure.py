@@ -33,6 +33,7 @@ from typing import Any
 
 from mobivision.cli import exit_code, positive_int
 from mobivision.errors import MobivisionError
+from mobivision.machine import cpu_description
 
 DEMOS = ("demo_classification", "demo_fine_grained", "demo_attributes", "demo_geo", "demo_multitask")
 ALL_DEMOS = ("demo", *DEMOS)
@@ -40,14 +41,11 @@ PARITY_FORMATS = ("onnx", "openvino", "openvino-fp16", "torchscript")
 
 
 def machine() -> str:
-    """CPU model, cores, memory and the versions that matter for the figures."""
+    """CPU model and instruction sets, cores, memory and the versions that matter for the figures."""
     import onnxruntime
     import torch
 
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines() if "model name" in line),
-        platform.processor() or "unknown CPU",
-    )
+    cpu = cpu_description()
     memory = next((line.split()[1] for line in _read("/proc/meminfo").splitlines() if "MemTotal" in line), None)
     gib = f", {int(memory) / 2**20:.0f} GiB" if memory else ""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
