@@ -317,6 +317,17 @@ def start_tool():
     return _start_tool
 
 
+def int8_weights(path: Path) -> list[np.ndarray]:
+    """The int8 weight tensors of a QDQ ONNX file: 2-D (Gemm) or 4-D (Conv); per-channel zero points, also int8,
+    are 1-D and left out."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) > 1]
+    return [numpy_helper.to_array(i) for i in weights]
+
+
 # --- tiny task checkpoints (export and inference tests) ---
 
 TINY_COMMON = {"optimizer": {"name": "adamw", "lr": 1e-3}, "scheduler": {"name": "cosine"}}

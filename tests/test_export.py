@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_DETECTOR_SIZE, TINY_META
+from conftest import TINY_DETECTOR_SIZE, TINY_META, int8_weights
 
 import mobivision
 from mobivision.commands.export import export_task, load_checkpoint
@@ -22,6 +22,9 @@ from mobivision.data.synthetic import write_shapes_detection
 from mobivision.detection.postprocess import class_scores
 from mobivision.errors import ConfigError, ExportError, WeightFileError
 from mobivision.export import compare_detections, mobile, onnx_session, openvino_ir, read_metadata, run_onnx
+from mobivision.export.quantize import INT8_TARGETS
+from mobivision.inference.runtimes import openvino_metadata
+from mobivision.machine import cpu_description, cpu_model
 from mobivision.tasks.runner import load_task, train
 
 # Exports every task to ONNX / TorchScript / INT8 (and trains a classifier for the INT8 check): minutes on CPU.
@@ -194,6 +197,9 @@ def test_int8_export_of_a_trained_classifier_reports_its_top1(
     assert abs(int8 - fp32) <= 0.15
     assert rows["int8"]["size_mb"] < rows["onnx"]["size_mb"]
     assert read_metadata(tmp_path / "model.int8.onnx")["calibration_images"] == "48"
+    # Written for every CPU by default (7-bit weights), and the report says on which CPU the metric was checked
+    assert rows["int8"]["int8_target"].startswith("any: 7-bit weights") and "target any (7-bit" in rows["int8"]["check"]
+    assert rows["int8"]["checked_on"] == cpu_description() and cpu_model() in rows["int8"]["check"]
     # The inference API on the same validation images scores what the export reported, for each file
     val = Path(load_task(trained_classifier).hparams.run_config["data"]["root"]) / "val"
     paths = sorted(val.rglob("*.png"))
@@ -220,6 +226,29 @@ def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(
         # a negative allowance fails even an INT8 model as good as the float one
         export_task(task, tmp_path, formats=["int8"], calibration_images=16, parity_images=0, max_metric_drop=-1.0)
     assert (tmp_path / "model.int8.onnx").is_file() and (tmp_path / "export_report.json").is_file()
+
+
+def test_int8_target_vnni_writes_8_bit_weights_and_says_so_in_the_report_and_the_files(
+    trained_classifier: Path, tmp_path: Path
+) -> None:
+    task = load_checkpoint(trained_classifier)
+    formats = ["int8", "openvino-int8"] if openvino_ir.available(quantization=True) else ["int8"]
+    result = export_task(task, tmp_path, formats=formats, calibration_images=16, parity_images=0, int8_target="vnni")
+    rows = {row.format: row.as_dict() for row in result.rows}
+    assert rows["int8"]["int8_target"] == f"vnni: {INT8_TARGETS['vnni']}"
+    assert "target vnni (8-bit" in rows["int8"]["check"]
+    weights = int8_weights(tmp_path / "model.int8.onnx")
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 127  # the full 8 bits
+    assert read_metadata(tmp_path / "model.int8.onnx")["int8_target"].startswith("vnni: ")
+    if "openvino-int8" in rows:
+        assert rows["openvino-int8"]["int8_target"].startswith("vnni: ")
+        import openvino as ov
+
+        ir_metadata = openvino_metadata(ov.Core().read_model(str(tmp_path / "model.int8.xml")))
+        assert "overflow fix disable" in ir_metadata["quantization"] and ir_metadata["int8_target"].startswith("vnni")
+    with pytest.raises(ExportError, match="INT8 target must be one of any, vnni, got .arm."):
+        export_task(task, tmp_path / "x", formats=["int8"], int8_target="arm")
+    assert not (tmp_path / "x").exists()
 
 
 def test_an_openvino_format_without_openvino_installed_is_a_config_error_naming_the_extra(

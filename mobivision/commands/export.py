@@ -47,13 +47,15 @@ Usage::
 
     python tools/export.py CHECKPOINT [--out DIR] [--formats onnx,onnx-nms,int8,openvino,...,pte,tflite]
         [--opset 17] [--exporter torchscript|dynamo] [--calibration-images 200] [--parity-images 8]
-        [--eval-images N] [--threads N] [--max-metric-drop X] [--name model]
+        [--eval-images N] [--threads N] [--max-metric-drop X] [--int8-target any|vnni] [--name model]
 
 Writes ``DIR/model.onnx`` (dynamic batch; pre-processing, labels and output meanings in its metadata),
 ``model_nms.onnx`` (detectors: decoding and NMS in the graph), ``model.int8.onnx`` (static INT8, calibrated on
 training images), ``model.ts`` (TorchScript), ``model.pte`` (ExecuTorch, needs ``executorch``) and
 ``model.tflite`` (LiteRT, needs ``litert-torch`` and ``ai-edge-litert``), ``model.xml``, ``model.fp16.xml`` and
 ``model.int8.xml`` (OpenVINO IR, each with its ``.bin``; need the ``openvino`` extra), plus ``export_report.json``.
+INT8 files are for every CPU by default (7-bit weights: ``--int8-target any``); ``--int8-target vnni`` writes 8-bit
+weights for CPUs with VNNI, AMX or ARM dot products. The report names the target and the CPU the metric was checked on.
 Each file is run against the PyTorch model right away: a float format whose outputs differ beyond the stated
 tolerance, or an INT8 model that loses more than ``--max-metric-drop`` of the task's metric, ends with exit code 2
 and the report.
@@ -96,7 +98,9 @@ from mobivision.export import (
     torchscript_runner,
     verify_parity,
 )
+from mobivision.export.quantize import INT8_TARGETS, check_int8_target
 from mobivision.inference import run_checkpoint
+from mobivision.machine import cpu_description
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.multitask_data import source_modules
 from mobivision.tasks.runner import build_datamodule, load_task
@@ -268,6 +272,7 @@ class ExportRow:
     ok: bool = True
     parity: ParityReport | None = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # e.g. an INT8 file's target and the CPU it was checked on
 
     @property
     def size_mb(self) -> float:
@@ -290,7 +295,7 @@ class ExportRow:
             }
         if self.metrics:
             out["metrics"] = self.metrics
-        return out
+        return out | self.details
 
 
 @dataclass
@@ -401,6 +406,7 @@ def export_task(
     eval_images: int | None = None,
     threads: int | None = None,
     max_metric_drop: float | None = None,
+    int8_target: str = "any",
     checkpoint: str | Path | None = None,
     data: TaskData | None = None,
     on_row: Callable[[ExportRow], None] | None = None,
@@ -417,6 +423,8 @@ def export_task(
         threads: ONNX Runtime intra-op threads.
         max_metric_drop: Fail when INT8 loses more than this on the task's primary metric (``task.primary_metric``;
             fractions, e.g. 0.01 = one point of top-1).
+        int8_target: The CPUs the INT8 files are for (``quantize.INT8_TARGETS``): ``any`` (7-bit weights, exact on
+            x86 without VNNI) or ``vnni`` (8-bit weights, for VNNI/AMX and ARM CPUs).
         data: The task's data (default: read from the checkpoint's run configuration when it can be).
         on_row: Called after each format is written and checked (progress output).
 
@@ -426,6 +434,7 @@ def export_task(
     """
     task = task.eval()
     wanted = parse_formats(formats, task)
+    check_int8_target(int8_target)
     out_dir = export_folder(out_dir)
     result = ExportResult(out_dir)
     size = task.input_size
@@ -478,10 +487,15 @@ def export_task(
         primary = task.primary_metric.name
         drop = _delta(primary, fp32[primary], int8[primary], evaluator)
         ok = max_metric_drop is None or not drop > max_metric_drop or math.isnan(drop)
-        check = f"{data.eval_split}, fp32 ONNX -> {runtime}: {_metric_text(fp32, int8, evaluator)}"
+        checked_on = cpu_description()
+        check = (
+            f"{data.eval_split}, fp32 ONNX -> {runtime}: {_metric_text(fp32, int8, evaluator)}; target "
+            f"{int8_target} ({INT8_TARGETS[int8_target].split(':')[0]}), checked on {checked_on}"
+        )
         if not ok:
             check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"
-        return ExportRow(fmt, path, check, ok, metrics={"fp32": fp32, "int8": int8})
+        details = {"int8_target": f"{int8_target}: {INT8_TARGETS[int8_target]}", "checked_on": checked_on}
+        return ExportRow(fmt, path, check, ok, metrics={"fp32": fp32, "int8": int8}, details=details)
 
     def onnx_row(fmt: str, path: Path, graph: ExportGraph, graph_exporter: str) -> Any:
         """Write ``graph`` as ONNX with its metadata, check its parity; returns its ONNX Runtime session."""
@@ -518,7 +532,7 @@ def export_task(
         if "int8" in wanted:
             assert data is not None
             path = out_dir / f"{name}.int8.onnx"
-            quantize_int8(onnx_path, path, data.calibration(calibration_images), per_channel=True)
+            quantize_int8(onnx_path, path, data.calibration(calibration_images), per_channel=True, target=int8_target)
             int8_session = onnx_session(path, threads=threads)
             finish(int8_row("int8", path, lambda x: run_onnx(int8_session, x), "ONNX Runtime INT8"))
             if openvino_ir.available():  # which runtimes read the file: checked, not claimed (a note, not a gate)
@@ -534,7 +548,7 @@ def export_task(
         if "openvino-int8" in wanted:
             assert data is not None
             path = out_dir / f"{name}.int8.xml"
-            openvino_ir.quantize_openvino(onnx_path, path, data.calibration(calibration_images))
+            openvino_ir.quantize_openvino(onnx_path, path, data.calibration(calibration_images), target=int8_target)
             run_int8 = openvino_ir.openvino_runner(path, threads=threads)
             finish(int8_row("openvino-int8", path, run_int8, "OpenVINO INT8 (NNCF)"))
         if "torchscript" in wanted:
@@ -576,6 +590,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         help="fail if INT8 loses more than this on the task's metric (fraction: 0.01 = 1 point of top-1)",
     )
+    parser.add_argument(
+        "--int8-target",
+        choices=tuple(INT8_TARGETS),
+        default="any",
+        help="the CPUs the INT8 files are for: any (default; 7-bit weights, exact on x86 without VNNI) or vnni "
+        "(8-bit weights, for x86 with VNNI/AMX and ARM; saturates on AVX2-only CPUs)",
+    )
     return parser.parse_args(argv)
 
 
@@ -605,6 +626,7 @@ def run(args: argparse.Namespace) -> None:
         eval_images=args.eval_images,
         threads=args.threads,
         max_metric_drop=args.max_metric_drop,
+        int8_target=args.int8_target,
         checkpoint=checkpoint,
         on_row=_progress,
     )

@@ -29,7 +29,7 @@ import numpy as np
 
 from mobivision.errors import ExportError
 from mobivision.export.onnx_model import read_metadata
-from mobivision.export.quantize import single_images
+from mobivision.export.quantize import INT8_TARGETS, check_int8_target, single_images
 from mobivision.inference.runtimes import METADATA_SECTION
 
 INSTALL = "pip install 'mobivision[openvino]'  (openvino and nncf)"
@@ -111,17 +111,24 @@ def export_openvino(onnx_path: str | Path, xml_path: str | Path, *, fp16_weights
     return _save(model, Path(xml_path), metadata, fp16_weights=fp16_weights)
 
 
-def quantize_openvino(onnx_path: str | Path, xml_path: str | Path, calibration: Iterable[np.ndarray]) -> Path:
+def quantize_openvino(
+    onnx_path: str | Path, xml_path: str | Path, calibration: Iterable[np.ndarray], *, target: str = "any"
+) -> Path:
     """INT8 IR of the float ONNX file by ``nncf.quantize`` on ``calibration`` (``[B, 3, H, W]`` or ``[3, H, W]``
-    pre-processed float arrays; every image is one calibration sample).
+    pre-processed float arrays; every image is one calibration sample). ``target`` (``quantize.INT8_TARGETS``):
+    ``any`` halves every weight's range (NNCF's ``OverflowFix.ENABLE``: no 16-bit saturation on x86 without
+    VNNI), ``vnni`` keeps the full 8 bits (``OverflowFix.DISABLE``).
 
     Raises:
-        ExportError: OpenVINO or NNCF is missing, there are no calibration images, or NNCF failed.
+        ExportError: OpenVINO or NNCF is missing, there are no calibration images, an unknown target, or NNCF failed.
     """
+    check_int8_target(target)
     require(quantization=True)
     with _quiet_nncf():
         import nncf
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
+    overflow_fix = OverflowFix.ENABLE if target == "any" else OverflowFix.DISABLE
     onnx_path = Path(onnx_path)
     model = _convert(onnx_path)
     images = [np.ascontiguousarray(image[None]) for image in single_images(calibration)]
@@ -130,13 +137,19 @@ def quantize_openvino(onnx_path: str | Path, xml_path: str | Path, calibration: 
     try:
         with _quiet_nncf():
             quantized = nncf.quantize(
-                model, nncf.Dataset(images), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(images)
+                model,
+                nncf.Dataset(images),
+                preset=nncf.QuantizationPreset.PERFORMANCE,
+                subset_size=len(images),
+                advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow_fix),
             )
     except Exception as exc:
         raise ExportError(f"NNCF quantization of {onnx_path} failed: {type(exc).__name__}: {exc}") from exc
     metadata = read_metadata(onnx_path) | {
         "quantization": f"static INT8 by nncf {nncf.__version__} quantize (PERFORMANCE preset: symmetric "
-        "per-channel weights, symmetric activations), NNCF's default range estimation",
+        "per-channel weights, symmetric activations), NNCF's default range estimation, "
+        f"overflow fix {overflow_fix.value}",
+        "int8_target": f"{target}: {INT8_TARGETS[target]}",
         "calibration_images": str(len(images)),
     }
     return _save(quantized, Path(xml_path), metadata, fp16_weights=False)

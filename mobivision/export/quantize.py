@@ -1,7 +1,8 @@
 """INT8 ONNX by static post-training quantization (ONNX Runtime's ``quantize_static``, QDQ format).
 
 Weights are quantized to int8 per output channel (symmetric), activations to int8 with ranges measured on
-calibration images (min/max by default); only the operators of ``INT8_OP_TYPES`` are quantized. The QDQ format keeps
+calibration images (min/max by default); only the operators of ``INT8_OP_TYPES`` are quantized. The weights' range
+depends on the CPUs the file is for (``INT8_TARGETS``): 7 bits by default, exact on every CPU. The QDQ format keeps
 the float graph and inserts QuantizeLinear/DequantizeLinear pairs, which ONNX Runtime (>= 1.11 for per-channel QDQ
 on CPU) fuses into integer kernels; other runtimes that read QDQ (OpenVINO, TensorRT, QNN, XNNPACK through ORT) can
 use the same file (the export checks OpenVINO when it is installed).
@@ -35,6 +36,27 @@ INT8_OP_TYPES = (
     *("Relu", "Clip"),
     *("Flatten", "Reshape", "Transpose", "Concat"),
 )
+
+
+# The CPUs an INT8 file is written for. ONNX Runtime on x86 runs u8 activations x s8 weights; without VNNI (AVX2,
+# AVX-512 without VNNI: most deployed x86 CPUs) its kernels (vpmaddubsw) add each pair of products in 16 bits, which
+# saturates at 32,767: with 8-bit weights a pair reaches 2 x 255 x 127 = 64,770, with 7-bit weights ([-64, 64], ORT's
+# ``reduce_range``) at most 2 x 255 x 64 = 32,640, so no sum is ever clipped. VNNI and AMX (and ARM's dot products)
+# accumulate in 32 bits and are exact either way. NNCF's ``OverflowFix`` is the same choice for OpenVINO's INT8 IR.
+# ``any`` is the default: on a VNNI CPU it changed the trained demos' metrics by at most the figures in the README's
+# Deploy section and ran as fast as 8-bit weights (the integer kernels are the same; only the weights' range differs).
+INT8_TARGETS = {
+    "any": "7-bit weights (reduce_range): exact on every CPU, x86 without VNNI (AVX2) included",
+    "vnni": "8-bit weights: for CPUs whose int8 dot products add in 32 bits (x86 with VNNI or AMX, ARM); "
+    "saturates on x86 CPUs without VNNI",
+}
+
+
+def check_int8_target(target: str) -> str:
+    """``target`` if it is one of ``INT8_TARGETS``, else an ``ExportError`` naming the choices."""
+    if target not in INT8_TARGETS:
+        raise ExportError(f"INT8 target must be one of {', '.join(INT8_TARGETS)}, got {target!r}")
+    return target
 
 
 def single_images(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -73,6 +95,7 @@ def quantize_int8(
     per_channel: bool = True,
     calibrate_method: str = "minmax",
     preprocess: bool = True,
+    target: str = "any",
 ) -> Path:
     """Quantize the float ONNX model at ``fp32_path`` into ``int8_path`` (QDQ, int8 weights and activations).
 
@@ -84,17 +107,19 @@ def quantize_int8(
             max per image), ``entropy`` or ``percentile`` (these keep every calibration image's full activations
             in memory for their histograms: gigabytes for 200 images of a MobileNet at 224 px).
         preprocess: Run ORT's ``quant_pre_process`` on the float model first.
+        target: The CPUs the file is for, one of ``INT8_TARGETS``: ``any`` (7-bit weights) or ``vnni``.
 
-    The float file's metadata are copied, plus ``quantization`` (a description) and
+    The float file's metadata are copied, plus ``quantization`` (a description), ``int8_target`` and
     ``calibration_images``.
 
     Raises:
-        ExportError: No calibration data, or ONNX Runtime's quantizer failed.
+        ExportError: No calibration data, an unknown target, or ONNX Runtime's quantizer failed.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    check_int8_target(target)
     if calibrate_method not in CALIBRATION_METHODS:
         raise ExportError(f"calibrate_method must be one of {CALIBRATION_METHODS}, got {calibrate_method!r}")
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -124,6 +149,7 @@ def quantize_int8(
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=method,
+                reduce_range=target == "any",
                 op_types_to_quantize=list(INT8_OP_TYPES),
                 # Not CalibMaxIntermediateOutputs: ORT 1.32's min/max calibrator then drops the ranges collected
                 # before each flush (only the last partial chunk counts; a whole number of chunks raises "No data
@@ -145,8 +171,10 @@ def quantize_int8(
         proto,
         {
             **metadata,
-            "quantization": f"static INT8 QDQ (onnxruntime quantize_static) of {', '.join(INT8_OP_TYPES)}: int8 "
-            f"weights {weights} symmetric, int8 activations asymmetric, {calibrate_method} calibration",
+            "quantization": f"static INT8 QDQ (onnxruntime quantize_static) of {', '.join(INT8_OP_TYPES)}: "
+            f"{INT8_TARGETS[target].split(':')[0]} {weights} symmetric, int8 activations asymmetric, "
+            f"{calibrate_method} calibration",
+            "int8_target": f"{target}: {INT8_TARGETS[target]}",
             "calibration_images": str(reader.count),
         },
     )
