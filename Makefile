@@ -23,11 +23,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# One pytest worker per core (pytest-xdist), each test module on one worker (its module fixtures built once); every
+# worker and tool process runs one intra-op thread (tests/conftest.py), so the workers never oversubscribe the cores.
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 8 --dist loadscope
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 demo: $(STAMP)
 	$(BIN)/python tools/train.py experiment=demo

@@ -6,6 +6,8 @@ loopback stays open so download code can be tested against ``127.0.0.1``.
 
 The ``run_tool`` and ``start_tool`` fixtures run a command-line tool (``tools/<name>.py``) as a user would: a
 separate process with one intra-op thread, for the tests whose contract is the exit code and the output.
+``run_tool``'s process is forked from a warm interpreter (``tests/forkserver.py``: the imports are paid once per
+test worker), ``start_tool``'s is a new interpreter (tests that signal or kill it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from forkserver import ToolForkServer, needs_fresh
 from safetensors.torch import save_file
 from torch import nn
 
@@ -237,14 +240,38 @@ def _tool_env(env: dict[str, str] | None) -> dict[str, str]:
     return {**os.environ, **TOOL_THREADS, **(env or {})}
 
 
+_FORK_SERVER: list[ToolForkServer] = []  # this test process's server, started by the first tool run
+
+
+def _fork_server() -> ToolForkServer:
+    if not _FORK_SERVER:
+        _FORK_SERVER.append(ToolForkServer(_tool_env(None)))
+    return _FORK_SERVER[0]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for server in _FORK_SERVER:
+        server.close()
+
+
 def _run_tool(
-    tool: str, *args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+    tool: str,
+    *args: object,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``tools/<tool>.py *args`` in ``cwd`` to the end (each argument through ``str``); stdout and stderr
-    captured as text. The exit code is the caller's to check."""
-    return subprocess.run(
-        _tool_command(tool, args), cwd=cwd, env=_tool_env(env), capture_output=True, text=True, timeout=timeout
-    )
+    captured as text. The exit code is the caller's to check.
+
+    The process is forked from a server that has imported torch, Lightning and Hydra (``tests/forkserver.py``),
+    unless ``fresh`` or ``env`` changes a variable read at start-up: then a new interpreter, which also prints what
+    importing prints (asked for by the tests that check a command's output is free of dependency noise)."""
+    command, full_env = _tool_command(tool, args), _tool_env(env)
+    if fresh or needs_fresh(full_env, _fork_server().env):
+        return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return _fork_server().run(command, cwd=cwd, env=full_env, timeout=timeout)
 
 
 def _start_tool(tool: str, *args: object, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -306,8 +333,9 @@ def wait_and_kill(process: subprocess.Popen[str], marker: Path, timeout: float =
 
 @pytest.fixture(scope="session")
 def run_tool():
-    """``run_tool(tool, *args, cwd, env=None, timeout=600) -> CompletedProcess[str]``: run ``tools/<tool>.py``
-    (e.g. ``"train"``, ``"eval"``, ``"profile_model"``) with ``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1``."""
+    """``run_tool(tool, *args, cwd, env=None, timeout=600, fresh=False) -> CompletedProcess[str]``: run
+    ``tools/<tool>.py`` (e.g. ``"train"``, ``"eval"``, ``"profile_model"``) with ``OMP_NUM_THREADS=1`` and
+    ``MKL_NUM_THREADS=1``, forked from a warm interpreter unless ``fresh`` (``_run_tool``)."""
     return _run_tool
 
 

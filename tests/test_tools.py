@@ -27,7 +27,8 @@ def quick_train_args(data_dir: Path) -> list[str]:
 def trained(tmp_path_factory: pytest.TempPathFactory, run_tool) -> dict:
     """``tools/train.py`` on a tiny synthetic set; returns its folder and output."""
     cwd = tmp_path_factory.mktemp("cli")
-    result = run_tool("train", *quick_train_args(cwd / "data"), cwd=cwd)
+    # a new interpreter: its output includes what importing prints (test_a_run_prints_our_lines_first...)
+    result = run_tool("train", *quick_train_args(cwd / "data"), cwd=cwd, fresh=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return {
         "cwd": cwd,
