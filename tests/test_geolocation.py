@@ -23,12 +23,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def geo_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict:
+    """The demo's recipe in half its epochs (6 of 12): the smallest budget that clears the learning test's bounds
+    with a margin on both instruction sets (``test_beats_always_answering_the_most_common_cell``)."""
     tmp = tmp_path_factory.mktemp("geo")
-    cfg = compose_train(tmp, ["experiment=demo_geo"])
+    cfg = compose_train(tmp, ["experiment=demo_geo", "trainer.max_epochs=6"])
     return {"summary": train(cfg), "out": Path(cfg.paths.output_dir), "data": Path(cfg.data.root)}
 
 
 def test_beats_always_answering_the_most_common_cell(geo_run: dict) -> None:
+    """Measured at 6 epochs, AVX-512 / AVX2 kernels (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), against the
+    most common cell's 9122 km, 9.6% and 6.3%: median 267 / 313 km, within 750 km 84.2 / 80.4%, within 200 km
+    39.6 / 32.9% (the closest bound: 26.3%, 16 of the 240 test images below the lower figure)."""
     test = geo_run["summary"]["test"]
     for name in ("", "baseline_"):
         shown = " / ".join(f"{100 * test[f'test/{name}acc_{km}km']:.1f}" for km in (1, 25, 200, 750, 2500))
