@@ -47,7 +47,14 @@ def _gradients(task: torch.nn.Module, batch: dict, *, double: bool = False) -> d
 
 
 @pytest.mark.slow
-def test_a_compiled_training_step_computes_the_gradients_of_the_eager_one(tmp_path: Path, compose_train) -> None:
+def test_a_compiled_training_step_computes_the_gradients_of_the_eager_one(
+    tmp_path: Path, compose_train, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiles from scratch each time (50-90 s on 2 cores): Inductor's kernel cache is this test's own. Its key
+    leaves out ``ATEN_CPU_CAPABILITY``, so kernels cached by an AVX-512 run and read back by a run capped at AVX2
+    gave NaN gradients; a fresh cache is also what a new machine compiles."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
     # Measured against the same step in float64: fused kernels round differently from eager ones, nothing more.
     # Seeded: the weights and the batch are the same whatever ran before in this process (how ill-conditioned the
     # gradient is depends on them: an unseeded run once gave eager 1.5e-2).
