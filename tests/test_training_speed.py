@@ -5,6 +5,8 @@ model as the plain eager path: bit-identical where the arithmetic is the same, w
 from __future__ import annotations
 
 import copy
+import getpass
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,10 +52,12 @@ def _gradients(task: torch.nn.Module, batch: dict, *, double: bool = False) -> d
 def test_a_compiled_training_step_computes_the_gradients_of_the_eager_one(
     tmp_path: Path, compose_train, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Compiles from scratch each time (50-90 s on 2 cores): Inductor's kernel cache is this test's own. Its key
-    leaves out ``ATEN_CPU_CAPABILITY``, so kernels cached by an AVX-512 run and read back by a run capped at AVX2
-    gave NaN gradients; a fresh cache is also what a new machine compiles."""
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    """Inductor's kernel cache is one per instruction set PyTorch runs (``get_cpu_capability``): its own key leaves
+    out ``ATEN_CPU_CAPABILITY``, so kernels cached by an AVX-512 run and read back by a run capped at AVX2 gave NaN
+    gradients. The first run on a machine compiles (50-90 s on 2 cores), later ones read the cache."""
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    cache = Path(tempfile.gettempdir()) / f"mobivision-tests-inductor-{getpass.getuser()}-{capability}"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
     torch._dynamo.reset()
     # Measured against the same step in float64: fused kernels round differently from eager ones, nothing more.
     # Seeded: the weights and the batch are the same whatever ran before in this process (how ill-conditioned the
