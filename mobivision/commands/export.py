@@ -98,7 +98,7 @@ from mobivision.export import (
     torchscript_runner,
     verify_parity,
 )
-from mobivision.export.quantize import INT8_TARGETS, check_int8_target
+from mobivision.export.quantize import INT8_TARGETS, check_int8_target, int8_target_weights
 from mobivision.inference import run_checkpoint
 from mobivision.machine import cpu_description
 from mobivision.tasks.base import TaskModule
@@ -490,7 +490,7 @@ def export_task(
         checked_on = cpu_description()
         check = (
             f"{data.eval_split}, fp32 ONNX -> {runtime}: {_metric_text(fp32, int8, evaluator)}; target "
-            f"{int8_target} ({INT8_TARGETS[int8_target].split(':')[0]}), checked on {checked_on}"
+            f"{int8_target} ({int8_target_weights(int8_target)}), checked on {checked_on}"
         )
         if not ok:
             check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"

@@ -43,13 +43,18 @@ INT8_OP_TYPES = (
 # saturates at 32,767: with 8-bit weights a pair reaches 2 x 255 x 127 = 64,770, with 7-bit weights ([-64, 64], ORT's
 # ``reduce_range``) at most 2 x 255 x 64 = 32,640, so no sum is ever clipped. VNNI and AMX (and ARM's dot products)
 # accumulate in 32 bits and are exact either way. NNCF's ``OverflowFix`` is the same choice for OpenVINO's INT8 IR.
-# ``any`` is the default: on a VNNI CPU it changed the trained demos' metrics by at most the figures in the README's
-# Deploy section and ran as fast as 8-bit weights (the integer kernels are the same; only the weights' range differs).
+# ``any`` is the default: exact everywhere, for at most a point of the trained demos' metrics and, in ONNX Runtime on
+# a VNNI CPU, 6-15% of INT8 latency (the README's Deploy section has the figures).
 INT8_TARGETS = {
     "any": "7-bit weights (reduce_range): exact on every CPU, x86 without VNNI (AVX2) included",
     "vnni": "8-bit weights: for CPUs whose int8 dot products add in 32 bits (x86 with VNNI or AMX, ARM); "
     "saturates on x86 CPUs without VNNI",
 }
+
+
+def int8_target_weights(target: str) -> str:
+    """The weights a target writes, e.g. ``7-bit weights (reduce_range)``: the part of its description before ':'."""
+    return INT8_TARGETS[target].split(":")[0]
 
 
 def check_int8_target(target: str) -> str:
@@ -172,7 +177,7 @@ def quantize_int8(
         {
             **metadata,
             "quantization": f"static INT8 QDQ (onnxruntime quantize_static) of {', '.join(INT8_OP_TYPES)}: "
-            f"{INT8_TARGETS[target].split(':')[0]} {weights} symmetric, int8 activations asymmetric, "
+            f"{int8_target_weights(target)} {weights} symmetric, int8 activations asymmetric, "
             f"{calibrate_method} calibration",
             "int8_target": f"{target}: {INT8_TARGETS[target]}",
             "calibration_images": str(reader.count),
