@@ -58,7 +58,7 @@ def has_int8_dot_product(flags: list[str] | None = None) -> bool:
 
 
 def cpu_description(flags: list[str] | None = None) -> str:
-    """E.g. ``AMD EPYC (AVX2, FMA, AVX-512, AVX-512 VNNI; no AMX)``, plus any instruction-set cap in force."""
+    """E.g. ``AMD EPYC (AVX2, FMA, AVX-512, AVX-512 VNNI, no AMX)``, plus any instruction-set cap in force."""
     flags = cpu_flags() if flags is None else flags
     names = [CPU_FLAGS[flag] for flag in flags if flag != "avx512bw"]
     if flags and not any(flag.startswith("amx") for flag in flags):
