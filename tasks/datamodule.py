@@ -40,7 +40,8 @@ from mobivision.data.detection_transforms import (
 )
 from mobivision.data.geo_csv import read_geo_csv
 from mobivision.data.image_folder import list_images, read_csv_list, read_image_folder
-from mobivision.data.records import ClassificationDataset, GeoLabel, ImageRecord
+from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, check_max_image_mpx
+from mobivision.data.records import ClassificationDataset, GeoLabel, ImageRecord, check_on_error
 from mobivision.data.stanford_dogs import read_stanford_dogs
 from mobivision.data.synthetic import (
     write_fine_grained_shapes,
@@ -103,6 +104,9 @@ class SplitDataModule(L.LightningDataModule):
         normalize_on_device: Training batches leave the loader as uint8 images, normalised on the device
             (``on_after_batch_transfer``, which Lightning calls after the copy) to the same floats: a quarter of the
             bytes through worker queues, pinned memory and the copy to the GPU. Evaluation batches stay floats.
+        on_error: ``raise`` or ``skip`` (and report) bad records and unreadable training images.
+        max_image_mpx: An image of more million pixels is unreadable (found from its header, before decoding:
+            ``mobivision.data.images``), so it follows ``on_error``.
     """
 
     collate_fn = None
@@ -122,8 +126,13 @@ class SplitDataModule(L.LightningDataModule):
         mean: list[float] | None,
         std: list[float] | None,
         normalize_on_device: bool = False,
+        on_error: str = "raise",
+        max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX,
     ) -> None:
         super().__init__()
+        check_on_error(on_error)
+        self.on_error = on_error
+        self.max_image_mpx = check_max_image_mpx(max_image_mpx, "data.max_image_mpx")
         self.resolution = resolution
         self.normalize_on_device = normalize_on_device
         self.batch_size = batch_size
@@ -148,12 +157,12 @@ class SplitDataModule(L.LightningDataModule):
     def _normalization_table(self) -> torch.Tensor:
         return normalization_table(self.mean, self.std)
 
-    def _image_errors(self, split: str) -> str:
-        """What ``split``'s dataset does with an image it cannot read: with ``data.on_error=skip`` training puts the
-        next readable image in its place (named in one warning per epoch, ``SkippedImages``); evaluation always
-        stops, naming the file, because a replaced image would score another image's predictions against its ground
-        truth."""
-        return self.on_error if split == "train" else "raise"
+    def _image_reading(self, split: str) -> dict[str, Any]:
+        """How ``split``'s dataset reads images: at most ``max_image_mpx`` million pixels, and ``on_error`` for one
+        it cannot read: with ``data.on_error=skip`` training puts the next readable image in its place (named in one
+        warning per epoch, ``SkippedImages``); evaluation always stops, naming the file, because a replaced image
+        would score another image's predictions against its ground truth."""
+        return {"on_error": self.on_error if split == "train" else "raise", "max_image_mpx": self.max_image_mpx}
 
     def _normalize_in_loader(self, split: str) -> bool:
         """Whether ``split``'s transform normalises (else it emits uint8 for the device, ``normalize_on_device``)."""
@@ -229,7 +238,7 @@ class ClassificationDataModule(SplitDataModule):
         augment: ``scale``, ``hflip``, ``color_jitter`` for training, ``crop_pct`` for evaluation.
         synthetic: Options of a synthetic writer to write a demo dataset at ``root`` first; ``kind`` picks
             it: ``shapes`` (``write_shapes_classification``, the default) or ``fine_grained``.
-        on_error: ``raise`` or ``skip`` (and report) bad records.
+        on_error / max_image_mpx: bad records and images, as ``SplitDataModule`` says.
     """
 
     formats = FORMATS
@@ -255,6 +264,7 @@ class ClassificationDataModule(SplitDataModule):
         augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
         on_error: str = "raise",
+        max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX,
         use_boxes: bool = False,
         crop_margin: float = 0.0,
     ) -> None:
@@ -268,6 +278,8 @@ class ClassificationDataModule(SplitDataModule):
             mean=mean,
             std=std,
             normalize_on_device=normalize_on_device,
+            on_error=on_error,
+            max_image_mpx=max_image_mpx,
         )
         if use_boxes and format not in ("cub", "stanford_dogs"):
             raise ConfigError(f"data.use_boxes needs box annotations: format cub or stanford_dogs, not {format!r}")
@@ -280,7 +292,6 @@ class ClassificationDataModule(SplitDataModule):
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.augment = dict(augment or {})
         self.synthetic = synthetic
-        self.on_error = on_error
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -328,7 +339,7 @@ class ClassificationDataModule(SplitDataModule):
                 class_names=self.class_names,
                 transform=self._transform(split),
                 crop_margin=self.crop_margin,
-                on_error=self._image_errors(split),
+                **self._image_reading(split),
             )
 
     def _training_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
@@ -528,7 +539,7 @@ class DetectionDataModule(SplitDataModule):
             (IoU crop, flip); evaluation always resizes.
         augment: Options of the recipe's transform (``max_zoom_out``, ``hflip``, ``iou_crop``, ...).
         synthetic: Options of ``write_shapes_detection`` to write the demo dataset at ``root`` first.
-        on_error: ``raise`` or ``skip`` (and report) images whose file is missing.
+        on_error / max_image_mpx: bad records and images, as ``SplitDataModule`` says.
         **See ``SplitDataModule`` for the loader arguments.**
     """
 
@@ -554,6 +565,7 @@ class DetectionDataModule(SplitDataModule):
         augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
         on_error: str = "raise",
+        max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX,
     ) -> None:
         super().__init__(
             resolution=resolution,
@@ -565,6 +577,8 @@ class DetectionDataModule(SplitDataModule):
             mean=mean,
             std=std,
             normalize_on_device=normalize_on_device,
+            on_error=on_error,
+            max_image_mpx=max_image_mpx,
         )
         if recipe not in DETECTION_RECIPES:
             raise ConfigError(f"data.recipe must be one of {DETECTION_RECIPES}, got {recipe!r}")
@@ -579,7 +593,6 @@ class DetectionDataModule(SplitDataModule):
         self.recipe = recipe
         self.augment = dict(augment or {})
         self.synthetic = synthetic
-        self.on_error = on_error
         self.category_ids: list[int] = []
 
     @property
@@ -615,7 +628,7 @@ class DetectionDataModule(SplitDataModule):
                 data.records,
                 transform=self._transform(split),
                 annotation_file=data.annotation_file,
-                on_error=self._image_errors(split),
+                **self._image_reading(split),
             )
 
     def _transform(self, split: str):
@@ -723,7 +736,7 @@ class CelebAFacesDataModule(DetectionDataModule):
                 transform=self._transform(split),
                 annotation_file=data.annotation_file,
                 image_labels={"attributes": attributes},
-                on_error=self._image_errors(split),
+                **self._image_reading(split),
             )
 
     def positive_rate(self) -> list[float] | None:

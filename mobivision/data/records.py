@@ -14,15 +14,22 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from mobivision.data.images import UnreadableImageError, load_rgb
+from mobivision.data.images import (
+    DEFAULT_MAX_IMAGE_MPX,
+    UnreadableImageError,
+    check_max_image_mpx,
+    check_pixels,
+    load_rgb,
+    open_image,
+)
 from mobivision.errors import ConfigError, DataError
 
 log = logging.getLogger("mobivision")
@@ -167,10 +174,16 @@ def sample_or_next_readable(sample: Callable[[int], T], index: int, count: int, 
 
 class ImageDataset(Dataset):
     """What the datasets of image records share: ``records`` (each with a ``path``), one sample per record through
-    ``_sample``, unreadable images handled by ``on_error`` (``sample_or_next_readable``), and ``image_files()``."""
+    ``_sample``, images read by ``read_image`` (at most ``max_image_mpx`` million pixels, from the header), unreadable
+    ones handled by ``on_error`` (``sample_or_next_readable``), and ``image_files()``."""
 
     records: list[Any]
     on_error: str
+    max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX
+
+    def read_image(self, path: Path) -> np.ndarray:
+        """``path`` as an RGB array; ``UnreadableImageError`` if it cannot be read or is over the pixel limit."""
+        return load_rgb(path, max_image_mpx=self.max_image_mpx, option="data.max_image_mpx")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -193,28 +206,35 @@ def _scan_reason(path: Path, exc: BaseException) -> str:
     return " ".join(text.split()).strip(" :") or type(exc).__name__
 
 
-def _scan_one(path: Path) -> str | None:
+def _scan_one(path: Path, max_image_mpx: float) -> str | None:
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
+            check_pixels(image.size, path, max_image_mpx, "data.max_image_mpx")
             image.verify()  # header and structure (PNG chunk CRCs, ...), no pixel decoding
+    except UnreadableImageError as exc:  # over the pixel limit
+        return exc.reason
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ... on bad files
         return _scan_reason(path, exc)
     return None
 
 
-def unreadable_images(paths: list[Path] | tuple[Path, ...], *, workers: int = 4) -> list[tuple[Path, str]]:
-    """The files among ``paths`` that Pillow cannot open and verify, with the reason, in the order given.
+def unreadable_images(
+    paths: list[Path] | tuple[Path, ...], *, workers: int = 4, max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX
+) -> list[tuple[Path, str]]:
+    """The files among ``paths`` that Pillow cannot open and verify, or that have more than ``max_image_mpx``
+    million pixels, with the reason, in the order given.
 
-    A fast header check (``Image.open`` + ``verify()``, in ``workers`` threads): a missing, empty, non-image or
-    cut-header file is found, and a PNG with a damaged chunk; a JPEG cut inside its pixel data passes (only a full
-    decode finds it; training then skips or stops at it, as ``data.on_error`` says).
+    A fast header check (``Image.open`` + ``verify()``, in ``workers`` threads): a missing, empty, non-image,
+    cut-header or too large file is found, and a PNG with a damaged chunk; a JPEG cut inside its pixel data passes
+    (only a full decode finds it; training then skips or stops at it, as ``data.on_error`` says).
     """
     paths = [Path(p) for p in paths]
+    scan = partial(_scan_one, max_image_mpx=max_image_mpx)
     if workers <= 1 or len(paths) < 2:
-        reasons = [_scan_one(p) for p in paths]
+        reasons = [scan(p) for p in paths]
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:  # file reads release the GIL
-            reasons = list(pool.map(_scan_one, paths, chunksize=64))
+            reasons = list(pool.map(scan, paths, chunksize=64))
     return [(path, reason) for path, reason in zip(paths, reasons, strict=True) if reason is not None]
 
 
@@ -275,6 +295,7 @@ class ClassificationDataset(ImageDataset):
         transform: Callable[..., dict[str, Any]],
         crop_margin: float = 0.0,
         on_error: str = "raise",
+        max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX,
     ) -> None:
         check_on_error(on_error)
         if crop_margin < 0:
@@ -284,10 +305,11 @@ class ClassificationDataset(ImageDataset):
         self.transform = transform
         self.crop_margin = crop_margin
         self.on_error = on_error
+        self.max_image_mpx = check_max_image_mpx(max_image_mpx, "data.max_image_mpx")
 
     def _sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        image = load_rgb(record.path)
+        image = self.read_image(record.path)
         size = image.shape[:2]
         if record.box is not None:
             image = crop_to_box(image, record.box, margin=self.crop_margin, source=str(record.path))

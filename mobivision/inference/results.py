@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mobivision.visualize import draw_detections, draw_text_lines
+from mobivision.errors import DataError
+from mobivision.visualize import draw_detections, draw_text_lines, drawing_problem
 
 
 @dataclass
@@ -186,9 +187,18 @@ class Result:
             return self.head.line()
         return " | ".join(f"{name}: {head.line()}" for name, head in self.heads.items())
 
+    @property
+    def drawing_problem(self) -> str | None:
+        """Why this image gets no picture at all (``mobivision.visualize.drawing_problem``), or None."""
+        height, width = self.image_array.shape[:2]
+        return drawing_problem(width, height)
+
     def picture(self) -> np.ndarray | None:
-        """The picture ``tools/predict.py`` saves (None: none for this model): a detector's boxes or an attribute
-        model's lines; a multi-head model: the first head's picture with the other heads' lines written on it."""
+        """The picture ``tools/predict.py`` saves (None: none for this model, or an image too elongated to draw,
+        ``drawing_problem``): a detector's boxes or an attribute model's lines; a multi-head model: the first head's
+        picture with the other heads' lines written on it."""
+        if self.drawing_problem:
+            return None
         if not self.multi_head:
             return self.head.picture(self.image_array)
         pictures = {name: head.picture(self.image_array) for name, head in self.heads.items()}
@@ -198,7 +208,10 @@ class Result:
         return draw_text_lines(base, lines) if lines else base
 
     def plot(self) -> Image.Image:
-        """The picture with every head's result drawn (a model without one: its line written on the image)."""
+        """The picture with every head's result drawn (a model without one: its line written on the image);
+        ``DataError`` naming the image if it is too elongated to draw (``drawing_problem``)."""
+        if self.drawing_problem:
+            raise DataError(f"{self.image}: {self.drawing_problem}; its result has no picture")
         picture = self.picture()
         return Image.fromarray(picture if picture is not None else draw_text_lines(self.image_array, [self.line()]))
 

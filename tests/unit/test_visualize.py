@@ -1,10 +1,19 @@
-"""``mobivision.visualize.draw_text_lines``: attribute lines written on an enlarged copy of the image."""
+"""``mobivision.visualize``: attribute lines written on an enlarged copy of the image, detections drawn as
+torchvision draws them, and every drawing bounded by the picture it returns."""
 
 from __future__ import annotations
 
-import numpy as np
+import io
+import subprocess
+import sys
 
-from mobivision.visualize import draw_detections, draw_text_lines
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobivision.errors import DataError
+from mobivision.inference.results import Attributes, Result
+from mobivision.visualize import draw_detections, draw_text_lines, drawing_problem
 
 
 def test_text_is_written_on_a_band_of_an_enlarged_copy() -> None:
@@ -45,3 +54,54 @@ def test_detections_are_drawn_as_torchvision_draws_them() -> None:
     drawn = draw_detections(image, results, ["x", "y"])
     assert np.array_equal(drawn, expected.permute(1, 2, 0).numpy())
     assert not np.array_equal(drawn, image) and np.array_equal(draw_detections(image, [], []), image)
+
+
+def test_text_is_sized_from_the_picture_and_small_images_are_enlarged_at_most_to_2048() -> None:
+    for shape, expected in (
+        ((64, 80), (256, 320)),
+        ((8, 256), (64, 2048)),
+        ((256, 8), (2048, 64)),
+        ((1, 1000), (2, 2048)),
+    ):
+        picture = draw_text_lines(np.full((*shape, 3), 90, np.uint8), ["Smiling 0.97"], min_size=256)
+        assert picture.shape == (*expected, 3), shape
+    tall = np.full((3000, 100, 3), 90, np.uint8)  # the text is sized from its 100-pixel width, not its height
+    picture = draw_text_lines(tall, ["ab"])
+    yellow = (picture[..., 0] > 200) & (picture[..., 1] > 200) & (picture[..., 2] < 100)
+    rows = np.nonzero(yellow.any(axis=1))[0]
+    assert picture.shape == tall.shape and 5 <= rows.max() - rows.min() < 20
+
+
+def test_drawing_a_thin_strip_takes_no_more_memory_than_its_picture() -> None:
+    # A 1 x 1000 image used to be enlarged to 256 x 256,000 pixels (1.1 GB peak); now 2 x 2048. The peak is
+    # measured in a fresh process (Pillow allocates outside Python's tracemalloc).
+    script = (
+        "import resource, numpy as np\n"
+        "from mobivision.visualize import draw_text_lines\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "picture = draw_text_lines(np.zeros((1, 1000, 3), np.uint8), ['Smiling 0.97', 'Eyeglasses 0.91'])\n"
+        "print(picture.shape, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    shape, grown_kb = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.rsplit(" ", 1)
+    assert shape == "(2, 2048, 3)"
+    assert int(grown_kb) < 20_000  # kB: fonts and numpy's first calls, not a picture of 256,000 columns
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 32), (32, 1), (1, 33), (600, 2), (2, 600), (10000, 1), (70000, 2)])
+def test_every_image_gets_a_picture_or_a_result_without_one(size: tuple[int, int]) -> None:
+    width, height = size
+    image = np.full((height, width, 3), 128, np.uint8)
+    result = Result("strip.png", {"attributes": Attributes({"hat": 0.9}, ["hat"])}, image)
+    problem = drawing_problem(width, height)
+    assert (problem is None) == (max(size) <= 32 * min(size))
+    if problem is None:
+        buffer = io.BytesIO()
+        result.plot().save(buffer, format="JPEG")  # a JPEG side holds at most 65,500 pixels
+        assert Image.open(buffer).size[0] >= width
+    else:
+        assert result.drawing_problem == problem == f"{width} x {height} pixels is too elongated to draw (over 32:1)"
+        assert result.picture() is None
+        with pytest.raises(DataError, match=rf"strip\.png: {width} x {height} pixels is too elongated to draw"):
+            result.plot()
