@@ -121,6 +121,29 @@ def test_scan_images_names_the_unreadable_file_of_a_split(
     assert "error: --scan-images: unknown split 'tset' (expected train, val, test)" in capsys.readouterr().err
 
 
+def test_a_list_that_is_not_utf_8_is_one_error_line(
+    tmp_path: Path, compose_train, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_shapes_classification(tmp_path / "shapes", images_per_class=3, size=32, seed=0)
+    for split in ("train", "val"):
+        rows = [f"{p.relative_to(root)},{p.parent.name}" for p in sorted((root / split).rglob("*.png"))]
+        (root / f"{split}.csv").write_text("\n".join(["path,label", *rows]) + "\n")
+    rows[1] = "val/café.png,circle"  # saved by an editor set to Latin-1
+    (root / "val.csv").write_bytes("\n".join(["path,label", *rows]).encode("latin-1"))
+    cfg = compose_train(
+        tmp_path,
+        [*TINY, "data.synthetic=null", f"data.root={root}", "data.format=csv", "data.train_split=train.csv",
+         "data.val_split=val.csv", "data.test_split=null"],
+    )  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(check, cfg)
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    expected = f"data: {root / 'val.csv'}:3: not UTF-8 text (byte 0xe9 at column 8); save the file as UTF-8"
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {expected}"]
+    assert f"✗ {expected}" in out.splitlines()
+
+
 def _number(text: str | None) -> float:
     """A printed count or rate (``1,184``, ``52.1``); a part the line leaves out: 0."""
     return float(text.replace(",", "")) if text else 0.0

@@ -5,7 +5,8 @@ CelebFaces Attributes (Liu, Luo, Wang and Tang, "Deep Learning Face Attributes i
 19,962 test. The MobileNets paper (Howard et al., 2017, Sec. 4.5) distils a face-attribute classifier; CelebA is
 the public data set of that kind.
 
-``read_celeba`` takes ``root`` = the folder holding the official files (whitespace-separated, one image per line):
+``read_celeba`` takes ``root`` = the folder holding the official files (UTF-8 text, whitespace-separated, one
+image per line):
 
 - ``list_attr_celeba.txt``: line 1 the number of images, line 2 the attribute names (the official file ends the
   line with a space), then ``<file> <v1> .. <vK>`` with values ``1`` (present) or ``-1`` (absent), separated by
@@ -46,6 +47,7 @@ from PIL import Image
 
 from mobivision.data.csv_rows import BadRowError, PathColumn, csv_header, csv_rows, usable_rows
 from mobivision.data.records import BadRecords, ImageRecord
+from mobivision.data.text_files import whitespace_lines
 from mobivision.errors import ConfigError, DataError
 
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
@@ -327,15 +329,6 @@ def _metadata(root: Path, name: str) -> Path:
     raise DataError(f"CelebA file not found: {file} ({LAYOUT}){hint}")
 
 
-def _lines(file: Path) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, fields)`` of the non-blank lines of a whitespace-separated file."""
-    with open(file, encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            fields = text.split()
-            if fields:
-                yield line, fields
-
-
 def _read_count(file: Path, lines: Iterator[tuple[int, list[str]]]) -> int:
     """The image count on line 1 of a CelebA list."""
     line, fields = next(lines, (1, []))
@@ -353,7 +346,7 @@ def _read_partition(file: Path) -> dict[str, tuple[int, int]]:
     """``{file name: (split number, line)}`` in file order."""
     partition: dict[str, tuple[int, int]] = {}
     numbers = {str(n): n for n in CELEBA_SPLITS.values()}
-    for line, fields in _lines(file):
+    for line, fields in whitespace_lines(file):
         if len(fields) != 2 or fields[1] not in numbers:
             raise DataError(
                 f"{file}:{line}: expected '<file> <0|1|2>' (0 train, 1 val, 2 test), got {' '.join(fields)!r}"
@@ -375,7 +368,7 @@ def _read_attributes(
     Every line is checked; only the ``wanted`` files' labels are kept (they share two float objects), so the
     202,599-line file costs little memory.
     """
-    lines = _lines(file)
+    lines = whitespace_lines(file)
     count = _read_count(file, lines)
     line, names = next(lines, (2, []))
     if line != 2 or not names or _VALID.intersection(names):
@@ -409,7 +402,7 @@ def _read_attributes(
 
 def _read_boxes(file: Path, wanted: set[str]) -> dict[str, tuple[float, float, float, float]]:
     """``{file name: (x, y, width, height)}`` of the ``wanted`` files; every line is checked."""
-    lines = _lines(file)
+    lines = whitespace_lines(file)
     count = _read_count(file, lines)
     line, header = next(lines, (2, []))
     if line != 2 or tuple(header) != BBOX_HEADER:

@@ -5,7 +5,7 @@ starts on, to the reader's ``parse``. A row of the wrong width, or one ``parse``
 it raises), is an error in the list and always raises, naming the file and line. A row ``parse`` rejects with
 ``BadRowError`` (a missing image, an unknown label) is a bad record: ``BadRecords`` raises it or, with
 ``on_error="skip"``, counts it for one report, and ``usable_rows`` makes that report. ``PathColumn`` checks the
-image column of lists whose rows are keyed by their image.
+image column of lists whose rows are keyed by their image. Files are read by ``text_files.open_text`` (UTF-8).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from mobivision.data.records import BadRecords
+from mobivision.data.text_files import open_text
 from mobivision.errors import DataError
 
 T = TypeVar("T")
-
-ENCODING = "utf-8-sig"
-"""How the lists are read: UTF-8, a byte-order mark ignored."""
 
 
 class BadRowError(Exception):
@@ -30,7 +28,7 @@ class BadRowError(Exception):
 
 def csv_header(file: Path) -> list[str] | None:
     """The first row of ``file`` as read (cells not stripped), ``None`` for an empty file."""
-    with open(file, newline="", encoding=ENCODING) as f:
+    with open_text(file, newline="") as f:
         return next(csv.reader(f), None)
 
 
@@ -56,11 +54,11 @@ def csv_rows(
         The results of the rows that are not bad records.
 
     Raises:
-        DataError: A row has other than ``width`` cells, ``parse`` raised it, or (with ``on_error="raise"``) a row
-            is a bad record.
+        DataError: The file is not UTF-8 (``open_text``), a row has other than ``width`` cells, ``parse`` raised
+            it, or (with ``on_error="raise"``) a row is a bad record.
     """
     results = []
-    with open(file, newline="", encoding=ENCODING) as f:
+    with open_text(file, newline="") as f:
         reader = csv.reader(f)
         next(reader, None)
         while True:

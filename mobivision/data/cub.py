@@ -4,8 +4,8 @@ Caltech-UCSD Birds-200-2011 (Wah et al., 2011, CNS-TR-2011-001): 200 species, 11
 and 5,794 for testing, one bird box per image. The MobileNets paper (Howard et al., 2017, Sec. 4.3) fine-tunes on
 the related Stanford Dogs; MobileNet fine-tuned on CUB-200-2011 reaches about 76% top-1 in later reports.
 
-The reader takes ``root`` = the unpacked ``CUB_200_2011/`` folder and its whitespace-separated lists, all keyed by
-the image id (1-based):
+The reader takes ``root`` = the unpacked ``CUB_200_2011/`` folder and its whitespace-separated lists (UTF-8), all
+keyed by the image id (1-based):
 
 - ``images.txt``: ``<id> <path>``, the path relative to ``root/images/``;
 - ``image_class_labels.txt``: ``<id> <class>``, class 1..200;
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mobivision.data.records import BadRecords, ImageRecord
+from mobivision.data.text_files import whitespace_lines
 from mobivision.errors import ConfigError, DataError
 
 SPLITS = {"train": 1, "test": 0}
@@ -117,17 +118,14 @@ def _read_list(root: Path, name: str, fields: str, parsers: tuple[Callable[[str]
         hint = f"; found {nested.parent}, use that as root" if nested.is_file() else ""
         raise DataError(f"CUB-200-2011 file not found: {file} ({LAYOUT}){hint}")
     table: dict[int, tuple] = {}
-    for line, text in enumerate(file.read_text().splitlines(), start=1):
-        values = text.split()
-        if not values:
-            continue
+    for line, values in whitespace_lines(file):
         try:
             if len(values) != 1 + len(parsers):
                 raise ValueError
             key = int(values[0])
             parsed = tuple(parse(value) for parse, value in zip(parsers, values[1:], strict=True))
         except ValueError:
-            raise DataError(f"{file}:{line}: expected '{fields}', got {text!r}") from None
+            raise DataError(f"{file}:{line}: expected '{fields}', got {' '.join(values)!r}") from None
         if key in table:
             raise DataError(f"{file}:{line}: id {key} appears a second time")
         table[key] = parsed

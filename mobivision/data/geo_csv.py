@@ -54,8 +54,9 @@ def read_geo_csv(
         The records, ``label = (lat, lon)`` in degrees.
 
     Raises:
-        DataError: The file is missing, a column is not found, a row is malformed (see the module docstring),
-            ``on_error`` is invalid, (with ``on_error="raise"``) an image is missing, or no row is usable.
+        DataError: The file is missing or not UTF-8, a column is not found, a row is malformed (see the module
+            docstring), ``on_error`` is invalid, (with ``on_error="raise"``) an image is missing, or no row is
+            usable.
     """
     file = Path(csv_file)
     if not file.is_file():

@@ -65,9 +65,9 @@ def read_csv_list(
 ) -> tuple[list[ImageRecord], list[str]]:
     """Records of a CSV with header ``path,label`` (label: class name or integer index).
 
-    Relative paths are resolved against ``image_root`` (default: the CSV's folder). A malformed line or a
-    missing image raises ``DataError`` naming the file and line, or is skipped and reported with
-    ``on_error="skip"``.
+    The file is read as UTF-8 (a byte-order mark is ignored); one that is not raises ``DataError``. Relative paths
+    are resolved against ``image_root`` (default: the CSV's folder). A malformed line or a missing image raises
+    ``DataError`` naming the file and line, or is skipped and reported with ``on_error="skip"``.
     """
     file = Path(file)
     if not file.is_file():

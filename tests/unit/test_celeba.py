@@ -243,6 +243,18 @@ def test_duplicated_file_is_an_error(celeba: Path, name: str, line: int, text: s
         read_celeba(celeba, split="train")
 
 
+@pytest.mark.parametrize(
+    ("name", "line"), [("list_eval_partition.txt", 3), ("list_attr_celeba.txt", 2), ("list_bbox_celeba.txt", 10)]
+)
+def test_a_list_saved_as_latin_1_names_file_line_and_column(celeba: Path, name: str, line: int) -> None:
+    lines = (celeba / name).read_text().splitlines()
+    lines[line - 1] = lines[line - 1][:4] + "é" + lines[line - 1][4:]
+    (celeba / name).write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        read_celeba(celeba, split="train", images="in_the_wild", on_error="skip")
+    assert str(info.value) == f"{celeba / name}:{line}: not UTF-8 text (byte 0xe9 at column 5); save the file as UTF-8"
+
+
 def test_bad_partition_number(celeba: Path) -> None:
     _replace_line(celeba / "list_eval_partition.txt", 3, "000003.jpg 3")
     with pytest.raises(DataError, match=r"list_eval_partition\.txt:3: expected '<file> <0\|1\|2>'"):

@@ -195,6 +195,25 @@ def test_empty_box_is_a_bad_record(cub: Path) -> None:
     assert "7" not in [r.image_id for r in records] and len(records) == 5
 
 
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("classes.txt", 2),
+        ("images.txt", 1),
+        ("image_class_labels.txt", 9),
+        ("train_test_split.txt", 4),
+        ("bounding_boxes.txt", 5),
+    ],
+)
+def test_a_list_saved_as_latin_1_names_file_line_and_column(cub: Path, name: str, line: int) -> None:
+    lines = (cub / name).read_text().splitlines()
+    lines[line - 1] = lines[line - 1][:2] + "é" + lines[line - 1][2:]
+    (cub / name).write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        read_cub(cub, split="train", use_boxes=True, on_error="skip")
+    assert str(info.value) == f"{cub / name}:{line}: not UTF-8 text (byte 0xe9 at column 3); save the file as UTF-8"
+
+
 @pytest.mark.parametrize("name", ["images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt"])
 def test_missing_metadata_file_names_path_and_layout(cub: Path, name: str) -> None:
     (cub / name).unlink()

@@ -169,3 +169,14 @@ def test_byte_order_mark_and_spaces(tmp_path: Path) -> None:
     csv_file.write_text("\ufeffIMG_ID, LAT , LON\n a.jpg , 1.5 , -2.5 \n", encoding="utf-8")
     (record,) = read_geo_csv(csv_file, check_images=False)
     assert (record.image_id, record.label) == ("a.jpg", (1.5, -2.5))
+
+
+@pytest.mark.parametrize("line", [1, 3], ids=["header", "row"])
+def test_a_list_saved_as_latin_1_names_line_and_column(tmp_path: Path, line: int) -> None:
+    lines = [MP16_HEADER, *mp16_rows()]
+    lines[line - 1] = lines[line - 1][:7] + "é" + lines[line - 1][7:]
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        read_geo_csv(csv_file, check_images=False)
+    assert str(info.value) == f"{csv_file}:{line}: not UTF-8 text (byte 0xe9 at column 8); save the file as UTF-8"

@@ -184,6 +184,14 @@ def test_csv_list_bad_row_raises(kind: str, image_dir: Path, write_csv: Callable
     assert where in message
 
 
+def test_csv_list_saved_as_latin_1_names_line_and_column(tmp_path: Path, image_dir: Path) -> None:
+    csv = tmp_path / "list.csv"
+    csv.write_bytes("path,label\na.png,dog\nb.png,café\n".encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        read_csv_list(csv, image_root=image_dir, on_error="skip")
+    assert str(info.value) == f"{csv}:3: not UTF-8 text (byte 0xe9 at column 10); save the file as UTF-8"
+
+
 def test_csv_list_skip_reports_once(
     image_dir: Path, write_csv: Callable[..., Path], caplog: pytest.LogCaptureFixture
 ) -> None:
