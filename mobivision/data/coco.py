@@ -8,7 +8,10 @@ Common Objects in Context", 2014) into validated ``DetectionRecord``s:
   background of SSD (Liu et al., 2016, Sec. 2.2). A map saved in a checkpoint can be passed back in;
 - ``iscrowd=1`` annotations are not training targets (the COCO evaluator ignores them too) and are counted;
 - ``[x, y, w, h]`` boxes become absolute ``xyxy`` float32 clipped to the image; boxes degenerate after clipping
-  (narrower or lower than 1 px, outside the image, NaN) are dropped and reported in one warning;
+  (narrower or lower than 1 px, outside the image) or not finite (NaN, ``Infinity``, which Python's json reads)
+  are dropped and reported in one warning;
+- an id that two entries of ``images``, ``annotations`` or ``categories`` share raises ``DataError`` (pycocotools
+  would keep the last entry of each id and silently lose the others);
 - images without boxes are kept, so negatives flow through training and evaluation;
 - a missing image file raises ``DataError`` naming it, or with ``on_error="skip"`` is counted and reported.
 
@@ -17,7 +20,8 @@ for a model with a detection head and an attribute head): ``image_labels``, one 
 
 The json is parsed here rather than by ``COCO(annotation_file)`` because pycocotools prints to stdout and fails
 on a malformed file with a bare ``JSONDecodeError``/``KeyError`` that names neither the file nor the entry; the
-validated dict is then indexed by pycocotools' own ``createIndex``.
+validated dict is then indexed by pycocotools' own ``createIndex``. ``check_unique_ids`` is shared with the COCO
+evaluation's ground truth.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import io
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,7 @@ import torch
 from pycocotools.coco import COCO
 
 from mobivision.data.records import BadRecords, ImageDataset, check_on_error, load_rgb
+from mobivision.data.text_files import open_text
 from mobivision.errors import DataError
 
 log = logging.getLogger("mobivision")
@@ -116,8 +122,8 @@ def read_coco(
         The records, class names, category ids and the annotation file.
 
     Raises:
-        DataError: The file is missing, is not valid json, lacks a required key, or holds a category outside
-            ``category_ids``; or a bad record with ``on_error="raise"``.
+        DataError: The file is missing, is not UTF-8 or not valid json, lacks a required key, repeats an id, or
+            holds a category outside ``category_ids``; or a bad record with ``on_error="raise"``.
     """
     annotation_file = Path(annotation_file)
     image_dir = Path(image_dir)
@@ -161,9 +167,11 @@ def read_coco(
             continue
         boxes, labels, n_crowd = _image_boxes(coco.imgToAnns.get(image_id, []), label_of, source)
         crowd += n_crowd
+        # Before clipping, which would turn an infinite width into a box to the image's edge.
+        finite = np.isfinite(boxes).all(axis=1)
         boxes = np.clip(boxes, 0, np.array([width, height, width, height], dtype=np.float32))
-        keep = ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIZE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIZE)
-        if not keep.all():  # NaN compares False, so NaN boxes are dropped too
+        keep = finite & ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIZE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIZE)
+        if not keep.all():
             dropped += int((~keep).sum())
             dropped_images.append(image_id)
             boxes, labels = boxes[keep], labels[keep]
@@ -183,17 +191,14 @@ def read_coco(
     if crowd:
         log.info("%s: %d crowd annotations (iscrowd=1) excluded from the training targets", source, crowd)
     if dropped:
-        shown = dropped_images[:_SHOWN_IDS]
-        more = f" (and {len(dropped_images) - _SHOWN_IDS} more)" if len(dropped_images) > _SHOWN_IDS else ""
         log.warning(
             "%s: dropped %d degenerate boxes (under %g px wide or high after clipping to the image, outside it, "
-            "or NaN) in %d images; image ids: %s%s",
+            "or not finite) in %d images; image ids: %s",
             source,
             dropped,
             MIN_BOX_SIZE,
             len(dropped_images),
-            shown,
-            more,
+            _some_ids(dropped_images),
         )
     if empty:
         action = "kept as negatives" if keep_empty else "dropped (keep_empty=False)"
@@ -210,11 +215,11 @@ def _load_json(annotation_file: Path) -> dict[str, Any]:
     if not annotation_file.is_file():
         raise DataError(f"COCO annotation file not found: {annotation_file}")
     try:
-        with open(annotation_file, encoding="utf-8") as f:
+        with open_text(annotation_file) as f:
             dataset = json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{annotation_file}:{exc.lineno}:{exc.colno}: not valid json: {exc.msg}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise DataError(f"cannot read COCO annotation file {annotation_file}: {exc}") from exc
     if not isinstance(dataset, dict):
         raise DataError(f"{annotation_file}: expected a json object with 'images', 'annotations', 'categories'")
@@ -228,6 +233,7 @@ def _load_json(annotation_file: Path) -> dict[str, Any]:
             if missing:
                 ident = f" (id {entry['id']})" if isinstance(entry, dict) and "id" in entry else ""
                 raise DataError(f"{annotation_file}: {key}[{index}]{ident} lacks {missing}; required: {list(fields)}")
+    check_unique_ids(dataset, str(annotation_file))
     categories = {c["id"] for c in dataset["categories"]}
     for index, ann in enumerate(dataset["annotations"]):
         bbox = ann["bbox"]
@@ -242,6 +248,28 @@ def _load_json(annotation_file: Path) -> dict[str, Any]:
                 f"is not among the file's categories {sorted(categories)}"
             )
     return dataset
+
+
+def check_unique_ids(dataset: dict[str, Any], source: str) -> None:
+    """Raise ``DataError`` naming ``source`` and the ids that two entries of one of ``images``, ``annotations`` or
+    ``categories`` share (the first ``_SHOWN_IDS``, in file order, and how many); entries without an id are left to
+    the caller's checks."""
+    for key, noun in (("images", "image"), ("annotations", "annotation"), ("categories", "category")):
+        counts = Counter(entry["id"] for entry in dataset.get(key, []) if isinstance(entry, dict) and "id" in entry)
+        repeated = [entry_id for entry_id, count in counts.items() if count > 1]
+        if repeated:
+            entries = sum(counts[entry_id] for entry_id in repeated)
+            raise DataError(
+                f"{source}: {key!r}: {entries} entries share an id with another entry; the ids: "
+                f"{_some_ids(repeated)}; each {noun} needs an id of its own (pycocotools would keep only the last "
+                f"entry of an id)"
+            )
+
+
+def _some_ids(ids: list[Any]) -> str:
+    """The first ``_SHOWN_IDS`` of ``ids`` and how many more there are."""
+    more = f" (and {len(ids) - _SHOWN_IDS} more)" if len(ids) > _SHOWN_IDS else ""
+    return f"{ids[:_SHOWN_IDS]}{more}"
 
 
 def _image_boxes(

@@ -51,6 +51,8 @@ from faster_coco_eval import COCOeval_faster
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from mobivision.data.coco import check_unique_ids
+from mobivision.data.text_files import open_text
 from mobivision.errors import ConfigError, DataError
 from mobivision.evaluation.evaluator import Evaluator
 
@@ -96,10 +98,10 @@ def coco_evaluate(
         ``"per_class"``: a list of ``{"category_id", "name", "AP", "AP50"}``.
 
     Raises:
-        DataError: A file is missing or malformed, a ground-truth annotation lacks a key or refers to an
-            unknown image or category, there is no image to evaluate, an id in ``image_ids`` is not in
-            ``gt``, or a result is malformed, is for an image that is not evaluated, or has an unknown
-            category.
+        DataError: A file is missing, not UTF-8 or malformed, the ground truth gives one id to two entries, a
+            ground-truth annotation lacks a key or refers to an unknown image or category, there is no image to
+            evaluate, an id in ``image_ids`` is not in ``gt``, or a result is malformed, is for an image that is
+            not evaluated, or has an unknown category.
         ConfigError: ``iou_type`` is not one of ``IOU_TYPES``, or ``engine`` not one of ``ENGINES``.
     """
     if iou_type not in IOU_TYPES:
@@ -272,6 +274,7 @@ def _load_gt(gt: str | Path | COCO | Mapping[str, Any], engine: str) -> COCO:
         if not isinstance(dataset.get(key), list):
             raise DataError(f"{source}: missing or malformed {key!r} list")
     dataset.setdefault("annotations", [])
+    check_unique_ids(dataset, source)  # COCOeval looks annotations up by id: a shared id scores its last entry twice
     _check_gt_annotations(dataset, source=source)
     dataset.setdefault("info", {})
     dataset.setdefault("licenses", [])
@@ -412,9 +415,9 @@ def _empty_results(coco_gt: COCO) -> COCO:
 
 
 def _read_json(path: Path) -> Any:
-    """The parsed json file; a missing or malformed file raises ``DataError`` naming it."""
+    """The parsed json file; a missing, non-UTF-8 or malformed file raises ``DataError`` naming it."""
     try:
-        with path.open(encoding="utf-8") as f:
+        with open_text(path) as f:
             return json.load(f)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc

@@ -211,3 +211,70 @@ def test_image_size_mismatch_is_reported(tmp_path: Path) -> None:
     dataset = DetectionDataset(records, transform=detection_eval_transform(resolution=16, mean=MEAN, std=STD))
     with pytest.raises(DataError, match=r"img_1\.png.*65x48.*64x48"):
         dataset[0]
+
+
+def test_non_finite_boxes_are_dropped_with_the_degenerate_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _coco(tmp_path / "images")
+    inf, nan = float("inf"), float("nan")
+    data["annotations"] += [
+        {"id": 60, "image_id": 4, "category_id": 1, "bbox": [5, 5, inf, 10]},  # clipped, a box to the right edge
+        {"id": 61, "image_id": 4, "category_id": 1, "bbox": [5, 5, 10, inf]},
+        {"id": 62, "image_id": 4, "category_id": 1, "bbox": [-inf, 5, 10, 10]},
+        {"id": 63, "image_id": 4, "category_id": 1, "bbox": [nan, 5, 10, 10]},
+        {"id": 64, "image_id": 4, "category_id": 3, "bbox": [5, 5, 10, 10]},
+    ]
+    file, image_dir = _write(tmp_path, data)
+    assert "[5, 5, Infinity, 10]" in file.read_text() and "NaN" in file.read_text()  # what Python's json reads
+    with caplog.at_level(logging.WARNING, logger="mobivision"):
+        records = read_coco(file, image_dir).records
+    (image_4,) = [r for r in records if r.image_id == 4]
+    np.testing.assert_array_equal(image_4.boxes, [[5, 5, 15, 15]])
+    np.testing.assert_array_equal(image_4.labels, [2])
+    (message,) = [r.getMessage() for r in caplog.records]  # one warning for every kind of dropped box
+    assert message.startswith(f"{file}: dropped 7 degenerate boxes (")  # the fixture's 3 and these 4
+    assert "or not finite) in 4 images; image ids: [2, 3, 4, 5]" in message
+
+
+def _shared_ids(data: dict[str, Any], key: str) -> tuple[str, str]:
+    """Give some entries of ``data[key]`` the id of another; the expected entry count and ids of the error."""
+    if key == "images":  # 30 ids given twice each: 20 are listed
+        data["images"] = [dict(data["images"][0], id=i) for i in [*range(1, 31), *range(30, 0, -1)]]
+        return "60", f"{list(range(1, 21))} (and 10 more)"
+    if key == "annotations":  # annotations 21 and 50 take the ids 10 and 31
+        data["annotations"][4]["id"], data["annotations"][7]["id"] = 10, 31
+        return "4", "[10, 31]"
+    data["categories"].append({"id": 7, "name": "also seven"})
+    return "2", "[7]"
+
+
+@pytest.mark.parametrize(
+    ("key", "noun"), [("images", "image"), ("annotations", "annotation"), ("categories", "category")]
+)
+def test_an_id_given_to_two_entries_is_an_error(tmp_path: Path, key: str, noun: str) -> None:
+    data = _coco(tmp_path / "images")
+    entries, ids = _shared_ids(data, key)
+    file, image_dir = _write(tmp_path, data)
+    with pytest.raises(DataError) as info:
+        read_coco(file, image_dir, on_error="skip")  # not a bad record to skip: the file itself is wrong
+    assert str(info.value) == (
+        f"{file}: {key!r}: {entries} entries share an id with another entry; the ids: {ids}; each {noun} needs an "
+        f"id of its own (pycocotools would keep only the last entry of an id)"
+    )
+
+
+def test_annotation_file_not_in_utf_8_names_line_and_column(tmp_path: Path) -> None:
+    data = _coco(tmp_path / "images")
+    data["categories"][1]["name"] = "café"
+    file, image_dir = _write(tmp_path, data)
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    file.write_bytes(text.encode("latin-1"))
+    (line, before), *_ = [(n, t.index("é")) for n, t in enumerate(text.splitlines(), start=1) if "é" in t]
+    with pytest.raises(DataError) as info:
+        read_coco(file, image_dir)
+    assert str(info.value) == (
+        f"{file}:{line}: not UTF-8 text (byte 0xe9 at column {before + 1}); save the file as UTF-8"
+    )
+    file.write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with a byte-order mark, as Windows tools save it
+    assert read_coco(file, image_dir).class_names == ["café", "three", "seven"]

@@ -268,6 +268,33 @@ def test_malformed_inputs_raise_data_error(gt: dict[str, Any], tmp_path: Path) -
         coco_evaluate(gt, [{"image_id": 10, "category_id": 1, "bbox": [1, 2, 3], "score": 0.5}])
 
 
+@pytest.mark.parametrize("form", ["dict", "file"])
+def test_ground_truth_giving_one_id_to_two_annotations_is_refused(
+    gt: dict[str, Any], tmp_path: Path, form: str
+) -> None:
+    results = perfect_results(gt)
+    gt["annotations"][1]["id"] = gt["annotations"][0]["id"]  # COCOeval would score the second entry twice
+    source = write_json(tmp_path / "gt.json", gt) if form == "file" else gt
+    with pytest.raises(DataError) as info:
+        coco_evaluate(source, results)
+    name = source if form == "file" else "ground truth dict"
+    assert str(info.value) == (
+        f"{name}: 'annotations': 2 entries share an id with another entry; the ids: [1]; each annotation needs an "
+        f"id of its own (pycocotools would keep only the last entry of an id)"
+    )
+
+
+def test_ground_truth_file_not_in_utf_8_names_line_and_column(gt: dict[str, Any], tmp_path: Path) -> None:
+    gt["categories"][2]["name"] = "oiseau-mouche ailé"
+    text = json.dumps(gt, ensure_ascii=False)
+    path = tmp_path / "gt.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        coco_evaluate(path, perfect_results(gt))
+    column = text.index("é") + 1
+    assert str(info.value) == f"{path}:1: not UTF-8 text (byte 0xe9 at column {column}); save the file as UTF-8"
+
+
 def test_per_class_rows(gt: dict[str, Any], tmp_path: Path) -> None:
     gt["categories"].append({"id": 9, "name": "unseen"})  # no ground truth -> -1.0
     results = []
