@@ -8,23 +8,16 @@ picks an image and a text file on the page, and the page shows the result line a
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 import mobivision
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SCREENSHOT = REPO / "docs" / "serve_page.png"
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve_page.png"
 SCORE_THRESHOLD = 0.6  # a few boxes of the random tiny detector, not fifty
 
 pytestmark = [
@@ -41,54 +34,16 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _photo(height: int, width: int, seed: int) -> np.ndarray:
-    """A smooth random RGB picture (blobs, not noise), so a detector's scores spread."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(small).resize((width, height), Image.BICUBIC))
+from serving import serving, smooth_photo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tiny_task_checkpoints: dict[str, Path]) -> Iterator[tuple[str, Path]]:
     """``python tools/serve.py detector.ckpt --port N --score-threshold 0.6`` running (in the checkpoint's folder,
     so the page names it briefly): ``(url, checkpoint)``."""
-    checkpoint, port = tiny_task_checkpoints["detector"], _free_port()
-    command = [sys.executable, str(REPO / "tools" / "serve.py"), checkpoint.name, "--port", str(port)]
-    command += ["--max-upload-mb", "5", "--score-threshold", str(SCORE_THRESHOLD)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        command, cwd=checkpoint.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"tools/serve.py exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("tools/serve.py did not answer within 60 s")
-            time.sleep(0.2)
+    checkpoint = tiny_task_checkpoints["detector"]
+    with serving(checkpoint, "--max-upload-mb", "5", "--score-threshold", str(SCORE_THRESHOLD)) as (url, _):
         yield url, checkpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +72,7 @@ def test_the_page_shows_the_result_line_then_an_error(
 ) -> None:
     url, checkpoint = server
     photo = tmp_path / "street.png"
-    Image.fromarray(_photo(400, 560, 3)).save(photo)
+    Image.fromarray(smooth_photo(400, 560, 3)).save(photo)
     browser.get(url)
     assert "detection model" in browser.find_element(By.CLASS_NAME, "model").text
     assert not browser.find_element(By.ID, "error").is_displayed()
@@ -146,3 +101,22 @@ def test_the_page_shows_the_result_line_then_an_error(
     browser.find_element(By.ID, "file").send_keys(str(photo))  # and the server still answers
     _wait_for_result_or_error(browser)
     assert browser.find_element(By.ID, "line").text == expected.line()
+
+    strip = tmp_path / "strip.png"  # valid, but too elongated to draw: the result, and why there is no picture
+    Image.new("RGB", (600, 2), (90, 120, 150)).save(strip)
+    browser.find_element(By.ID, "file").send_keys(str(strip))
+    _wait_for_result_or_error(browser)
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    assert (
+        browser.find_element(By.ID, "line").text
+        == mobivision.load(checkpoint)(strip, score_threshold=SCORE_THRESHOLD).line()
+    )
+    assert not browser.find_element(By.ID, "picture").is_displayed()
+    assert browser.find_element(By.ID, "no-picture").text == (
+        "no picture: strip.png: 600 x 2 pixels is too elongated to draw (over 32:1)"
+    )
+
+    browser.find_element(By.ID, "file").send_keys(str(photo))  # the next picture shows again
+    _wait_for_result_or_error(browser)
+    assert browser.find_element(By.ID, "picture").is_displayed()
+    assert not browser.find_element(By.ID, "no-picture").is_displayed()

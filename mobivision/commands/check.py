@@ -317,7 +317,7 @@ def _scan_images(datamodule: Any, splits: tuple[str, ...], report: Report) -> No
                 continue
             files = list(dict.fromkeys(module.datasets[split].image_files()))
             started = time.monotonic()
-            bad = unreadable_images(files, workers=SCAN_WORKERS)
+            bad = unreadable_images(files, workers=SCAN_WORKERS, max_image_mpx=module.max_image_mpx)
             seconds = time.monotonic() - started
             if bad:
                 named = ", ".join(f"{path} ({reason})" for path, reason in bad[:SCAN_SHOWN])

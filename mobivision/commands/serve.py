@@ -2,15 +2,18 @@
 
 Usage::
 
-    python tools/serve.py MODEL [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10]
+    python tools/serve.py MODEL [--host 127.0.0.1] [--port 8000] [--max-upload-mb 10] [--max-image-mpx 50]
 
 ``MODEL`` is a task checkpoint (``.ckpt``), an exported ``.onnx`` or OpenVINO IR ``.xml`` (``mobivision.load``).
 ``GET /`` is the page (plain HTML and a little JavaScript, nothing downloaded: a geo model's location is drawn on an
 inline SVG world map); ``POST /predict`` with the image as the multipart file field ``image`` answers JSON for programs:
 ``{"result": Result.to_dict(), "line": Result.line(), "picture": "data:image/jpeg;base64,..."}`` (the picture
-is ``Result.plot()``). Errors answer ``{"error": "..."}``: 413 for a file over ``--max-upload-mb`` (checked while
-the upload is read, not after), 415 for a file Pillow cannot read, 400 for a request without the ``image``
-field. The model runs in a worker thread, one image at a time, so the server keeps answering meanwhile. The
+is ``Result.plot()``; ``null`` for an image too elongated to draw, with the reason in ``"no_picture"``). Errors
+answer ``{"error": "..."}``: 413 for a file over ``--max-upload-mb`` (checked while the upload is read, not after)
+or an image over ``--max-image-mpx`` million pixels (checked from its header, before decoding), 415 for a file
+Pillow cannot read, 400 for a request without the ``image`` field. Decoding, the model and drawing run in a worker
+thread, one image at a time (so at most one image's pixels are in memory however many requests arrive), and the
+server keeps answering meanwhile. The
 server listens on the loopback interface unless ``--host`` says otherwise; it has no authentication. Needs the
 ``serve`` extra (``pip install 'mobivision[serve]'``: Starlette, uvicorn, python-multipart).
 """
@@ -18,6 +21,7 @@ server listens on the loopback interface unless ``--host`` says otherwise; it ha
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import html
 import io
@@ -25,11 +29,12 @@ import itertools
 import json
 import socket
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from mobivision.cli import exit_code, positive_float, positive_int
+from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, check_max_image_mpx
 from mobivision.errors import ConfigError, MobivisionError, user_message
 
 if TYPE_CHECKING:
@@ -181,24 +186,30 @@ async def read_upload(request: Request, limit: int) -> tuple[str, bytes]:
     return reader.name or FIELD, b"".join(reader.chunks)
 
 
-def decode_image(name: str, data: bytes) -> Any:
+def decode_image(name: str, data: bytes, max_image_mpx: float) -> Any:
     """The upload as an ``H x W x 3`` uint8 array (read as ``mobivision.data.images.load_rgb`` reads files);
-    ``UploadError`` 415 naming the file if Pillow cannot read it."""
-    from PIL import Image, UnidentifiedImageError
+    ``UploadError`` 413 naming the file if it has more than ``max_image_mpx`` million pixels (from its header,
+    nothing decoded), 415 if Pillow cannot read it."""
+    from PIL import UnidentifiedImageError
 
-    from mobivision.data.images import rgb8
+    from mobivision.data.images import ImageTooLargeError, UnreadableImageError, open_rgb
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return rgb8(image)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return open_rgb(io.BytesIO(data), name, max_image_mpx=max_image_mpx, option="--max-image-mpx")
+    except ImageTooLargeError as exc:
+        raise UploadError(413, f"{name}: {exc.reason}") from exc
+    except UnreadableImageError as exc:
         # Pillow names the BytesIO object ("cannot identify image file <_io.BytesIO ...>"): not worth showing
-        reason = "cannot identify image file" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        cause = exc.__cause__
+        reason = "cannot identify image file" if isinstance(cause, UnidentifiedImageError) else exc.reason
         raise UploadError(415, f"{name} is not an image Pillow can read ({reason})") from exc
 
 
-def picture_data_url(result: Result, quality: int = 90) -> str:
-    """``Result.plot()`` as a ``data:image/jpeg;base64,...`` URL."""
+def picture_data_url(result: Result, quality: int = 90) -> str | None:
+    """``Result.plot()`` as a ``data:image/jpeg;base64,...`` URL; None for an image too elongated to draw
+    (``Result.drawing_problem``)."""
+    if result.drawing_problem:
+        return None
     buffer = io.BytesIO()
     result.plot().save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -244,6 +255,7 @@ def build_app(
     predictor: Predictor,
     *,
     max_upload_bytes: int = 10 * MEGABYTE,
+    max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX,
     score_threshold: float = 0.3,
     top_k: int = 5,
     model_name: str = "model",
@@ -251,20 +263,26 @@ def build_app(
     """The Starlette application: ``GET /`` the page, ``POST /predict`` JSON (the module's docstring)."""
     _require_starlette()
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
     if max_upload_bytes < 1:
         raise ConfigError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
+    check_max_image_mpx(max_image_mpx)
     page = render_page(predictor, model_name=model_name, max_upload_bytes=max_upload_bytes)
-    lock = threading.Lock()  # one image at a time through the model: runtimes need not be thread-safe
+    # One image at a time from decoding to the picture, always in the same thread: runtimes need not be
+    # thread-safe, and the memory taken is that of one image however many requests arrive (the uploads waiting
+    # their turn are bounded by --max-upload-mb). One thread, not a lock in a pool of them: glibc gives each thread
+    # its own heap, and memory one thread freed is not reused by the next, so a pool's footprint grows with it.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobivision-predict")
 
     def predict_sync(name: str, data: bytes) -> dict[str, Any]:
-        image = decode_image(name, data)
-        with lock:
-            result = predictor(image, score_threshold=score_threshold, top_k=top_k, names=[name])
-        return {"result": result.to_dict(), "line": result.line(), "picture": picture_data_url(result)}
+        image = decode_image(name, data, max_image_mpx)
+        result = predictor(image, score_threshold=score_threshold, top_k=top_k, names=[name])
+        answer = {"result": result.to_dict(), "line": result.line(), "picture": picture_data_url(result)}
+        if result.drawing_problem:
+            answer["no_picture"] = f"{name}: {result.drawing_problem}"
+        return answer
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(page)
@@ -272,7 +290,7 @@ def build_app(
     async def predict(request: Request) -> JSONResponse:
         try:
             name, data = await read_upload(request, max_upload_bytes)
-            answer = await run_in_threadpool(predict_sync, name, data)
+            answer = await asyncio.wrap_future(worker.submit(predict_sync, name, data))
         except UploadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except MobivisionError as exc:
@@ -294,6 +312,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument(
         "--max-upload-mb", type=positive_float, default=10.0, help="largest image file accepted, in MB (default 10)"
+    )
+    parser.add_argument(
+        "--max-image-mpx",
+        type=positive_float,
+        default=DEFAULT_MAX_IMAGE_MPX,
+        help=f"largest image accepted, in million pixels, read from its header (default {DEFAULT_MAX_IMAGE_MPX:g})",
     )
     parser.add_argument("--score-threshold", type=float, default=0.3, help="detections kept (default 0.3)")
     parser.add_argument(
@@ -328,6 +352,7 @@ def run(args: argparse.Namespace) -> None:
     app = build_app(
         predictor,
         max_upload_bytes=max(1, round(args.max_upload_mb * MEGABYTE)),
+        max_image_mpx=args.max_image_mpx,
         score_threshold=args.score_threshold,
         top_k=args.top_k,
         model_name=str(args.model),

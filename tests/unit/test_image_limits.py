@@ -5,13 +5,12 @@ training data (``data.on_error``) and ``tools/check.py --scan-images``."""
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from image_files import header_only_png
 from PIL import Image
 
 from mobivision.data.images import ImageTooLargeError, check_max_image_mpx, load_rgb
@@ -19,18 +18,6 @@ from mobivision.data.records import ClassificationDataset, ImageRecord, unreadab
 from mobivision.data.transforms import classification_eval_transform
 from mobivision.errors import ConfigError, DataError
 from mobivision.inference.predictor import as_rgb
-
-
-def header_only_png(path: Path, width: int, height: int) -> Path:
-    """A 57-byte PNG that declares ``width`` x ``height`` RGB pixels and holds none: Pillow opens it (the header),
-    and decoding it fails. An image refused for its size, not for its missing data, was refused before decoding."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
-    return path
 
 
 def test_a_tiny_file_declaring_144_mpx_is_refused_from_its_header(tmp_path: Path) -> None:
