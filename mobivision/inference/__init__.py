@@ -37,7 +37,15 @@ def load(path: str | Path, *, device: str = "cpu", batch_size: int = 16, threads
     """A predictor for a task checkpoint (``.ckpt``; a run folder or a folder of runs: its newest run's best
     checkpoint), an exported ``.onnx`` or an exported OpenVINO IR (``.xml``, its ``.bin`` beside it; CPU, f32
     arithmetic). ``device``: ``cpu``, ``cuda``, ``cuda:1``... (checkpoints and ONNX); ``threads``: ONNX Runtime's
-    intra-op or OpenVINO's inference threads (default: the runtime's choice)."""
+    intra-op or OpenVINO's inference threads (default: the runtime's choice).
+
+    Raises:
+        ConfigError: ``device`` is not one of those forms, or names a GPU that is not there.
+        WeightFileError: The file is missing, unreadable, or its metadata lacks what prediction needs.
+    """
+    from mobivision.inference.runtimes import parse_device
+
+    parse_device(device)  # its form, before anything is read; whether that GPU is there: the runtime's check
     path = run_checkpoint(path)
     if not path.is_file():
         raise WeightFileError(f"model file not found: {path}")

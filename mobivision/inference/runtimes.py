@@ -2,9 +2,12 @@
 ``OpenVinoRuntime`` (an exported OpenVINO IR ``.xml``, fp32, fp16 weights or INT8; numpy and openvino only) or
 ``TorchRuntime`` (a task checkpoint: the task's export graph, the same graph the exported files hold).
 
-Both expose the same three things: ``metadata`` (the exported file's entries, JSON values decoded; for a
-checkpoint the entries an export would write), ``cells`` (a geolocation head's cells file, per head) and
-``run(batch) -> {output name: array}``.
+All expose the same three things: ``metadata`` (the exported file's entries, JSON values decoded; for a
+checkpoint the entries an export would write; checked by ``metadata.check_metadata`` before anything uses them),
+``cells`` (a geolocation head's cells file, per head) and ``run(batch) -> {output name: array}``.
+
+``device`` (``parse_device``): ``cpu``, ``cuda`` or ``cuda:N``; a GPU that is not there is a ``ConfigError`` before
+anything loads on it (checkpoints: torch's CUDA device count; ONNX: the providers ONNX Runtime has and runs).
 """
 
 from __future__ import annotations
@@ -16,11 +19,27 @@ from typing import Any
 import numpy as np
 
 from mobivision.errors import ConfigError, WeightFileError
+from mobivision.inference.metadata import check_metadata
 
 METADATA_SECTION = "mobivision"  # the runtime-info section of an OpenVINO IR that holds the export's metadata
 # OpenVINO compiles for f32 arithmetic by default only where the CPU has no bf16 (AMX / AVX-512 BF16 CPUs get bf16,
 # about 3 significant digits): "f32" keeps the results those of the ONNX file; "bf16" is the faster choice there.
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
+DEVICE_FORMS = "cpu, cuda or cuda:N (N: the GPU's index, cuda:0 the first)"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def parse_device(device: str) -> int | None:
+    """``device`` checked: None for ``cpu``, the GPU index for ``cuda`` (0) or ``cuda:N``; anything else is a
+    ``ConfigError`` listing the accepted forms."""
+    if device == "cpu":
+        return None
+    if device == "cuda":
+        return 0
+    kind, colon, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if kind == "cuda" and colon and index.isascii() and index.isdigit():
+        return int(index)
+    raise ConfigError(f"device {device!r}: unknown device; expected {DEVICE_FORMS}")
 
 
 class OnnxRuntime:
@@ -29,18 +48,34 @@ class OnnxRuntime:
     def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort  # imported here: a checkpoint user need not have it
 
+        gpu = parse_device(device)
+        if gpu is not None and CUDA_PROVIDER not in ort.get_available_providers():
+            raise ConfigError(
+                f"device {device!r}: this ONNX Runtime has no {CUDA_PROVIDER} (it has "
+                f"{', '.join(ort.get_available_providers())}; the onnxruntime-gpu package has CUDA); use device='cpu'"
+            )
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+        cpu = ["CPUExecutionProvider"]
+        providers = cpu if gpu is None else [(CUDA_PROVIDER, {"device_id": gpu}), *cpu]
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for foreign or truncated files
+            if gpu is not None and _opens_on_cpu(ort, path):
+                raise ConfigError(
+                    f"device {device!r}: ONNX Runtime cannot run on it ({type(exc).__name__}: {exc})"
+                ) from exc
             raise WeightFileError(f"{path}: cannot open as an ONNX model ({type(exc).__name__}: {exc})") from exc
+        if gpu is not None and CUDA_PROVIDER not in self.session.get_providers():  # ORT fell back to the CPU
+            raise ConfigError(
+                f"device {device!r}: ONNX Runtime could not start its {CUDA_PROVIDER} here (no usable CUDA GPU "
+                f"{gpu} or CUDA libraries; the session would run on {', '.join(self.session.get_providers())}); "
+                f"use device='cpu'"
+            )
         raw = self.session.get_modelmeta().custom_metadata_map
-        if "task_kind" not in raw:
-            raise WeightFileError(f"{path}: not a mobivision export (no task_kind in its metadata)")
         self.metadata = {key: _json_or_text(value) for key, value in raw.items()}
+        check_metadata(path, self.metadata, [o.name for o in self.session.get_outputs()], source="onnx")
         self.input_name = self.session.get_inputs()[0].name
         self.cells = _side_cells(path, self.metadata)
 
@@ -92,10 +127,9 @@ class OpenVinoRuntime:
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for foreign, truncated or unpaired files
             raise WeightFileError(f"{path}: cannot open as an OpenVINO IR ({type(exc).__name__}: {exc})") from exc
         self.metadata = openvino_metadata(model)
-        if "task_kind" not in self.metadata:
-            raise WeightFileError(f"{path}: not a mobivision export (no task_kind in its runtime info)")
         # the model's outputs, not the compiled ones: compiling adds the names of the nodes fused into an output
         self.output_names = [output.get_any_name() for output in model.outputs]
+        check_metadata(path, self.metadata, self.output_names, source="openvino")
         self.request = self.compiled.create_infer_request()
         self.cells = _side_cells(path, self.metadata)
 
@@ -114,11 +148,12 @@ class TorchRuntime:
         from mobivision.tasks.runner import load_task
 
         self.torch = torch
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         task = load_task(path).eval()
         graph = task.export_graphs()["model"]
         self.metadata = json.loads(json.dumps(task_metadata(task, graph, checkpoint=path)))  # as a file stores them
         self.output_names = list(graph.output_names)
+        check_metadata(path, self.metadata, self.output_names, source="checkpoint")
         self.module = graph.module.eval().to(self.device)
         self.cells = _task_cells(task)
 
@@ -128,6 +163,35 @@ class TorchRuntime:
         outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
         arrays = [o.float().cpu().numpy() for o in outputs]
         return dict(zip(self.output_names, arrays, strict=True))
+
+
+def torch_device(device: str) -> Any:
+    """``torch.device(device)`` for a device that is there (``parse_device``'s forms), else a ``ConfigError``."""
+    import torch
+
+    gpu = parse_device(device)
+    if gpu is None:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use device='cpu'"
+        )
+    count = torch.cuda.device_count()
+    if gpu >= count:
+        visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise ConfigError(
+            f"device {device!r}: no such GPU; {count} CUDA GPU{'s' * (count > 1)} visible here ({visible})"
+        )
+    return torch.device(device)
+
+
+def _opens_on_cpu(ort: Any, path: Path) -> bool:
+    """Whether ONNX Runtime opens ``path`` on the CPU: a file that does failed on the GPU, not for being foreign."""
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception:
+        return False
+    return True
 
 
 def _json_or_text(value: str) -> Any:
