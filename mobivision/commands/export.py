@@ -35,6 +35,11 @@ model's files. A manifest rather than refusing a non-empty folder: re-exporting 
 common case, and it needs no ``--overwrite``; rather than a temporary folder swapped in: a failed export's files
 stay where the report says, for inspection. An ``out_dir`` that is a file is a ``ConfigError``.
 
+A folder the export may not write (no permission, a read-only or full file system) is one ``ExportError``,
+``cannot write <file>: <the system's reason> (...)``: tried with a temporary file before anything is written or
+removed (then nothing is); a write that fails later removes the file it was writing (no partial file is left) and
+the report lists the files written before it. The report itself is written atomically (temp file, ``os.replace``).
+
 Parity inputs: a seeded random batch, plus (when the task's data can be read) the first validation images
 through the evaluation transform. Failing parity, or an INT8 metric drop beyond ``max_metric_drop``, raises
 ``ExportError`` with the report; the files stay on disk for inspection.
@@ -66,10 +71,13 @@ A bad input (missing, truncated or foreign checkpoint, weights that do not fit) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import json
 import math
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,7 +88,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 import mobivision
-from mobivision.cli import exit_code, positive_int
+from mobivision.cli import exit_code, non_negative_float, positive_int
 from mobivision.errors import ConfigError, ExportError, MobivisionError
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import (
@@ -315,10 +323,21 @@ class ExportResult:
         return "\n".join(lines)
 
     def write_report(self) -> Path:
+        """``export_report.json``, atomically: a failed write leaves the previous report (or none), never half of
+        one (``OSError`` as raised)."""
         path = self.out_dir / REPORT_NAME
         present = sorted({p.name for p in self.files if p.is_file()})
         payload = {"rows": [r.as_dict() for r in self.rows], "notes": self.notes, "files": present}
-        path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+        fd, temp = tempfile.mkstemp(dir=self.out_dir, prefix=f".{REPORT_NAME}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(json.dumps(payload, indent=1, default=str) + "\n")
+            os.chmod(temp, 0o666 & ~_umask())  # the mode open() gives a new file (mkstemp's is 0600)
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
         return path
 
 
@@ -352,6 +371,74 @@ def export_folder(out_dir: str | Path, *, option: str = "export folder") -> Path
     except OSError as exc:
         raise ConfigError(f"{option}: cannot create the folder {out_dir}: {exc}") from exc
     return out_dir
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``exc`` (exporters wrap the one their file write raised)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _reason(error: OSError) -> str:
+    """``Permission denied`` (the system's words, without the errno and the file name the message names)."""
+    return error.strerror or str(error) or type(error).__name__
+
+
+def check_writable(out_dir: Path, first: Path) -> None:
+    """An ``ExportError`` naming ``first`` (the first file the export writes) unless a file can be created and
+    removed in ``out_dir``: tried before anything is written or removed, so a folder the export may not write is
+    left as it was."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".mobivision-export-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ExportError(f"cannot write {first}: {_reason(exc)} (nothing was written or removed)") from exc
+
+
+def _state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+@contextlib.contextmanager
+def writing(out_dir: Path, *paths: Path) -> Iterator[None]:
+    """A write into ``out_dir`` of ``paths`` (an exported file and its companions; none known ahead: a task's side
+    files) that the system refuses is one ``ExportError`` naming the file. What the failed write created or changed
+    of ``paths`` is removed (a partial file is no export); a file it did not touch stays. An ``OSError`` about a
+    file elsewhere (a dataset image read for calibration) is not a write of the export: it passes unchanged."""
+    before = {path: _state(path) for path in paths or out_dir.iterdir()}
+    try:
+        yield
+    except Exception as exc:
+        error = None if isinstance(exc, MobivisionError) and not isinstance(exc, ExportError) else _os_error_in(exc)
+        named = Path(error.filename) if error is not None and isinstance(error.filename, str) else None
+        if error is None or (named is not None and named not in paths and named.parent != out_dir):
+            raise
+        for path in paths or ([named] if named is not None else []):
+            if _state(path) is not None and _state(path) != before.get(path):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        failed = named if named is not None else paths[0] if paths else out_dir
+        raise ExportError(
+            f"cannot write {failed}: {_reason(error)} (no partial file is left; {REPORT_NAME} lists the files "
+            f"written before it)"
+        ) from exc
 
 
 def previous_export_files(out_dir: Path) -> list[Path]:
@@ -433,6 +520,9 @@ def export_task(
         ConfigError: Unknown formats, or INT8 without the task's data.
     """
     task = task.eval()
+    if max_metric_drop is not None and not (math.isfinite(max_metric_drop) and max_metric_drop >= 0):
+        # nan would pass every comparison and turn the INT8 check off
+        raise ConfigError(f"max_metric_drop: {max_metric_drop} is out of range (expected a finite number >= 0)")
     wanted = parse_formats(formats, task)
     check_int8_target(int8_target)
     out_dir = export_folder(out_dir)
@@ -500,27 +590,36 @@ def export_task(
     def onnx_row(fmt: str, path: Path, graph: ExportGraph, graph_exporter: str) -> Any:
         """Write ``graph`` as ONNX with its metadata, check its parity; returns its ONNX Runtime session."""
         metadata = task_metadata(task, graph, checkpoint=checkpoint)
-        export_onnx(
-            graph.module,
-            path,
-            input_size=size,
-            opset=opset,
-            output_names=graph.output_names,
-            metadata=metadata,
-            exporter=graph_exporter,
-        )
+        with writing(out_dir, path):
+            export_onnx(
+                graph.module,
+                path,
+                input_size=size,
+                opset=opset,
+                output_names=graph.output_names,
+                metadata=metadata,
+                exporter=graph_exporter,
+            )
         session = onnx_session(path, threads=threads)
         finish(parity_row(fmt, path, lambda x: run_onnx(session, x), graph))
         return session
 
-    for stale in previous_export_files(out_dir):  # nothing is written before the arguments and data are checked
-        stale.unlink()
     result.files = [out_dir / FILE_OF_FORMAT[fmt].format(name=name) for fmt in wanted]
     result.files += [openvino_ir.bin_file(f) for f in result.files if f.suffix == ".xml"]
     if any(f in wanted for f in FROM_ONNX):
         result.files.append(out_dir / FILE_OF_FORMAT["onnx"].format(name=name))
+    # nothing is written before the arguments and data are checked, nor removed before the folder is writable
+    check_writable(out_dir, result.files[0])
+    for stale in previous_export_files(out_dir):
+        try:
+            stale.unlink()
+        except OSError as exc:
+            raise ExportError(f"cannot remove {stale}, the previous export's: {_reason(exc)}") from exc
+    failed = True
     try:
-        for side_file in task.export_side_files(out_dir, name):
+        with writing(out_dir):
+            side_files = task.export_side_files(out_dir, name)
+        for side_file in side_files:
             result.files.append(side_file)
             result.notes.append(f"{side_file.name.removeprefix(name + '.').split('.')[0]}: {side_file}")
         onnx_path = out_dir / f"{name}.onnx"
@@ -532,36 +631,59 @@ def export_task(
         if "int8" in wanted:
             assert data is not None
             path = out_dir / f"{name}.int8.onnx"
-            quantize_int8(onnx_path, path, data.calibration(calibration_images), per_channel=True, target=int8_target)
+            with writing(out_dir, path):
+                quantize_int8(
+                    onnx_path, path, data.calibration(calibration_images), per_channel=True, target=int8_target
+                )
             int8_session = onnx_session(path, threads=threads)
             finish(int8_row("int8", path, lambda x: run_onnx(int8_session, x), "ONNX Runtime INT8"))
             if openvino_ir.available():  # which runtimes read the file: checked, not claimed (a note, not a gate)
                 in_openvino = int8_row("int8", path, openvino_ir.openvino_runner(path, threads=threads), "OpenVINO")
                 result.notes.append(f"{path.name} also runs in OpenVINO: {in_openvino.check}")
         if "openvino" in wanted:
-            path = openvino_ir.export_openvino(onnx_path, out_dir / f"{name}.xml")
+            path = out_dir / f"{name}.xml"
+            with writing(out_dir, path, openvino_ir.bin_file(path)):
+                openvino_ir.export_openvino(onnx_path, path)
             finish(parity_row("openvino", path, openvino_ir.openvino_runner(path, threads=threads), main))
         if "openvino-fp16" in wanted:
-            path = openvino_ir.export_openvino(onnx_path, out_dir / f"{name}.fp16.xml", fp16_weights=True)
+            path = out_dir / f"{name}.fp16.xml"
+            with writing(out_dir, path, openvino_ir.bin_file(path)):
+                openvino_ir.export_openvino(onnx_path, path, fp16_weights=True)
             fp16 = functools.partial(compare_outputs, atol=FP16_ATOL, rtol=FP16_RTOL)
             finish(parity_row("openvino-fp16", path, openvino_ir.openvino_runner(path, threads=threads), main, fp16))
         if "openvino-int8" in wanted:
             assert data is not None
             path = out_dir / f"{name}.int8.xml"
-            openvino_ir.quantize_openvino(onnx_path, path, data.calibration(calibration_images), target=int8_target)
+            with writing(out_dir, path, openvino_ir.bin_file(path)):
+                openvino_ir.quantize_openvino(onnx_path, path, data.calibration(calibration_images), target=int8_target)
             run_int8 = openvino_ir.openvino_runner(path, threads=threads)
             finish(int8_row("openvino-int8", path, run_int8, "OpenVINO INT8 (NNCF)"))
         if "torchscript" in wanted:
-            path = export_torchscript(main.module, out_dir / f"{name}.ts", input_size=size)
+            path = out_dir / f"{name}.ts"
+            with writing(out_dir, path):
+                export_torchscript(main.module, path, input_size=size)
             finish(parity_row("torchscript", path, torchscript_runner(path), main))
         if "pte" in wanted:
-            path = mobile.export_pte(main.module, out_dir / f"{name}.pte", input_size=size)
+            path = out_dir / f"{name}.pte"
+            with writing(out_dir, path):
+                mobile.export_pte(main.module, path, input_size=size)
             finish(parity_row("pte", path, mobile.pte_runner(path), main))
         if "tflite" in wanted:
-            path = mobile.export_tflite(main.module, out_dir / f"{name}.tflite", input_size=size)
+            path = out_dir / f"{name}.tflite"
+            with writing(out_dir, path):
+                mobile.export_tflite(main.module, path, input_size=size)
             finish(parity_row("tflite", path, mobile.tflite_runner(path, threads=threads), main))
+        failed = False
     finally:  # also after a failure: the report lists what this export left in the folder
-        result.write_report()
+        try:
+            result.write_report()
+        except OSError as exc:
+            if not failed:
+                raise ExportError(
+                    f"cannot write {out_dir / REPORT_NAME}: {_reason(exc)} (the exported files are written and "
+                    "checked; the folder lacks their list)"
+                ) from exc
+            # else the export's own error, which is what stopped it, is the one to tell
     return result
 
 
@@ -587,7 +709,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=positive_int, help="ONNX Runtime threads (default: ORT's)")
     parser.add_argument(
         "--max-metric-drop",
-        type=float,
+        type=non_negative_float,
         help="fail if INT8 loses more than this on the task's metric (fraction: 0.01 = 1 point of top-1)",
     )
     parser.add_argument(
@@ -607,8 +729,6 @@ def _progress(row: ExportRow) -> None:
 def run(args: argparse.Namespace) -> None:
     if args.parity_images < 0:
         raise ConfigError(f"--parity-images must be >= 0, got {args.parity_images}")
-    if args.max_metric_drop is not None and args.max_metric_drop < 0:
-        raise ConfigError(f"--max-metric-drop must be >= 0, got {args.max_metric_drop}")
     checkpoint = run_checkpoint(args.checkpoint)  # a run folder: its best checkpoint
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
     if args.out:  # told before the checkpoint is loaded; created only once it loads

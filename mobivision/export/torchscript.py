@@ -24,6 +24,7 @@ def export_torchscript(model: nn.Module, path: str | Path, *, input_size: tuple[
 
     Raises:
         ExportError: Tracing or saving failed.
+        OSError: The file cannot be written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,10 @@ def export_torchscript(model: nn.Module, path: str | Path, *, input_size: tuple[
             warnings.simplefilter("ignore")
             model.eval()(example)  # fill first-use caches (a detector's anchors) eagerly, see mobile.warm_up
             traced = torch.jit.trace(model.eval(), (example,), check_trace=False, strict=False)
-            torch.jit.save(traced, str(path))
+            with path.open("wb") as file:  # written by Python: a refused or failed write is the OSError it is
+                torch.jit.save(traced, file)
+    except OSError:
+        raise
     except Exception as exc:
         raise ExportError(f"TorchScript export failed: {type(exc).__name__}: {exc}") from exc
     return path

@@ -1,0 +1,72 @@
+"""The tools' shared argument types (mobivision/cli.py): a value argparse accepts is one the tool can use, so
+``nan`` and ``inf`` (which ``float()`` parses and every comparison lets through) end at the command line, before
+any model loads, as argparse's one error line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mobivision.cli import non_negative_float, positive_float, positive_int, unit_float
+from mobivision.commands import export, serve
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "-nan", "inf", "-inf", "1e999", "0", "-1.5", "abc", ""])
+def test_positive_float_takes_finite_numbers_above_zero_only(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be a finite number > 0, got {text}$"):
+        positive_float(text)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "1e999", "-0.01", "x"])
+def test_non_negative_float_takes_finite_numbers_from_zero(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be a finite number >= 0, got {text}$"):
+        non_negative_float(text)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1.5", "-0.1", "x"])
+def test_unit_float_takes_numbers_in_the_unit_interval(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be a number in \[0, 1\], got {text}$"):
+        unit_float(text)
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "1.5", "nan", "x"])
+def test_positive_int_names_what_it_expected(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be an integer > 0, got {text}$"):
+        positive_int(text)
+
+
+def test_good_values_pass_unchanged() -> None:
+    assert positive_float("0.001") == 0.001 and positive_float("1e3") == 1000.0
+    assert non_negative_float("0") == 0.0 and non_negative_float("2.5") == 2.5
+    assert unit_float("0") == 0.0 and unit_float("1") == 1.0 and unit_float("0.3") == 0.3
+    assert positive_int("7") == 7
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_serve_refuses_a_nan_or_infinite_upload_limit_before_loading_the_model(
+    value: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``nan`` and ``inf`` passed ``positive_float``, and the server failed after loading the model (a
+    ValueError / OverflowError traceback from ``round(nan * MEGABYTE)``)."""
+    model = tmp_path / "missing.onnx"  # not even read: argparse stops first
+    with pytest.raises(SystemExit) as exit_info:
+        serve.main([str(model), "--max-upload-mb", value, "--port", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument --max-upload-mb: must be a finite number > 0, got {value}" in err
+    assert "model file not found" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.5"])
+def test_export_refuses_a_nan_or_infinite_metric_drop_before_loading_the_checkpoint(
+    value: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``--max-metric-drop nan`` was taken, and ``drop > nan`` being false it silently turned the INT8
+    check off; ``inf`` did the same."""
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([str(tmp_path / "missing.ckpt"), "--max-metric-drop", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument --max-metric-drop: must be a finite number >= 0, got {value}" in err
+    assert "model file not found" not in err
