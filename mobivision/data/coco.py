@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from mobivision.data.records import BadRecords, ImageDataset, check_on_error, load_rgb
+from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, check_max_image_mpx
+from mobivision.data.records import BadRecords, ImageDataset, check_on_error
 from mobivision.data.text_files import open_text
 from mobivision.errors import DataError
 
@@ -319,6 +320,7 @@ class DetectionDataset(ImageDataset):
             and a floating dtype (NaN marks unknown values). A key must not be one of ``SAMPLE_KEYS``.
         on_error: ``raise`` (an unreadable image stops the run, naming it) or ``skip`` (named in the epoch's skip
             warning, the next readable image takes its place: ``sample_or_next_readable``).
+        max_image_mpx: An image of more million pixels (from its header, before decoding) is unreadable.
 
     Attributes:
         annotation_file: The split's COCO annotation file: the ground truth its evaluation scores against.
@@ -334,6 +336,7 @@ class DetectionDataset(ImageDataset):
         DataError: An ``image_labels`` key is one of ``SAMPLE_KEYS`` or has no entries, its tensors differ in
             shape or are not floating point, none of its file names is a record's, or two records share a file
             name.
+        ConfigError: ``max_image_mpx`` is not a finite number > 0.
     """
 
     def __init__(
@@ -344,9 +347,11 @@ class DetectionDataset(ImageDataset):
         annotation_file: str | Path | None = None,
         image_labels: dict[str, dict[str, torch.Tensor]] | None = None,
         on_error: str = "raise",
+        max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX,
     ) -> None:
         check_on_error(on_error)
         self.on_error = on_error
+        self.max_image_mpx = check_max_image_mpx(max_image_mpx, "data.max_image_mpx")
         self.records = records
         self.annotation_file = annotation_file
         self.transform = transform
@@ -369,7 +374,7 @@ class DetectionDataset(ImageDataset):
 
     def _sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        image = load_rgb(record.path)
+        image = self.read_image(record.path)
         if image.shape[:2] != (record.height, record.width):
             raise DataError(
                 f"{record.path} (image id {record.image_id}) is {image.shape[1]}x{image.shape[0]} pixels but its "

@@ -19,6 +19,7 @@ from PIL import Image
 
 from mobivision.data.coco import DetectionDataset, detection_collate, read_coco
 from mobivision.data.detection_transforms import detection_eval_transform
+from mobivision.data.images import ImageTooLargeError
 from mobivision.errors import DataError
 
 W, H = 64, 48
@@ -211,6 +212,17 @@ def test_image_size_mismatch_is_reported(tmp_path: Path) -> None:
     dataset = DetectionDataset(records, transform=detection_eval_transform(resolution=16, mean=MEAN, std=STD))
     with pytest.raises(DataError, match=r"img_1\.png.*65x48.*64x48"):
         dataset[0]
+
+
+def test_images_over_the_pixel_limit_follow_on_error(tmp_path: Path) -> None:
+    file, image_dir = _write(tmp_path)
+    records = read_coco(file, image_dir).records
+    Image.new("RGB", (2 * W, 2 * H), 0).save(image_dir / "img_2.png")  # 6144 pixels, over the 5000 limit
+    options = {"transform": detection_eval_transform(resolution=16, mean=MEAN, std=STD), "max_image_mpx": 0.005}
+    skipping = DetectionDataset(records, on_error="skip", **options)
+    assert [skipping[i]["meta"]["image_id"] for i in range(3)] == [1, 3, 3]  # image 2 replaced by the next one
+    with pytest.raises(ImageTooLargeError, match=r"img_2\.png: 128 x 96 pixels .* limit \(data\.max_image_mpx\)"):
+        DetectionDataset(records, on_error="raise", **options)[1]
 
 
 def test_non_finite_boxes_are_dropped_with_the_degenerate_ones(
