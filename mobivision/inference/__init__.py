@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, check_max_image_mpx
 from mobivision.errors import ConfigError, WeightFileError
 from mobivision.inference.predictor import Predictor
 from mobivision.inference.results import Attributes, Classes, Detections, Location, Result, Values
@@ -33,11 +34,19 @@ def run_checkpoint(path: str | Path) -> Path:
     return runs[-1] / best
 
 
-def load(path: str | Path, *, device: str = "cpu", batch_size: int = 16, threads: int | None = None) -> Predictor:
+def load(
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    batch_size: int = 16,
+    threads: int | None = None,
+    max_image_mpx: float = DEFAULT_MAX_IMAGE_MPX,
+) -> Predictor:
     """A predictor for a task checkpoint (``.ckpt``; a run folder or a folder of runs: its newest run's best
     checkpoint), an exported ``.onnx`` or an exported OpenVINO IR (``.xml``, its ``.bin`` beside it; CPU, f32
     arithmetic). ``device``: ``cpu``, ``cuda``, ``cuda:1``... (checkpoints and ONNX); ``threads``: ONNX Runtime's
-    intra-op or OpenVINO's inference threads (default: the runtime's choice).
+    intra-op or OpenVINO's inference threads (default: the runtime's choice); ``max_image_mpx``: larger images are
+    refused (``ImageTooLargeError``), a file's from its header before it is decoded.
 
     Raises:
         ConfigError: ``device`` is not one of those forms, or names a GPU that is not there.
@@ -46,19 +55,20 @@ def load(path: str | Path, *, device: str = "cpu", batch_size: int = 16, threads
     from mobivision.inference.runtimes import parse_device
 
     parse_device(device)  # its form, before anything is read; whether that GPU is there: the runtime's check
+    options = {"batch_size": batch_size, "max_image_mpx": check_max_image_mpx(max_image_mpx)}
     path = run_checkpoint(path)
     if not path.is_file():
         raise WeightFileError(f"model file not found: {path}")
     if path.suffix == ".onnx":
         from mobivision.inference.runtimes import OnnxRuntime
 
-        return Predictor(OnnxRuntime(path, device=device, threads=threads), batch_size=batch_size)
+        return Predictor(OnnxRuntime(path, device=device, threads=threads), **options)
     if path.suffix == ".xml":
         if device != "cpu":
             raise ConfigError(f"device {device!r}: an OpenVINO IR runs on the CPU here (device='cpu')")
         from mobivision.inference.runtimes import OpenVinoRuntime
 
-        return Predictor(OpenVinoRuntime(path, threads=threads), batch_size=batch_size)
+        return Predictor(OpenVinoRuntime(path, threads=threads), **options)
     from mobivision.inference.runtimes import TorchRuntime
 
-    return Predictor(TorchRuntime(path, device=device), batch_size=batch_size)
+    return Predictor(TorchRuntime(path, device=device), **options)
