@@ -90,7 +90,7 @@ from torch import nn
 
 from mobivision import create_model, list_models
 from mobivision.benchmark import BF16_ROW, SETTLE_SECONDS, interleaved_medians, timm_peer_name
-from mobivision.cli import exit_code, positive_float, positive_int
+from mobivision.cli import exit_code, non_negative_float, positive_float, positive_int
 from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco_scale_report, run_coco_scale
 from mobivision.commands.benchmark_inference import add_inference_parser, print_inference_report, run_inference
 from mobivision.commands.benchmark_multitask import add_multitask_parser, print_multitask_report, run_multitask
@@ -144,7 +144,7 @@ def add_latency_parser(commands: argparse._SubParsersAction) -> None:
     latency.add_argument("--warmup", type=int, default=10, help="untimed rounds first (default 10)")
     settle = "sleep before each timed call so the previous runtime's spinning threads are idle (default: "
     settle += f"{1e3 * SETTLE_SECONDS:g} with --threads > 1, else 0)"
-    latency.add_argument("--settle-ms", type=float, help=settle)
+    latency.add_argument("--settle-ms", type=non_negative_float, help=settle)
     latency.add_argument(
         "--calibration-images", type=positive_int, default=100, help="INT8 calibration images (default 100)"
     )
@@ -447,8 +447,6 @@ def check_latency_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     """A checkpoint decides the network: --model, --width and --resolution are for the no-checkpoint case."""
     if args.warmup < 0:
         parser.error(f"latency --warmup: must be an integer >= 0, got {args.warmup}")
-    if args.settle_ms is not None and args.settle_ms < 0:
-        parser.error(f"latency --settle-ms: must be >= 0, got {args.settle_ms:g}")
     given = [f"--{name}" for name in LATENCY_DEFAULTS if getattr(args, name) is not None]
     if args.checkpoint is not None and given:
         parser.error(f"latency: {', '.join(given)} describe a fresh model; a checkpoint brings its own")

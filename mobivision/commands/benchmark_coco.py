@@ -33,7 +33,7 @@ from faster_coco_eval import COCOeval_faster
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mobivision.cli import positive_int
+from mobivision.cli import non_negative_float, positive_int
 from mobivision.commands.benchmark_pipeline import pipeline_rows, write_photo_jpegs
 from mobivision.data.coco import read_coco
 from mobivision.evaluation.coco import COCO_METRIC_KEYS, ENGINES, coco_evaluate
@@ -47,7 +47,9 @@ def add_coco_scale_parser(commands: argparse._SubParsersAction) -> None:
         "coco-scale", help="COCO-sized files: reader, evaluation and input pipeline times (ours vs peers)"
     )
     parser.add_argument("--images", type=positive_int, default=5000, help="val-size images (default 5000)")
-    parser.add_argument("--boxes", type=float, default=7.3, help="mean boxes per image (default 7.3, as COCO)")
+    parser.add_argument(
+        "--boxes", type=non_negative_float, default=7.3, help="mean boxes per image (default 7.3, as COCO)"
+    )
     parser.add_argument("--detections", type=positive_int, default=100, help="detections per image (default 100)")
     parser.add_argument("--train-images", type=int, default=118287, help="train-size images for the reader (0: skip)")
     parser.add_argument(

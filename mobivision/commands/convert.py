@@ -19,6 +19,7 @@ import logging
 import sys
 
 from mobivision.backbones.convert import convert_weights, read_metadata
+from mobivision.cli import positive_float
 from mobivision.errors import MobivisionError
 from mobivision.factory import list_models
 
@@ -28,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("source", help="weight file, TF checkpoint prefix/folder, or URL")
     parser.add_argument("output", help="the .safetensors file to write")
     parser.add_argument("--arch", choices=list_models(), help="architecture (default: read from the file)")
-    parser.add_argument("--width", type=float, help="width multiplier (default: from the file, else 1.0)")
+    parser.add_argument("--width", type=positive_float, help="width multiplier (default: from the file, else 1.0)")
     parser.add_argument(
         "--resolution", type=int, help="training input size to record (default: from the checkpoint, else 224)"
     )

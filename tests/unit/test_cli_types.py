@@ -5,6 +5,7 @@ any model loads, as argparse's one error line, exit code 2."""
 from __future__ import annotations
 
 import argparse
+from importlib import import_module
 
 import pytest
 
@@ -70,3 +71,25 @@ def test_export_refuses_a_nan_or_infinite_metric_drop_before_loading_the_checkpo
     err = capsys.readouterr().err
     assert f"error: argument --max-metric-drop: must be a finite number >= 0, got {value}" in err
     assert "model file not found" not in err
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv", "option", "expected"),
+    [
+        ("benchmark", ["latency", "--settle-ms"], "--settle-ms", "a finite number >= 0"),
+        ("benchmark", ["coco-scale", "--boxes"], "--boxes", "a finite number >= 0"),
+        ("convert", ["in.pth", "out.safetensors", "--width"], "--width", "a finite number > 0"),
+        ("predict", ["model.onnx", "photos", "--max-image-mpx"], "--max-image-mpx", "a finite number > 0"),
+        ("serve", ["model.onnx", "--max-image-mpx"], "--max-image-mpx", "a finite number > 0"),
+    ],
+)
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_every_tools_float_options_refuse_nan_and_inf(
+    tool: str, argv: list[str], option: str, expected: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``--settle-ms nan`` was a ValueError from ``time.sleep``, ``--boxes nan`` one from numpy's Poisson
+    sampler, ``--width nan`` "cannot convert float NaN to integer" from the model factory."""
+    with pytest.raises(SystemExit) as exit_info:
+        import_module(f"mobivision.commands.{tool}").main([*argv, value])
+    assert exit_info.value.code == 2
+    assert f"error: argument {option}: must be {expected}, got {value}" in capsys.readouterr().err
