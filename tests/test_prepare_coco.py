@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from mobivision.backbones.download import fetch_to, unpack_zip
-from mobivision.errors import WeightFileError
+from mobivision.errors import DataError, WeightFileError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "datasets" / "coco" / "prepare.py"
 ANNOTATIONS_ZIP = "annotations/annotations_trainval2017.zip"
@@ -167,6 +167,21 @@ def test_missing_image_is_named(tmp_path, capsys) -> None:
     assert "000000000285.jpg" in captured.err and "1 of 2 images" in captured.err
     assert "000000000139.jpg" not in captured.err
     assert "val2017.zip.complete" in captured.err, "the message says how to unpack again"
+
+
+def test_two_images_with_one_id_are_an_error_naming_the_file(tmp_path) -> None:
+    """Before: pycocotools kept the last image of the id, and the split was verified one image short."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "val2017").mkdir()
+    instances = _instances(["000000000139.jpg", "000000000285.jpg"])
+    instances["images"][1]["id"] = 1
+    for image in instances["images"]:
+        (root / "val2017" / image["file_name"]).write_bytes(_png_bytes(tmp_path, (1, 2, 3)))
+    annotation_file = root / "annotations" / "instances_val2017.json"
+    annotation_file.write_text(json.dumps(instances))
+    with pytest.raises(DataError, match=rf"^{annotation_file}: 'images': 2 entries share an id .*: \[1\]"):
+        prepare.verify_split(root, "val")
 
 
 def test_truncated_zip_fails_cleanly(tmp_path, capsys) -> None:

@@ -181,10 +181,12 @@ def verify_split(root: Path, split: str) -> tuple[int, int]:
         The numbers of images and annotations.
 
     Raises:
-        DataError: The annotation file is missing or unreadable, or images it lists are missing (the first
-            few are named, with the count).
+        DataError: The annotation file is missing or unreadable, gives one id to two images, annotations or
+            categories, or images it lists are missing (the first few are named, with the count).
     """
     from pycocotools.coco import COCO  # imported late: --help and argument errors stay fast
+
+    from mobivision.data.coco import check_unique_ids
 
     annotation_file = root / "annotations" / f"instances_{split}2017.json"
     image_dir = root / f"{split}2017"
@@ -195,6 +197,7 @@ def verify_split(root: Path, split: str) -> tuple[int, int]:
             coco = COCO(str(annotation_file))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"cannot read COCO annotation file {annotation_file}: {type(exc).__name__}: {exc}") from exc
+    check_unique_ids(coco.dataset, str(annotation_file))  # pycocotools keeps the last entry of an id silently
     missing = []
     for image_id in sorted(coco.imgs):
         file_name = coco.imgs[image_id].get("file_name")
