@@ -37,6 +37,7 @@ import numpy as np
 import s2sphere
 import torch
 
+from mobivision.data.text_files import open_text
 from mobivision.errors import ConfigError, DataError
 
 log = logging.getLogger("mobivision")
@@ -408,7 +409,7 @@ def read_cells_csv(path: str | Path) -> list[GeoCell]:
         raise DataError(f"cells file not found: {file}")
     cells: list[GeoCell] = []
     lines: list[int] = []
-    with open(file, newline="", encoding="utf-8-sig") as f:
+    with open_text(file, newline="") as f:
         reader = csv.reader(f)
         header = [cell.strip() for cell in next(reader, [])]
         if tuple(header) != CELLS_HEADER:

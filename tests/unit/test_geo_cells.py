@@ -317,6 +317,15 @@ def test_read_errors_name_file_and_line(tmp_path: Path, line: int, text: str, me
         read_cells_csv(path)
 
 
+def test_a_cells_file_that_is_not_utf_8_names_the_line_and_byte(tmp_path: Path) -> None:
+    path = write_lines(tmp_path, GOOD)
+    path.write_bytes(path.read_bytes().replace(b"45.0", b"45\xb00", 1))  # a Latin-1 degree sign
+    with pytest.raises(
+        DataError, match=rf"^{path}:3: not UTF-8 text \(byte 0xb0 at column 11\); save the file as UTF-8$"
+    ):
+        read_cells_csv(path)
+
+
 def test_read_missing_or_empty(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cells file not found"):
         read_cells_csv(tmp_path / "nope.csv")
