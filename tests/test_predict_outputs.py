@@ -124,7 +124,7 @@ def test_images_over_the_pixel_limit_or_unreadable_are_named_and_skipped_and_str
     assert code == 0, err
     skipped = [line for line in err.splitlines() if line.startswith("skipped: ")]
     assert len(skipped) == 2 and "bomb.png" in skipped[0] and "large.png" in skipped[1]
-    assert skipped[1].endswith("3000 x 2000 pixels (6.0 Mpx) is over the 5 Mpx limit (max_image_mpx)")
+    assert skipped[1].endswith("3000 x 2000 pixels (6.0 Mpx) is over the 5 Mpx limit (--max-image-mpx)")
     assert "no picture: strip.png: 600 x 2 pixels is too elongated to draw (over 32:1)" in err
     report = json.loads((out / REPORT).read_text())
     assert sorted(report["skipped"]) == ["bomb.png", "large.png"] and list(report["no_picture"]) == ["strip.png"]

@@ -127,7 +127,7 @@ def predict_files(
         for path in paths[start : start + predictor.batch_size]:
             name = str(path.relative_to(root))
             try:
-                chunk.append((name, load_rgb(path, max_image_mpx=predictor.max_image_mpx)))
+                chunk.append((name, load_rgb(path, max_image_mpx=predictor.max_image_mpx, option="--max-image-mpx")))
             except DataError as exc:  # unreadable, or over the pixel limit: named, skipped
                 print(f"skipped: {exc}", file=sys.stderr)
                 report["skipped"][name] = str(exc)
