@@ -132,3 +132,16 @@ def test_images_over_the_pixel_limit_or_unreadable_are_named_and_skipped_and_str
     assert not (out / "strip.jpg").exists()
     predictions = {entry["image_id"] for entry in json.loads((out / "predictions.json").read_text())}
     assert predictions <= {"good.png", "strip.png"} and "strip.png:" in stdout and "good.png:" in stdout
+
+
+def test_a_detector_finding_nothing_in_any_image_is_a_run_with_no_boxes_not_an_error(
+    tiny_task_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    _photos(photos, ["a.png", "b.png"])
+    code, stdout, err = _predict(
+        capsys, tiny_task_checkpoints["detector"], photos, "--out", out, "--score-threshold", 1
+    )
+    assert code == 0, err
+    assert json.loads((out / "predictions.json").read_text()) == []  # COCO results: one entry per box
+    assert "a.png: 0 detections" in stdout and (out / "a.jpg").is_file() and (out / "b.jpg").is_file()

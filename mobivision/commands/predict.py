@@ -121,7 +121,8 @@ def predict_files(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / REPORT, report)
-    entries: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []  # a detector has one per box: an image may have none
+    predicted = 0
     for start in range(0, len(paths), predictor.batch_size):
         chunk = []
         for path in paths[start : start + predictor.batch_size]:
@@ -134,8 +135,9 @@ def predict_files(
         if not chunk:
             continue
         names = [name for name, _ in chunk]
-        predicted = predictor([image for _, image in chunk], names=names, score_threshold=score_threshold, top_k=top_k)
-        for result in predicted:
+        results = predictor([image for _, image in chunk], names=names, score_threshold=score_threshold, top_k=top_k)
+        predicted += len(results)
+        for result in results:
             print(f"{result.image}: {result.line()}")
             entries += result.entries()
             picture = result.picture()
@@ -147,7 +149,7 @@ def predict_files(
             elif result.drawing_problem:
                 print(f"no picture: {result.image}: {result.drawing_problem}", file=sys.stderr)
                 report["no_picture"][result.image] = result.drawing_problem
-    if not entries:
+    if not predicted:
         raise DataError(f"none of the {len(paths)} image files under {root} can be read")
     _write_json(out_dir / PREDICTIONS, entries)
     _write_json(out_dir / REPORT, report)
