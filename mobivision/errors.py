@@ -36,3 +36,16 @@ def user_message(error: BaseException) -> str:
         return text
     last_line = text.rstrip().splitlines()[-1]
     return last_line.removeprefix(f"{type(error).__module__}.{type(error).__qualname__}: ")
+
+
+def os_error_in(error: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``error``, following its causes and contexts (torch's zip writer reports a failed
+    ``write`` as a ``RuntimeError``, exporters wrap the one their file write raised), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -30,27 +30,16 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mobivision.errors import MobivisionError
+from mobivision.errors import MobivisionError, os_error_in
 
 
 class CheckpointWriteError(MobivisionError, OSError):
     """A checkpoint could not be written or removed (full disk, file-size limit, no permission)."""
 
 
-def _os_error_in(exc: BaseException) -> OSError | None:
-    """The ``OSError`` behind ``exc``: torch's zip writer reports a failed ``write`` as a ``RuntimeError``."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def _describe(exc: BaseException) -> str:
     """``[Errno 28] No space left on device``: the cause without the temp file's name."""
-    os_error = _os_error_in(exc)
+    os_error = os_error_in(exc)
     if os_error is not None and os_error.errno is not None:
         return f"[Errno {os_error.errno}] {os_error.strerror}"
     return str(os_error or exc) or type(exc).__name__

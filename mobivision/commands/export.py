@@ -89,7 +89,7 @@ from torch.utils.data import DataLoader, Subset
 
 import mobivision
 from mobivision.cli import exit_code, non_negative_float, positive_int
-from mobivision.errors import ConfigError, ExportError, MobivisionError
+from mobivision.errors import ConfigError, ExportError, MobivisionError, os_error_in
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import (
     ExportGraph,
@@ -379,18 +379,6 @@ def _umask() -> int:
     return mask
 
 
-def _os_error_in(exc: BaseException) -> OSError | None:
-    """The ``OSError`` behind ``exc`` (exporters wrap the one their file write raised)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def _reason(error: OSError) -> str:
     """``Permission denied`` (the system's words, without the errno and the file name the message names)."""
     return error.strerror or str(error) or type(error).__name__
@@ -426,7 +414,7 @@ def writing(out_dir: Path, *paths: Path) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        error = None if isinstance(exc, MobivisionError) and not isinstance(exc, ExportError) else _os_error_in(exc)
+        error = None if isinstance(exc, MobivisionError) and not isinstance(exc, ExportError) else os_error_in(exc)
         named = Path(error.filename) if error is not None and isinstance(error.filename, str) else None
         if error is None or (named is not None and named not in paths and named.parent != out_dir):
             raise

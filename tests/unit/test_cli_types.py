@@ -12,29 +12,22 @@ import pytest
 from mobivision.cli import non_negative_float, positive_float, positive_int, unit_float
 from mobivision.commands import export, serve
 
-
-@pytest.mark.parametrize("text", ["nan", "NaN", "-nan", "inf", "-inf", "1e999", "0", "-1.5", "abc", ""])
-def test_positive_float_takes_finite_numbers_above_zero_only(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be a finite number > 0, got {text}$"):
-        positive_float(text)
-
-
-@pytest.mark.parametrize("text", ["nan", "inf", "1e999", "-0.01", "x"])
-def test_non_negative_float_takes_finite_numbers_from_zero(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be a finite number >= 0, got {text}$"):
-        non_negative_float(text)
+BAD_VALUES = [
+    (positive_float, "a finite number > 0", ["nan", "NaN", "-nan", "inf", "-inf", "1e999", "0", "-1.5", "abc", ""]),
+    (non_negative_float, "a finite number >= 0", ["nan", "inf", "1e999", "-0.01", "x"]),
+    (unit_float, r"a number in \[0, 1\]", ["nan", "inf", "-inf", "1.5", "-0.1", "x"]),
+    (positive_int, "an integer > 0", ["0", "-3", "1.5", "nan", "x"]),
+]
 
 
-@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1.5", "-0.1", "x"])
-def test_unit_float_takes_numbers_in_the_unit_interval(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be a number in \[0, 1\], got {text}$"):
-        unit_float(text)
-
-
-@pytest.mark.parametrize("text", ["0", "-3", "1.5", "nan", "x"])
-def test_positive_int_names_what_it_expected(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be an integer > 0, got {text}$"):
-        positive_int(text)
+@pytest.mark.parametrize(
+    ("argument_type", "expected", "text"),
+    [(kind, expected, text) for kind, expected, texts in BAD_VALUES for text in texts],
+    ids=lambda value: value.__name__ if callable(value) else None,
+)
+def test_each_type_refuses_what_it_cannot_use_naming_what_it_expected(argument_type, expected: str, text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be {expected}, got {text}$"):
+        argument_type(text)
 
 
 def test_good_values_pass_unchanged() -> None:
