@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         list_detectors,
         list_models,
     )
+    from mobivision.inference import load
     from mobivision.multitask import MultiTaskModel, create_multitask
     from mobivision.profiling import ModelCost, profile
 
@@ -55,6 +56,7 @@ __all__ = [
     "detector_preset",
     "list_detectors",
     "list_models",
+    "load",
     "profile",
 ]
 __version__ = "0.1.0"

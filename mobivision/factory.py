@@ -110,11 +110,14 @@ def list_models() -> list[str]:
     return sorted(_ARCHS)
 
 
-def feature_taps(name: str, kind: str) -> tuple[str, ...]:
-    """The backbone endpoints a head of ``kind`` reads at output stride 32: a detector its stride 16 and 32 taps,
-    the other heads the last feature map."""
-    arch = _lookup(_ARCHS, name, "model")
-    return arch.detector_taps if kind == "detection" else (arch.classifier_tap.format(stride=32),)
+def last_feature_map(name: str) -> str:
+    """The endpoint of backbone ``name`` a classifier-like head reads at output stride 32."""
+    return _lookup(_ARCHS, name, "model").classifier_tap.format(stride=32)
+
+
+def detector_taps(name: str) -> tuple[str, ...]:
+    """The endpoints of backbone ``name`` an SSD detector reads: its stride 16 and 32 taps."""
+    return _lookup(_ARCHS, name, "model").detector_taps
 
 
 def default_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

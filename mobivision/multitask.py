@@ -26,15 +26,27 @@ from mobivision.factory import (
     create_detector,
     create_geolocator,
     create_model,
-    feature_taps,
+    detector_taps,
+    last_feature_map,
 )
 
-# kind -> constructor of the head's network (on a throw-away backbone of the same architecture and options).
-HEAD_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "detection": lambda backbone, head="ssdlite", **options: create_detector(head, backbone=backbone, **options),
-    "classification": lambda backbone, **options: create_model(backbone, **options),
-    "attributes": lambda backbone, **options: create_attribute_model(backbone, **options),
-    "geo": lambda backbone, **options: create_geolocator(backbone, **options),
+
+def _last_map(name: str) -> tuple[str, ...]:
+    return (last_feature_map(name),)
+
+
+# The networks of the built-in kinds that ``create_multitask`` (the library's own API) builds by kind: the
+# constructor (on a throw-away backbone of the same architecture and options) and the backbone taps it reads. The
+# training layer needs no entry here: a multi-head task builds each head through the task of its kind (its
+# ``backbone_taps``), so a plug-in kind goes into a multi-head model without this table.
+HEAD_NETWORKS: dict[str, tuple[Callable[..., nn.Module], Callable[[str], tuple[str, ...]]]] = {
+    "detection": (
+        lambda backbone, head="ssdlite", **options: create_detector(head, backbone=backbone, **options),
+        detector_taps,
+    ),
+    "classification": (lambda backbone, **options: create_model(backbone, **options), _last_map),
+    "attributes": (lambda backbone, **options: create_attribute_model(backbone, **options), _last_map),
+    "geo": (lambda backbone, **options: create_geolocator(backbone, **options), _last_map),
 }
 
 
@@ -73,12 +85,12 @@ class MultiTaskModel(nn.Module):
         return {name: head.forward_from_features(features, images) for name, head in self.heads.items()}
 
 
-def shared_backbone(name: str, kinds: Iterable[str], **options: Any) -> tuple[Backbone, dict[str, Any]]:
-    """The backbone returning every tap heads of ``kinds`` read (``create_backbone`` ``options``, pretrained weights
-    loaded), and the backbone settings each head's network must be built with so that its channels and BatchNorm fit
-    (width, depth, padding, BatchNorm epsilon and momentum as resolved, e.g. from TF weights)."""
-    taps = [tap for kind in kinds for tap in feature_taps(name, kind)]
-    body = create_backbone(name, out_features=taps, **options)
+def shared_backbone(name: str, taps: Iterable[str], **options: Any) -> tuple[Backbone, dict[str, Any]]:
+    """The backbone returning every tap in ``taps`` (the heads' together; ``create_backbone`` ``options``,
+    pretrained weights loaded), and the backbone settings each head's network must be built with so that its
+    channels and BatchNorm fit (width, depth, padding, BatchNorm epsilon and momentum as resolved, e.g. from TF
+    weights)."""
+    body = create_backbone(name, out_features=list(dict.fromkeys(taps)), **options)
     bn = next(m for m in body.modules() if isinstance(m, nn.BatchNorm2d))
     settings = {
         "width_mult": options.get("width_mult", 1.0),
@@ -123,12 +135,12 @@ def create_multitask(
     kinds = {}
     for name, options in heads.items():
         kind = options.get("kind")
-        if kind not in HEAD_BUILDERS:
-            raise ConfigError(f"heads.{name}.kind must be one of {sorted(HEAD_BUILDERS)}, got {kind!r}")
+        if kind not in HEAD_NETWORKS:
+            raise ConfigError(f"heads.{name}.kind must be one of {sorted(HEAD_NETWORKS)}, got {kind!r}")
         kinds[name] = kind
     body, settings = shared_backbone(
         backbone,
-        kinds.values(),
+        [tap for kind in kinds.values() for tap in HEAD_NETWORKS[kind][1](backbone)],
         width_mult=width_mult,
         pretrained=pretrained,
         min_depth=min_depth,
@@ -137,7 +149,7 @@ def create_multitask(
         bn_momentum=bn_momentum,
     )
     built = {
-        name: HEAD_BUILDERS[kinds[name]](backbone, **settings, **{k: v for k, v in options.items() if k != "kind"})
+        name: HEAD_NETWORKS[kinds[name]][0](backbone, **settings, **{k: v for k, v in options.items() if k != "kind"})
         for name, options in heads.items()
     }
     return MultiTaskModel(

@@ -16,7 +16,15 @@ by class (ARCHITECTURE.md, "The task protocol"). A task declares, in its own mod
 - ``decoder``: where the torch-free function lives (``"module:function"``) that turns the main graph's outputs
   into per-image results (``mobivision.inference``: JSON entries, the printed line, the picture); export writes it
   into the file's metadata, so a checkpoint and its ONNX file are decoded by the same code;
-- ``describe_target(target)``: what ``check`` prints of a batch's targets (``describe_batch``: of the whole batch).
+- ``describe_target(target)``: what ``check`` prints of a batch's targets (``describe_batch``: of the whole batch);
+- ``label_kind``, ``label_needs`` and ``label_names(inputs)``: which data labels it reads and the fewest it learns
+  anything from (``tasks/data_checks.py`` refuses data with fewer before any step); None: not checked;
+- ``backbone_taps(arch)``: the backbone endpoints its network reads (a multi-head model's shared backbone returns
+  every head's); ``side_file`` / ``side_data()``: a JSON file exported beside the graphs for its decoder (geo: the
+  cells).
+
+Generic code asks these declarations and keeps no table of kinds: a new head kind is its task's module (with its
+network and decoder), its configs and its entry point in the group ``mobivision.tasks`` (``tasks/registry.py``).
 
 A task builds its network from plain configs (``backbone``, ``optimizer``, ``scheduler`` dicts), calls
 ``save_hyperparameters()`` so ``Task.load_from_checkpoint(path)`` needs no arguments, and exposes ``self.model``
@@ -25,6 +33,7 @@ with a ``backbone`` attribute (used for the parameter groups and by the freeze c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -40,7 +49,19 @@ from mobivision.data.detection_transforms import detection_eval_transform
 from mobivision.data.transforms import classification_eval_transform
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export.graphs import ExportGraph
+from mobivision.factory import last_feature_map
 from mobivision.optim import build_optimizer, build_scheduler, parameter_groups
+
+
+@dataclass(frozen=True)
+class LabelNeeds:
+    """The fewest labels a task learns anything from, and how messages name them: ``minimum`` 2, ``noun``
+    ``class`` (plural ``classes``), ``learner`` ``a classifier``."""
+
+    minimum: int
+    noun: str
+    plural: str
+    learner: str
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,9 @@ class TaskModule(L.LightningModule):
     primary_metric: ClassVar[PrimaryMetric]
     decoder: ClassVar[str]  # "module:function" decoding the main graph's outputs (mobivision/inference/decode.py)
     default_resolution: ClassVar[int] = 224
+    label_kind: ClassVar[str | None] = None  # the data labels it reads (a data module's ``label_kinds()``); None: any
+    label_needs: ClassVar[LabelNeeds | None] = None
+    side_file: ClassVar[str | None] = None  # ``<name>.<side_file>.json`` beside the graphs holds ``side_data()``
     model: nn.Module
 
     def __init__(
@@ -107,9 +131,33 @@ class TaskModule(L.LightningModule):
         """Task entries of an exported file's metadata (label map, thresholds, decoding options...)."""
         return {"class_names": list(getattr(self, "class_names", []))}
 
+    def decoding_metadata(self) -> dict[str, Any]:
+        """The metadata entries that tell a runtime how to decode this task's outputs: ``decoder`` (and
+        ``side_file``, the suffix of the JSON beside the graph that the decoder also reads)."""
+        return {"decoder": self.decoder} | ({"side_file": self.side_file} if self.side_file else {})
+
     def export_side_files(self, out_dir: Path, name: str) -> list[Path]:
-        """Files written beside the exported graphs (geo: the cells); default none."""
-        return []
+        """Files written beside the exported graphs: ``<name>.<side_file>.json`` holding ``side_data()`` if the task
+        declares a ``side_file``, else none."""
+        if self.side_file is None:
+            return []
+        path = Path(out_dir) / f"{name}.{self.side_file}.json"
+        path.write_text(json.dumps(self.side_data()) + "\n")
+        return [path]
+
+    def side_data(self) -> Any:
+        """What the decoder reads besides the graph's outputs (``side_file``); default none."""
+        return None
+
+    @classmethod
+    def label_names(cls, inputs: dict[str, Any]) -> list[str]:
+        """The labels of one label set (the task's inputs from the data): its class names by default."""
+        return list(inputs.get("class_names") or [])
+
+    @classmethod
+    def backbone_taps(cls, arch: str) -> tuple[str, ...]:
+        """The endpoints of backbone ``arch`` its network reads at output stride 32: the last feature map."""
+        return (last_feature_map(arch),)
 
     def compiled_modules(self) -> list[nn.Module]:
         """What the ``compile`` training option compiles (``nn.Module.compile``: same weights, same names): the

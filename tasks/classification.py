@@ -12,7 +12,7 @@ from mobivision import create_model
 from mobivision.evaluation.classification import ClassificationEvaluator
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export.graphs import ExportGraph, SingleOutput
-from mobivision.tasks.base import PrimaryMetric, TaskModule
+from mobivision.tasks.base import LabelNeeds, PrimaryMetric, TaskModule
 
 
 class ClassificationTask(TaskModule):
@@ -28,6 +28,8 @@ class ClassificationTask(TaskModule):
     kind: ClassVar[str] = "classification"
     decoder: ClassVar[str] = "mobivision.inference.decode:decode_classification"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("top1", "max")
+    label_kind: ClassVar[str] = "classification"
+    label_needs: ClassVar[LabelNeeds] = LabelNeeds(2, "class", "classes", "a classifier")  # two to tell apart
 
     def __init__(
         self,

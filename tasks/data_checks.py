@@ -5,7 +5,8 @@
 config key it is about, so ``run_cli`` prints it as one ``error: <key>: <problem> (<expected>)`` line.
 
 Every data module says which kind of labels each of its label sets holds (``label_kinds()``: ``{batch key: task
-kind}``, the ``kind`` of the task that reads them); a multi-head model's data answers per source.
+kind}``, the ``kind`` of the task that reads them); a multi-head model's data answers per source. What a kind needs
+is declared by its task (``TaskModule.label_kind``, ``label_needs``, ``label_names``): no table here.
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ from typing import Any
 
 from mobivision.errors import DataError
 from mobivision.tasks.multitask_data import source_modules
-
-# The built-in task kinds and the fewest labels each learns anything from: a classifier needs two classes to tell
-# apart; a detector tells objects from background, so one class is enough; each attribute is a yes/no question.
-MIN_LABELS = {"classification": 2, "geo": 2, "detection": 1, "attributes": 1}
-# What the label count of each kind is called in messages.
-LABEL_NOUN = {"classification": "class", "geo": "cell", "detection": "class", "attributes": "attribute"}
-NEEDED_BY = {"classification": "a classifier", "geo": "a geo classifier", "detection": "a detector"}
+from mobivision.tasks.registry import head_tasks
 
 
 def untrainable_data(datamodule: Any) -> str | None:
@@ -46,7 +41,7 @@ def require_evaluable_data(task: Any, datamodule: Any, split: str) -> None:
     """The data has the labels ``task`` reads, of the kind it reads, and ``split`` has images; else ``DataError``."""
     modules = source_modules(datamodule)
     for (source, key), kind in _label_kinds_read(task).items():
-        if kind not in MIN_LABELS:  # a plug-in's task (tasks/registry.py) reads whichever labels it chooses
+        if kind is None:  # a task (a plug-in's) that reads whichever labels it chooses
             continue
         module = modules.get(source)
         data_kind = _label_kinds(module).get(key) if module is not None else None
@@ -91,17 +86,17 @@ def _too_few_labels(module: Any, prefix: str) -> str | None:
     """A label set with fewer labels than its task kind learns from (one class: nothing to tell apart)."""
     inputs = module.label_sets() if hasattr(module, "label_sets") else {}
     for key, kind in _label_kinds(module).items():
-        if kind not in MIN_LABELS or key not in inputs:
+        task = _task_reading(kind)
+        needs = task.label_needs if task is not None else None
+        if needs is None or key not in inputs:
             continue
-        names = _label_names(kind, inputs[key])
-        if len(names) < MIN_LABELS[kind]:
-            noun = LABEL_NOUN[kind]
+        names = task.label_names(inputs[key])
+        if len(names) < needs.minimum:
             shown = f" ({', '.join(repr(n) for n in names[:5])})" if names else ""
-            plural = noun if len(names) == 1 else ("classes" if noun == "class" else f"{noun}s")
-            needs, least = NEEDED_BY.get(kind, f"the {kind} task"), MIN_LABELS[kind]
+            noun = needs.noun if len(names) == 1 else needs.plural
             return (
-                f"{prefix}: the train split has {len(names)} {plural}{shown}: {needs} needs at least {least} "
-                f"(expected data with {least} or more)"
+                f"{prefix}: the train split has {len(names)} {noun}{shown}: {needs.learner} needs at least "
+                f"{needs.minimum} (expected data with {needs.minimum} or more)"
             )
     return None
 
@@ -109,12 +104,11 @@ def _too_few_labels(module: Any, prefix: str) -> str | None:
 # --- what data and tasks hold ---------------------------------------------------------------------------------
 
 
-def _label_names(kind: str, inputs: dict[str, Any]) -> list[str]:
-    """The labels of one label set (its task inputs): class or attribute names, or the finest partitioning's cells."""
-    if kind == "geo":
-        partitions = inputs.get("partitions") or [{}]
-        return [str(token) for token in partitions[-1].get("tokens", [])]
-    return list(inputs.get("attribute_names") or inputs.get("class_names") or [])
+def _task_reading(label_kind: str) -> Any:
+    """The registered task class whose labels ``label_kind`` names (the task of that kind: label kinds are named
+    after the task that defines them; other tasks may read them too, a plug-in's counting task detection boxes), or
+    None."""
+    return next((task for task in head_tasks() if task.kind == label_kind), None)
 
 
 def _label_kinds(module: Any) -> dict[str, str]:
@@ -123,12 +117,13 @@ def _label_kinds(module: Any) -> dict[str, str]:
     return kinds() if callable(kinds) else {}
 
 
-def _label_kinds_read(task: Any) -> dict[tuple[str, str], str]:
-    """``{(source, batch key): kind}`` the task reads: a multi-head model's heads, or ``("", "target")``."""
+def _label_kinds_read(task: Any) -> dict[tuple[str, str], str | None]:
+    """``{(source, batch key): label kind}`` the task reads (None: any): a multi-head model's heads, or
+    ``("", "target")``."""
     specs = getattr(task, "specs", None)
     if specs:
-        return {(spec.data, spec.labels): spec.kind for spec in specs.values()}
-    return {("", "target"): task.kind}
+        return {(spec.data, spec.labels): task.head_tasks[name].label_kind for name, spec in specs.items()}
+    return {("", "target"): task.label_kind}
 
 
 def _split_key(module: Any, split: str) -> str:

@@ -19,7 +19,8 @@ from mobivision.evaluation.coco import CocoEvaluator, check_engine
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import SSDRawOutputs, SSDWithNMS, compare_detections
 from mobivision.export.graphs import ExportGraph
-from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
+from mobivision.factory import detector_taps
+from mobivision.tasks.base import LabelNeeds, PrimaryMetric, TaskModule, describe_value
 
 
 class DetectionTask(TaskModule):
@@ -39,6 +40,13 @@ class DetectionTask(TaskModule):
     decoder: ClassVar[str] = "mobivision.inference.decode:decode_detection"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("mAP", "max")
     default_resolution: ClassVar[int] = 320
+    label_kind: ClassVar[str] = "detection"
+    # one class is enough: a detector tells objects from background
+    label_needs: ClassVar[LabelNeeds] = LabelNeeds(1, "class", "classes", "a detector")
+
+    @classmethod
+    def backbone_taps(cls, arch: str) -> tuple[str, ...]:
+        return detector_taps(arch)
 
     def __init__(
         self,

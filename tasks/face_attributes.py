@@ -22,7 +22,7 @@ from mobivision.evaluation.attributes import AttributeEvaluator
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export.graphs import ExportGraph, SingleOutput
 from mobivision.heads.attributes import attribute_loss, positive_weight
-from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
+from mobivision.tasks.base import LabelNeeds, PrimaryMetric, TaskModule, describe_value
 
 
 class AttributeTask(TaskModule):
@@ -44,6 +44,12 @@ class AttributeTask(TaskModule):
     kind: ClassVar[str] = "attributes"
     decoder: ClassVar[str] = "mobivision.inference.decode:decode_attributes"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("mAP", "max")
+    label_kind: ClassVar[str] = "attributes"
+    label_needs: ClassVar[LabelNeeds] = LabelNeeds(1, "attribute", "attributes", "the attributes task")  # yes/no each
+
+    @classmethod
+    def label_names(cls, inputs: dict[str, Any]) -> list[str]:
+        return list(inputs.get("attribute_names") or [])
 
     def __init__(
         self,

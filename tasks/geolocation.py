@@ -10,9 +10,7 @@ the baseline that always answers the most common cell.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -26,7 +24,7 @@ from mobivision.export.geo import GeoOutputs
 from mobivision.export.graphs import ExportGraph
 from mobivision.geo.cells import cells_from_columns, parent_indices
 from mobivision.heads.geo import hierarchical_probabilities
-from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
+from mobivision.tasks.base import LabelNeeds, PrimaryMetric, TaskModule, describe_value
 
 
 class GeoTask(TaskModule):
@@ -44,6 +42,9 @@ class GeoTask(TaskModule):
     kind: ClassVar[str] = "geo"
     decoder: ClassVar[str] = "mobivision.inference.decode:decode_geo"
     primary_metric: ClassVar[PrimaryMetric] = PrimaryMetric("acc_25km", "max")
+    label_kind: ClassVar[str] = "geo"
+    label_needs: ClassVar[LabelNeeds] = LabelNeeds(2, "cell", "cells", "a geo classifier")
+    side_file: ClassVar[str] = "cells"  # <name>.cells.json: what decode_geo reads besides the logits
 
     def __init__(
         self,
@@ -139,13 +140,13 @@ class GeoTask(TaskModule):
             "cells_file": "<name>.cells.json beside this file: tokens, counts, mean lat/lon per cell",
         }
 
-    def export_side_files(self, out_dir: Path, name: str) -> list[Path]:
-        """``<name>.cells.json``: every partitioning's cells and the finest cells' parent indices."""
-        path = Path(out_dir) / f"{name}.cells.json"
-        path.write_text(json.dumps(self.cells_payload()) + "\n")
-        return [path]
+    @classmethod
+    def label_names(cls, inputs: dict[str, Any]) -> list[str]:
+        """The finest partitioning's cells."""
+        partitions = inputs.get("partitions") or [{}]
+        return [str(token) for token in partitions[-1].get("tokens", [])]
 
-    def cells_payload(self) -> dict[str, Any]:
+    def side_data(self) -> dict[str, Any]:
         """Every partitioning's cells (tokens, counts, mean training locations) and the finest cells' parents:
         what a runtime needs to turn cell probabilities into a location."""
         return {

@@ -119,7 +119,8 @@ class MultiTask(TaskModule):
         self.freeze_backbone = freeze_backbone
         options = {k: v for k, v in self.backbone_cfg.items() if k != "name"}
         kinds = {name: task_of_kind(spec.kind) for name, spec in self.specs.items()}
-        body, settings = shared_backbone(self.backbone_cfg["name"], [k.kind for k in kinds.values()], **options)
+        taps = [tap for kind in kinds.values() for tap in kind.backbone_taps(self.backbone_cfg["name"])]
+        body, settings = shared_backbone(self.backbone_cfg["name"], taps, **options)
         head_backbone = {**self.backbone_cfg, **settings, "pretrained": None}  # the shared backbone has the weights
         shared = {"optimizer": self.optimizer_cfg, "scheduler": self.scheduler_cfg, "data_meta": self.data_meta}
         tasks = {
@@ -304,7 +305,7 @@ class MultiTask(TaskModule):
             "heads": {
                 name: {
                     "kind": task.kind,
-                    "decoder": task.decoder,
+                    **task.decoding_metadata(),
                     "outputs": self.output_names[name],
                     **task.export_metadata(),
                 }

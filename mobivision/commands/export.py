@@ -157,7 +157,7 @@ def task_metadata(task: TaskModule, graph: ExportGraph, *, checkpoint: str | Pat
         "mobivision_version": mobivision.__version__,
         "task": f"{type(task).__module__}.{type(task).__qualname__}",
         "task_kind": task.kind,
-        "decoder": task.decoder,  # the torch-free function that decodes the outputs (mobivision.inference)
+        **task.decoding_metadata(),  # the torch-free function that decodes the outputs (mobivision.inference)
         "input_size": list(task.input_size),
         "layout": "NCHW",
         "channel_order": "RGB",

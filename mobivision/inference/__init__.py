@@ -13,9 +13,20 @@ from pathlib import Path
 from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, check_max_image_mpx
 from mobivision.errors import ConfigError, WeightFileError
 from mobivision.inference.predictor import Predictor
-from mobivision.inference.results import Attributes, Classes, Detections, Location, Result, Values
+from mobivision.inference.results import Attributes, Classes, Detections, HeadResult, Location, Result, Values
 
-__all__ = ["Attributes", "Classes", "Detections", "Location", "Predictor", "Result", "Values", "load", "run_checkpoint"]
+__all__ = [
+    "Attributes",
+    "Classes",
+    "Detections",
+    "HeadResult",
+    "Location",
+    "Predictor",
+    "Result",
+    "Values",
+    "load",
+    "run_checkpoint",
+]
 
 
 def run_checkpoint(path: str | Path) -> Path:

@@ -47,10 +47,32 @@ Decoder = Callable[[dict[str, np.ndarray], dict[str, Any], list[Placement], Opti
 output names, ``meta`` its metadata entries, ``side`` its side-car data (geo: the cells file), or None."""
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What a decoder reads: its head's metadata ``entries`` and graph ``outputs``; ``or_outputs`` an alternative
+    graph's outputs, with the ``or_entries`` that graph needs no more (a detector: the graph with NMS inside instead
+    of raw SSD outputs and their decoding entries). ``mobivision/inference/metadata.py`` checks files against it."""
+
+    entries: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    or_outputs: tuple[str, ...] = ()
+    or_entries: tuple[str, ...] = ()
+
+
+def reads(**what: tuple[str, ...]) -> Callable[[Decoder], Decoder]:
+    """Decorator declaring what a decoder reads (``Reads``), beside the decoder; a plug-in's decoder may use it."""
+
+    def declare(decoder: Decoder) -> Decoder:
+        decoder.reads = Reads(**what)  # type: ignore[attr-defined]
+        return decoder
+
+    return declare
+
+
 def decoder_for(meta: dict[str, Any]) -> Decoder:
     """The decoder a head's metadata names (``decoder``: ``"module:function"``, the task's ``decoder``), or for a
-    file exported before that entry existed, the built-in one of its kind."""
-    path = meta.get("decoder") or f"{__name__}:{_BUILT_IN.get(meta.get('kind', ''), '')}"
+    file exported before that entry existed, the built-in one of its kind (``OLD_FILE_DECODERS``)."""
+    path = meta.get("decoder") or f"{__name__}:{OLD_FILE_DECODERS.get(meta.get('kind', ''), '')}"
     module, _, function = path.partition(":")
     try:
         return getattr(importlib.import_module(module), function)
@@ -60,7 +82,9 @@ def decoder_for(meta: dict[str, Any]) -> Decoder:
         ) from exc
 
 
-_BUILT_IN = {
+# Only for files exported before the ``decoder`` entry (mobivision 0.1.0 early builds): the decoder of each kind
+# then. Every export writes the task's ``decoder``, so a new kind is never added here.
+OLD_FILE_DECODERS = {
     "classification": "decode_classification",
     "attributes": "decode_attributes",
     "geo": "decode_geo",
@@ -68,6 +92,7 @@ _BUILT_IN = {
 }
 
 
+@reads(entries=("class_names",), outputs=("logits",))
 def decode_classification(
     outputs: dict[str, np.ndarray],
     meta: dict[str, Any],
@@ -86,6 +111,7 @@ def decode_classification(
     ]
 
 
+@reads(entries=("attribute_names", "attribute_thresholds"), outputs=("logits",))
 def decode_attributes(
     outputs: dict[str, np.ndarray],
     meta: dict[str, Any],
@@ -108,6 +134,7 @@ def decode_attributes(
     return results
 
 
+@reads(outputs=("cell_probabilities",))  # and its cells, the side file the runtime reads (side_file)
 def decode_geo(
     outputs: dict[str, np.ndarray],
     meta: dict[str, Any],
@@ -135,6 +162,12 @@ def decode_geo(
 # --- detection ----------------------------------------------------------------------------------------------
 
 
+@reads(
+    entries=("class_names", "category_ids", "postprocess", "score_function", "box_coder_weights"),
+    outputs=("cls_logits", "bbox_regression", "anchors"),
+    or_outputs=("boxes", "scores", "labels", "num_detections"),
+    or_entries=("postprocess", "score_function", "box_coder_weights"),
+)
 def decode_detection(
     outputs: dict[str, np.ndarray],
     meta: dict[str, Any],

@@ -7,9 +7,10 @@ ONNX model, an ONNX file whose metadata a tool rewrote, a plug-in task that leav
 ``KeyError`` from deep inside pre-processing or decoding.
 
 What is required: the entries every model is pre-processed and decoded with (``SHARED``), and per head the entries
-and graph outputs its decoder reads (``HEAD_ENTRIES``, ``HEAD_OUTPUTS``: ``mobivision/inference/decode.py``). A
+and graph outputs its decoder declares it reads (``decode.reads`` beside each decoder: no table of kinds here). A
 multi-head model's heads are under ``heads``, each with its ``kind`` (and ``decoder``), its outputs named
-``<head>.<output>`` in the graph. A plug-in's decoder is the plug-in's own: only its head's ``kind`` is checked.
+``<head>.<output>`` in the graph. A decoder that declares nothing (a plug-in's may not) is not checked beyond its
+head's ``kind``.
 
 Torch-free, as decode.py: the ONNX and OpenVINO paths import no torch.
 """
@@ -18,29 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from mobivision.errors import WeightFileError
 from mobivision.inference import decode
 
-BUILT_IN = decode.__name__  # the built-in decoders' module
 SHARED = ("task_kind", "input_size", "mean", "std")
-HEAD_ENTRIES: dict[str, tuple[str, ...]] = {
-    "decode_classification": ("class_names",),
-    "decode_attributes": ("attribute_names", "attribute_thresholds"),
-    "decode_geo": (),  # its cells are the side-car <name>.cells.json, checked by the runtime
-    "decode_detection": ("class_names", "category_ids"),
-}
-SSD_ENTRIES = ("postprocess", "score_function", "box_coder_weights")  # raw SSD outputs, decoded in numpy
 POSTPROCESS_ENTRIES = ("score_threshold", "topk_candidates", "nms_iou", "max_detections")
-NMS_OUTPUTS = ("boxes", "scores", "labels", "num_detections")  # the graph with NMS inside
-HEAD_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "decode_classification": ("logits",),
-    "decode_attributes": ("logits",),
-    "decode_geo": ("cell_probabilities",),
-    "decode_detection": ("cls_logits", "bbox_regression", "anchors"),  # or NMS_OUTPUTS
-}
 HOW_MADE = {
     "onnx": "a mobivision ONNX file is written by tools/export.py CHECKPOINT --out DIR from a trained checkpoint",
     "openvino": "a mobivision OpenVINO IR is written by tools/export.py CHECKPOINT --formats openvino --out DIR",
@@ -81,18 +68,20 @@ def check_metadata(path: Path, metadata: Mapping[str, Any], output_names: Iterab
 
 
 def _head_problems(entries: Mapping[str, Any], outputs: Sequence[str], kind: Any) -> list[str]:
-    """What a head's decoder reads that its entries or its graph outputs lack (a built-in decoder's only)."""
+    """What a head's decoder reads (its ``reads`` declaration) that its entries or its graph outputs lack."""
     if not _is_text(kind):
-        return [f"missing kind (one of {', '.join(decode._BUILT_IN)} or a plug-in's)"]
-    decoder = entries.get("decoder") or f"{BUILT_IN}:{decode._BUILT_IN.get(kind, '')}"
-    module, _, function = str(decoder).partition(":")
-    if module != BUILT_IN or function not in HEAD_ENTRIES:
-        return []  # a plug-in's decoder (or an unknown one, which decoder_for names) reads what its task wrote
-    required, wanted_outputs = HEAD_ENTRIES[function], HEAD_OUTPUTS[function]
-    if function == "decode_detection" and all(o in outputs for o in NMS_OUTPUTS):
-        wanted_outputs = NMS_OUTPUTS
-    elif function == "decode_detection":
-        required += SSD_ENTRIES
+        kinds = sorted(e.name for e in entry_points(group="mobivision.tasks") if e.name != MULTI_HEAD_KIND)
+        return [f"missing kind (one of {', '.join(kinds)} or a plug-in's)"]
+    try:
+        reads = getattr(decode.decoder_for({"kind": kind, **entries}), "reads", None)
+    except WeightFileError:  # a plug-in that is not installed: the predictor names its decoder
+        return []
+    if reads is None:
+        return []
+    required, wanted_outputs = reads.entries, reads.outputs
+    if reads.or_outputs and all(o in outputs for o in reads.or_outputs):
+        required = tuple(e for e in required if e not in reads.or_entries)
+        wanted_outputs = reads.or_outputs
     problems = _problems(entries, required, f" (the {kind} decoder reads them)")
     absent = [o for o in wanted_outputs if o not in outputs]
     if absent:

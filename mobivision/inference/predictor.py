@@ -79,7 +79,7 @@ class Predictor:
         for head, entries in self.heads.items():
             prefix = f"{head}." if self.multi_head else ""
             own = {name[len(prefix) :]: value for name, value in outputs.items() if name.startswith(prefix)}
-            side = self.runtime.cells.get(head)  # a geo head's cells file
+            side = self.runtime.side_data.get(head)  # what its decoder reads besides the outputs (geo: cells)
             per_head[head] = self.decoders[head](own, entries | _shared(self.metadata), placements, options, side)
         return [
             Result(name, {head: per_head[head][i] for head in self.heads}, picture, self.multi_head)

@@ -19,8 +19,29 @@ from mobivision.errors import DataError
 from mobivision.visualize import draw_detections, draw_text_lines, drawing_problem
 
 
+class HeadResult:
+    """What every head's result is (built-in or a plug-in's): its JSON entries, one line for people and, if the head
+    draws one, a picture; ``Result`` gathers them per image and plots and saves them. A new head kind subclasses
+    it (or returns ``Values``) and needs no change here."""
+
+    def entries(self, image: str) -> list[dict[str, Any]]:
+        """What ``predictions.json`` holds of this head for ``image`` (its name)."""
+        raise NotImplementedError
+
+    def to_dict(self, image: str) -> dict[str, Any]:
+        """JSON-ready, for ``Result.to_dict``: the one entry (a detector: all of them, under ``detections``)."""
+        return self.entries(image)[0]
+
+    def line(self) -> str:
+        raise NotImplementedError
+
+    def picture(self, image: np.ndarray) -> np.ndarray | None:
+        """``image`` with this result drawn on it, or None: the head draws nothing."""
+        return None
+
+
 @dataclass
-class Detections:
+class Detections(HeadResult):
     """Boxes ``[N, 4]`` xyxy in original pixels, best first, with scores and class indices into ``class_names``."""
 
     boxes: np.ndarray
@@ -57,7 +78,7 @@ class Detections:
 
 
 @dataclass
-class Classes:
+class Classes(HeadResult):
     """The ``top_k`` classes, most probable first."""
 
     names: list[str]
@@ -67,18 +88,12 @@ class Classes:
         top = [{"class": n, "probability": round(p, 5)} for n, p in zip(self.names, self.probabilities, strict=True)]
         return [{"image": image, "top_k": top}]
 
-    def to_dict(self, image: str) -> dict[str, Any]:
-        return self.entries(image)[0]
-
     def line(self) -> str:
         return ", ".join(f"{n} {p:.3f}" for n, p in zip(self.names, self.probabilities, strict=True))
 
-    def picture(self, image: np.ndarray) -> np.ndarray | None:
-        return None
-
 
 @dataclass
-class Attributes:
+class Attributes(HeadResult):
     """Every attribute's probability, and the ``present`` ones (probability >= the tuned threshold), most probable
     first."""
 
@@ -90,9 +105,6 @@ class Attributes:
         rounded = {n: round(p, 5) for n, p in self.probabilities.items()}
         return [{"image": image, "probabilities": rounded, "present": list(self.present)}]
 
-    def to_dict(self, image: str) -> dict[str, Any]:
-        return self.entries(image)[0]
-
     def line(self) -> str:
         return ", ".join(self.present[: self.top_k]) or "(no attribute present)"
 
@@ -103,7 +115,7 @@ class Attributes:
 
 
 @dataclass
-class Location:
+class Location(HeadResult):
     """The predicted latitude/longitude (the most probable cell's mean training location) and the ``top_k``
     finest cells (``token``, ``lat``, ``lon``, ``probability``)."""
 
@@ -114,18 +126,12 @@ class Location:
     def entries(self, image: str) -> list[dict[str, Any]]:
         return [{"image": image, "lat": self.lat, "lon": self.lon, "top_k": self.cells}]
 
-    def to_dict(self, image: str) -> dict[str, Any]:
-        return self.entries(image)[0]
-
     def line(self) -> str:
         return f"{self.lat:.4f}, {self.lon:.4f} (best cell {self.cells[0]['token']})"
 
-    def picture(self, image: np.ndarray) -> np.ndarray | None:
-        return None
-
 
 @dataclass
-class Values:
+class Values(HeadResult):
     """A plug-in head's result: ``entry`` (JSON-ready; written with the image's name), its ``text`` line and the
     ``drawn`` lines written on the picture (none: no picture)."""
 
@@ -136,17 +142,11 @@ class Values:
     def entries(self, image: str) -> list[dict[str, Any]]:
         return [{"image": image, **self.entry}]
 
-    def to_dict(self, image: str) -> dict[str, Any]:
-        return self.entries(image)[0]
-
     def line(self) -> str:
         return self.text
 
     def picture(self, image: np.ndarray) -> np.ndarray | None:
         return draw_text_lines(image, self.drawn) if self.drawn else None
-
-
-HeadResult = Detections | Classes | Attributes | Location | Values
 
 
 @dataclass

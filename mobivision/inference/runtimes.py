@@ -4,7 +4,8 @@
 
 All expose the same three things: ``metadata`` (the exported file's entries, JSON values decoded; for a
 checkpoint the entries an export would write; checked by ``metadata.check_metadata`` before anything uses them),
-``cells`` (a geolocation head's cells file, per head) and ``run(batch) -> {output name: array}``.
+``side_data`` (per head, the JSON its decoder reads besides the outputs: a geolocation head's cells) and
+``run(batch) -> {output name: array}``.
 
 ``device`` (``parse_device``): ``cpu``, ``cuda`` or ``cuda:N``; a GPU that is not there is a ``ConfigError`` before
 anything loads on it (checkpoints: torch's CUDA device count; ONNX: the providers ONNX Runtime has and runs).
@@ -77,7 +78,7 @@ class OnnxRuntime:
         self.metadata = {key: _json_or_text(value) for key, value in raw.items()}
         check_metadata(path, self.metadata, [o.name for o in self.session.get_outputs()], source="onnx")
         self.input_name = self.session.get_inputs()[0].name
-        self.cells = _side_cells(path, self.metadata)
+        self.side_data = _side_files(path, self.metadata)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         names = [output.name for output in self.session.get_outputs()]
@@ -131,7 +132,7 @@ class OpenVinoRuntime:
         self.output_names = [output.get_any_name() for output in model.outputs]
         check_metadata(path, self.metadata, self.output_names, source="openvino")
         self.request = self.compiled.create_infer_request()
-        self.cells = _side_cells(path, self.metadata)
+        self.side_data = _side_files(path, self.metadata)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         results = self.request.infer({0: batch})
@@ -155,7 +156,7 @@ class TorchRuntime:
         self.output_names = list(graph.output_names)
         check_metadata(path, self.metadata, self.output_names, source="checkpoint")
         self.module = graph.module.eval().to(self.device)
-        self.cells = _task_cells(task)
+        self.side_data = _task_side_data(task)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         with self.torch.inference_mode():
@@ -201,24 +202,32 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
-def _side_cells(path: Path, metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A geolocation head's cells: ``<name>.cells.json`` (multi-head ``<name>.<head>.cells.json``) beside the file,
-    ``<name>`` being the file's name without its format suffixes (``.onnx``, ``.xml``, ``.int8``, ``.fp16``)."""
+def side_file_of(entries: dict[str, Any]) -> str | None:
+    """The suffix of a head's side file (its ``side_file`` entry); files of 0.1.0 lack the entry, and a geolocation
+    head's ``cells_file`` description then says it is ``cells``."""
+    return entries.get("side_file") or ("cells" if "cells_file" in entries else None)
+
+
+def _side_files(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Each head's side file: ``<name>.<side_file>.json`` (multi-head ``<name>.<head>.<side_file>.json``) beside the
+    file, ``<name>`` being the file's name without its format suffixes (``.onnx``, ``.xml``, ``.int8``, ``.fp16``)."""
     name = path.name
     for suffix in (".onnx", ".xml", ".int8", ".fp16", "_nms"):
         name = name.removesuffix(suffix)
     heads = metadata.get("heads") or {metadata["task_kind"]: metadata}
-    cells = {}
+    found = {}
     for head, entries in heads.items():
-        if entries.get("kind", metadata["task_kind"]) != "geo":
+        side_file = side_file_of(entries)
+        if side_file is None:
             continue
-        side = path.with_name(f"{name}.cells.json" if "heads" not in metadata else f"{name}.{head}.cells.json")
+        stem = name if "heads" not in metadata else f"{name}.{head}"
+        side = path.with_name(f"{stem}.{side_file}.json")
         if not side.is_file():
-            raise WeightFileError(f"{path}: the geolocation head's cells file {side} is missing (exported beside it)")
-        cells[head] = json.loads(side.read_text())
-    return cells
+            raise WeightFileError(f"{path}: head {head!r} reads its {side_file} file {side}, which is missing")
+        found[head] = json.loads(side.read_text())
+    return found
 
 
-def _task_cells(task: Any) -> dict[str, dict[str, Any]]:
+def _task_side_data(task: Any) -> dict[str, Any]:
     heads = getattr(task, "head_tasks", None) or {task.kind: task}
-    return {name: head.cells_payload() for name, head in heads.items() if head.kind == "geo"}
+    return {name: head.side_data() for name, head in heads.items() if head.side_file}
