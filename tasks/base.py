@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import mobivision
 from mobivision.data.detection_transforms import detection_eval_transform
 from mobivision.data.transforms import classification_eval_transform
 from mobivision.evaluation.evaluator import Evaluator
@@ -130,6 +131,34 @@ class TaskModule(L.LightningModule):
     def export_metadata(self) -> dict[str, Any]:
         """Task entries of an exported file's metadata (label map, thresholds, decoding options...)."""
         return {"class_names": list(getattr(self, "class_names", []))}
+
+    def file_metadata(self, graph: ExportGraph, *, checkpoint: str | Path | None = None) -> dict[str, Any]:
+        """What a runtime needs to use ``graph`` (an exported file's metadata, and a checkpoint's in
+        ``mobivision.load``): pre-processing, output meanings, how to decode, and the task's own entries."""
+        meta = self.data_meta
+        run = (self.hparams.get("run_config") or {}).get("task_name")
+        entries: dict[str, Any] = {
+            "mobivision_version": mobivision.__version__,
+            "task": f"{type(self).__module__}.{type(self).__qualname__}",
+            "task_kind": self.kind,
+            **self.decoding_metadata(),
+            "input_size": list(self.input_size),
+            "layout": "NCHW",
+            "channel_order": "RGB",
+            "value_range": "[0, 1] before normalisation (pixel / 255)",
+            "mean": list(meta["mean"]),
+            "std": list(meta["std"]),
+            "preprocessing": self.preprocessing_text(),
+            "outputs": graph.meanings,
+            "backbone": {k: v for k, v in self.backbone_cfg.items() if k != "pretrained"},
+        }
+        if self.crop_pct is not None:
+            entries["crop_pct"] = self.crop_pct
+        if checkpoint is not None:
+            entries["source_checkpoint"] = str(checkpoint)
+        if run:
+            entries["run"] = run
+        return entries | self.export_metadata()
 
     def decoding_metadata(self) -> dict[str, Any]:
         """The metadata entries that tell a runtime how to decode this task's outputs: ``decoder`` (and

@@ -36,6 +36,7 @@ from mobivision import create_detector
 from mobivision.benchmark import interleaved_medians
 from mobivision.cli import positive_int
 from mobivision.commands.benchmark_coco import write_split
+from mobivision.commands.benchmark_detector import build_detectors, detector_targets, detector_train_step, timed
 from mobivision.commands.benchmark_pipeline import RECIPES, Recipe, write_photo_jpegs
 from mobivision.data.transforms import normalization_table, normalize_uint8
 from mobivision.tasks.runner import COMPILE_MODES
@@ -83,11 +84,10 @@ def add_training_parser(commands: argparse._SubParsersAction) -> None:
 
 def synthetic_batch(batch: int, resolution: int, device: torch.device) -> Batch:
     """Random images and 4 boxes per image, as ``tools/benchmark.py detector`` trains on, with labels in 1..80."""
-    from mobivision.commands.benchmark import _detector_targets
 
     targets = [
         {"boxes": t["boxes"].to(device), "labels": ((t["labels"] - 1) % (NUM_CLASSES - 1) + 1).to(device)}
-        for t in _detector_targets(batch)
+        for t in detector_targets(batch)
     ]
     return torch.rand(batch, 3, resolution, resolution, device=device), targets
 
@@ -132,10 +132,9 @@ def synchronized(step: Callable[[], None], device: torch.device) -> Callable[[],
 
 def reference_rate(batch: Batch, device: torch.device, repeats: int) -> float:
     """torchvision's SSDLite320-V3 in eager: training images/s on the same images (91 classes, its own transform)."""
-    from mobivision.commands.benchmark import _detector_train_step, _timed, build_detectors
 
     model = build_detectors()["torchvision_v3"].to(device).train()
-    step = _timed(_detector_train_step("torchvision_v3", model, batch[0]), device, False)
+    step = timed(detector_train_step("torchvision_v3", model, batch[0]), device, False)
     return len(batch[0]) / interleaved_medians({REFERENCE: step}, warmup=WARMUP_STEPS, repeats=repeats)[REFERENCE]
 
 

@@ -87,7 +87,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-import mobivision
 from mobivision.cli import exit_code, non_negative_float, positive_int
 from mobivision.errors import ConfigError, ExportError, MobivisionError, os_error_in
 from mobivision.evaluation.evaluator import Evaluator
@@ -147,34 +146,6 @@ def load_checkpoint(path: str | Path) -> TaskModule:
 
 
 # --- metadata ---------------------------------------------------------------------------------------------
-
-
-def task_metadata(task: TaskModule, graph: ExportGraph, *, checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """What a runtime needs to use the graph: pre-processing, output meanings, and the task's own entries."""
-    meta = task.data_meta
-    run = (task.hparams.get("run_config") or {}).get("task_name")
-    entries: dict[str, Any] = {
-        "mobivision_version": mobivision.__version__,
-        "task": f"{type(task).__module__}.{type(task).__qualname__}",
-        "task_kind": task.kind,
-        **task.decoding_metadata(),  # the torch-free function that decodes the outputs (mobivision.inference)
-        "input_size": list(task.input_size),
-        "layout": "NCHW",
-        "channel_order": "RGB",
-        "value_range": "[0, 1] before normalisation (pixel / 255)",
-        "mean": list(meta["mean"]),
-        "std": list(meta["std"]),
-        "preprocessing": task.preprocessing_text(),
-        "outputs": graph.meanings,
-        "backbone": {k: v for k, v in task.backbone_cfg.items() if k != "pretrained"},
-    }
-    if task.crop_pct is not None:
-        entries["crop_pct"] = task.crop_pct
-    if checkpoint is not None:
-        entries["source_checkpoint"] = str(checkpoint)
-    if run:
-        entries["run"] = run
-    return entries | task.export_metadata()
 
 
 # --- data -------------------------------------------------------------------------------------------------
@@ -578,7 +549,7 @@ def export_task(
 
     def onnx_row(fmt: str, path: Path, graph: ExportGraph, graph_exporter: str) -> Any:
         """Write ``graph`` as ONNX with its metadata, check its parity; returns its ONNX Runtime session."""
-        metadata = task_metadata(task, graph, checkpoint=checkpoint)
+        metadata = task.file_metadata(graph, checkpoint=checkpoint)
         with writing(out_dir, path):
             export_onnx(
                 graph.module,

@@ -8,6 +8,7 @@ images give the same results either way (pre-processing and decoding are shared)
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, check_max_image_mpx
@@ -80,6 +81,16 @@ def load(
         from mobivision.inference.runtimes import OpenVinoRuntime
 
         return Predictor(OpenVinoRuntime(path, threads=threads), **options)
-    from mobivision.inference.runtimes import TorchRuntime
+    return Predictor(_checkpoint_runtime()(path, device=device), **options)
 
-    return Predictor(TorchRuntime(path, device=device), **options)
+
+def _checkpoint_runtime() -> type:
+    """The runtime of task checkpoints, registered by the training layer (entry point ``checkpoint`` of the group
+    ``mobivision.runtimes``: ``mobivision.tasks.checkpoint_runtime.CheckpointRuntime``)."""
+    found = [entry for entry in entry_points(group="mobivision.runtimes") if entry.name == "checkpoint"]
+    if not found:
+        raise WeightFileError(
+            "no runtime for task checkpoints is registered (entry point 'checkpoint' of the group "
+            "'mobivision.runtimes'): mobivision is not installed (pip install -e . from the repository)"
+        )
+    return found[0].load()

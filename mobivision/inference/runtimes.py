@@ -1,8 +1,10 @@
-"""Where the network runs: ``OnnxRuntime`` (an exported ``.onnx``, fp32 or INT8; numpy and onnxruntime only),
-``OpenVinoRuntime`` (an exported OpenVINO IR ``.xml``, fp32, fp16 weights or INT8; numpy and openvino only) or
-``TorchRuntime`` (a task checkpoint: the task's export graph, the same graph the exported files hold).
+"""Where the network runs: ``OnnxRuntime`` (an exported ``.onnx``, fp32 or INT8; numpy and onnxruntime only) or
+``OpenVinoRuntime`` (an exported OpenVINO IR ``.xml``, fp32, fp16 weights or INT8; numpy and openvino only); a task
+checkpoint runs on ``mobivision.tasks.checkpoint_runtime.CheckpointRuntime`` (the training layer: the task's export
+graph, the same graph the exported files hold), which ``mobivision.load`` finds through the entry point
+``checkpoint`` of the group ``mobivision.runtimes``, so that this library imports nothing of the layers above it.
 
-All expose the same three things: ``metadata`` (the exported file's entries, JSON values decoded; for a
+All three expose the same three things: ``metadata`` (the exported file's entries, JSON values decoded; for a
 checkpoint the entries an export would write; checked by ``metadata.check_metadata`` before anything uses them),
 ``side_data`` (per head, the JSON its decoder reads besides the outputs: a geolocation head's cells) and
 ``run(batch) -> {output name: array}``.
@@ -139,33 +141,6 @@ class OpenVinoRuntime:
         return {name: np.array(results[i]) for i, name in enumerate(self.output_names)}
 
 
-class TorchRuntime:
-    """A task checkpoint: its export graph (what ``tools/export.py`` writes) on ``device``."""
-
-    def __init__(self, path: Path, *, device: str = "cpu") -> None:
-        import torch
-
-        from mobivision.commands.export import task_metadata
-        from mobivision.tasks.runner import load_task
-
-        self.torch = torch
-        self.device = torch_device(device)
-        task = load_task(path).eval()
-        graph = task.export_graphs()["model"]
-        self.metadata = json.loads(json.dumps(task_metadata(task, graph, checkpoint=path)))  # as a file stores them
-        self.output_names = list(graph.output_names)
-        check_metadata(path, self.metadata, self.output_names, source="checkpoint")
-        self.module = graph.module.eval().to(self.device)
-        self.side_data = _task_side_data(task)
-
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        with self.torch.inference_mode():
-            outputs = self.module(self.torch.from_numpy(batch).to(self.device))
-        outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
-        arrays = [o.float().cpu().numpy() for o in outputs]
-        return dict(zip(self.output_names, arrays, strict=True))
-
-
 def torch_device(device: str) -> Any:
     """``torch.device(device)`` for a device that is there (``parse_device``'s forms), else a ``ConfigError``."""
     import torch
@@ -226,8 +201,3 @@ def _side_files(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
             raise WeightFileError(f"{path}: head {head!r} reads its {side_file} file {side}, which is missing")
         found[head] = json.loads(side.read_text())
     return found
-
-
-def _task_side_data(task: Any) -> dict[str, Any]:
-    heads = getattr(task, "head_tasks", None) or {task.kind: task}
-    return {name: head.side_data() for name, head in heads.items() if head.side_file}
