@@ -129,7 +129,7 @@ def _signatures() -> dict[str, tuple[Callable[..., Any], frozenset[str]]]:
 class Monitor:
     """The metric that picks the best checkpoint."""
 
-    metric: str
+    metric: str  # null in train.yaml: filled from the task's primary metric before the check (runner.resolve_monitor)
     mode: Literal["min", "max"]
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mobivision.config_schema import check_config, check_data, omegaconf_message
@@ -136,9 +136,33 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, **backbone: A
     )
 
 
+def resolve_monitor(cfg: DictConfig) -> None:
+    """Fill ``monitor.metric`` / ``monitor.mode`` left null with the task's primary metric (``val/<name>``, its mode),
+    in ``cfg`` itself, so the checkpoint callback, the saved ``config.yaml`` and collect all see the choice. A metric
+    named without a mode takes the primary metric's mode only if it is the primary metric; else ``ConfigError``."""
+    metric, mode = cfg.monitor.metric, cfg.monitor.mode
+    try:
+        task_class = get_class(cfg.task._target_)
+    except Exception:  # an unknown _target_: check_config names it, with a did-you-mean
+        return
+    primary = getattr(task_class, "primary_metric", None)
+    if primary is None and (metric is None or mode is None):
+        raise ConfigError(
+            f"monitor.metric: {cfg.task._target_} declares no primary_metric (expected monitor.metric and "
+            "monitor.mode set)"
+        )
+    if mode is None and metric not in (None, f"val/{primary.name}"):
+        raise ConfigError(f"monitor.mode: missing for monitor.metric={metric} (expected min or max)")
+    with open_dict(cfg):
+        cfg.monitor.metric = metric or f"val/{primary.name}"
+        cfg.monitor.mode = mode or primary.mode
+    log.info("best checkpoint by %s (%s)", cfg.monitor.metric, cfg.monitor.mode)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured task, test the best checkpoint, write ``summary.json``; returns the summary."""
     started = time.monotonic()
+    resolve_monitor(cfg)  # before the check: the checkpoint callback's monitor and mode interpolate it
     check_config(cfg, "train")  # types and ranges of every key, before any work (mobivision/config_schema.py)
     _absolute_paths(cfg)
     # resume: outputs continue in the checkpoint's run folder; a changed configuration is refused (tasks/resume.py)

@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
 
 from mobivision import list_models
+from mobivision.errors import ConfigError
+from mobivision.tasks.runner import resolve_monitor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -24,7 +27,34 @@ def test_every_experiment_composes_and_resolves(experiment: str) -> None:
     cfg = _compose([f"experiment={experiment}"])
     assert cfg.task_name == experiment
     assert cfg.backbone.name in list_models()
+    resolve_monitor(cfg)
     assert cfg.callbacks.model_checkpoint.monitor == cfg.monitor.metric
+    assert (cfg.callbacks.model_checkpoint.mode, cfg.monitor.mode) == (cfg.monitor.mode, cfg.monitor.mode)
+
+
+# The experiments that rank checkpoints by another metric than their task's primary one, each saying why in its file.
+OWN_MONITOR = {"demo_geo": ("val/median_km", "min"), "geo_planet": ("val/acc_750km", "max")}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_the_best_checkpoint_is_chosen_by_the_tasks_primary_metric_unless_the_experiment_says_otherwise(
+    experiment: str,
+) -> None:
+    cfg = _compose([f"experiment={experiment}"])
+    primary = get_class(cfg.task._target_).primary_metric
+    resolve_monitor(cfg)
+    expected = OWN_MONITOR.get(experiment, (f"val/{primary.name}", primary.mode))
+    assert (cfg.monitor.metric, cfg.monitor.mode) == expected
+
+
+def test_a_monitored_metric_without_its_mode_is_refused_unless_it_is_the_primary_one() -> None:
+    cfg = _compose(["experiment=demo_classification", "monitor.metric=val/top1"])
+    resolve_monitor(cfg)
+    assert cfg.monitor.mode == "max"
+    cfg = _compose(["experiment=demo_classification", "monitor.metric=val/loss"])
+    expected = r"monitor\.mode: missing for monitor\.metric=val/loss \(expected min or max\)"
+    with pytest.raises(ConfigError, match=expected):
+        resolve_monitor(cfg)
 
 
 @pytest.mark.parametrize("group", ["backbone", "optimizer", "scheduler", "trainer", "data"])

@@ -61,7 +61,14 @@ from mobivision.profiling import count_macs, count_parameters
 from mobivision.tasks.base import describe_value
 from mobivision.tasks.data_checks import untrainable_data
 from mobivision.tasks.multitask_data import source_modules
-from mobivision.tasks.runner import _container, build_datamodule, build_task, run_cli, source_configs
+from mobivision.tasks.runner import (
+    _container,
+    build_datamodule,
+    build_task,
+    resolve_monitor,
+    run_cli,
+    source_configs,
+)
 
 log = logging.getLogger("mobivision")
 
@@ -150,6 +157,7 @@ def check(
 
 def _check_config(cfg: DictConfig, report: Report) -> None:
     try:
+        resolve_monitor(cfg)  # as train does, before the check
         check_config(cfg, "train")  # the same schema check as train's (mobivision/config_schema.py)
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except ConfigError as exc:

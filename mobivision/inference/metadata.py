@@ -1,10 +1,10 @@
 """What a runtime needs from a model's metadata, checked once where it is read (``check_metadata``).
 
-Every runtime (``OnnxRuntime``, ``OpenVinoRuntime``, the training layer's ``CheckpointRuntime``) calls ``check_metadata`` on the entries it
-read and the graph's output names before a ``Predictor`` uses them, so a file whose metadata is partial (a plain
-ONNX model, an ONNX file whose metadata a tool rewrote, a plug-in task that leaves out an entry) is one
-``WeightFileError`` naming the file, every missing or malformed entry and how such a file is made, instead of a
-``KeyError`` from deep inside pre-processing or decoding.
+Every runtime (``OnnxRuntime``, ``OpenVinoRuntime``, the training layer's ``CheckpointRuntime``) calls
+``check_metadata`` on the entries it read and the graph's output names before a ``Predictor`` uses them, so a file
+whose metadata is partial (a plain ONNX model, an ONNX file whose metadata a tool rewrote, a plug-in task that leaves
+out an entry) is one ``WeightFileError`` naming the file, every missing or malformed entry and how such a file is
+made, instead of a ``KeyError`` from deep inside pre-processing or decoding.
 
 What is required: the entries every model is pre-processed and decoded with (``SHARED``), and per head the entries
 and graph outputs its decoder declares it reads (``decode.reads`` beside each decoder: no table of kinds here). A

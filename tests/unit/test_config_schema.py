@@ -18,12 +18,16 @@ from mobivision.config_schema import check_config, check_options, describe, fits
 from mobivision.configs import CONFIG_DIR
 from mobivision.data.transforms import classification_train_transform
 from mobivision.errors import ConfigError
-from mobivision.tasks.runner import evaluation_data
+from mobivision.tasks.runner import evaluation_data, resolve_monitor
 
 
 def _compose(config: str, overrides: list[str]):
+    """The config as train and check see it: composed, the monitor filled from the task's primary metric."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config, overrides=[*overrides, "paths.output_dir=/tmp/mobivision-schema-test"])
+        cfg = compose(config, overrides=[*overrides, "paths.output_dir=/tmp/mobivision-schema-test"])
+    if config == "train":
+        resolve_monitor(cfg)
+    return cfg
 
 
 def _problem(overrides: list[str], config: str = "train") -> str:
