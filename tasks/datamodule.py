@@ -749,7 +749,7 @@ class CelebAFacesDataModule(DetectionDataModule):
 
     def label_sets(self) -> dict[str, dict[str, Any]]:
         """``target``: the face boxes (``task_inputs()``); ``attributes``: the attribute names and each one's
-        positive rate among the labeled training images (what ``FaceAttributeTask`` takes)."""
+        positive rate among the labeled training images (what ``AttributeTask`` takes)."""
         return {
             "target": self.task_inputs(),
             "attributes": {"attribute_names": self.attribute_names, "positive_rate": self.positive_rate()},

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import Dataset, get_worker_info
 
 from mobivision.errors import ConfigError, WeightFileError
-from mobivision.inference import run_checkpoint
+from mobivision.inference import resolve_checkpoint_path
 
 log = logging.getLogger("mobivision")
 
@@ -306,7 +306,7 @@ def init_weights(task: nn.Module, path: str | Path) -> dict[str, list[str]]:
     side has) are reported in one warning and returned as ``{"loaded", "shape_mismatch", "missing",
     "unexpected"}``. A file that is not a checkpoint, or shares no key with the task, raises WeightFileError.
     """
-    path = run_checkpoint(Path(path).expanduser()).resolve()  # a run folder: its best checkpoint
+    path = resolve_checkpoint_path(Path(path).expanduser()).resolve()  # a run folder: its best checkpoint
     if not path.is_file():
         raise WeightFileError(f"init_from: checkpoint not found: {path}")
     source = _read_checkpoint(path).get("state_dict")

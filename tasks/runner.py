@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mobivision.config_schema import check_config, check_data, omegaconf_message
 from mobivision.errors import ConfigError, MobivisionError, WeightFileError, user_message
 from mobivision.factory import default_mean_std
-from mobivision.inference import run_checkpoint
+from mobivision.inference import resolve_checkpoint_path
 from mobivision.run_dirs import register_resolver as register_unique_dir_resolver
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.callbacks import PlainProgress, SkippedImages, StopOtherRanks
@@ -222,7 +222,7 @@ def load_task(checkpoint: str | Path) -> TaskModule:
     """Load any mobivision task checkpoint (a run folder or a folder of runs: its newest run's best checkpoint); the
     task class is recorded in the checkpoint. Every failure (missing, truncated or foreign file, weights that do not
     fit the configured network) is one ``WeightFileError``."""
-    path = run_checkpoint(checkpoint)
+    path = resolve_checkpoint_path(checkpoint)
     if not path.is_file():
         raise WeightFileError(f"checkpoint not found: {path}")
     try:
@@ -265,7 +265,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = _trainer(cfg)
     loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
     results = trainer.test(task, dataloaders=loader, verbose=False)
-    summary = {"checkpoint": str(run_checkpoint(cfg.ckpt_path)), "split": cfg.split, "test": _metrics(results)}
+    summary = {"checkpoint": str(resolve_checkpoint_path(cfg.ckpt_path)), "split": cfg.split, "test": _metrics(results)}
     _write_evaluation(task, Path(cfg.paths.output_dir), cfg.split, summary)
     if trainer.is_global_zero:
         _write_summary(Path(cfg.paths.output_dir), summary)

@@ -1,7 +1,7 @@
 """Check a training config before training: ``python tools/check.py experiment=demo_classification [overrides]``.
 
 Takes exactly the arguments of ``tools/train.py`` and composes the same config, then checks the data paths,
-weight paths and output folder, loads one training batch and runs one forward pass (``tasks/check.py``).
+weight paths and output folder, loads one training batch and runs one forward pass (``mobivision/commands/check.py``).
 ``--scan-images`` (every split) or ``--scan-images=train`` also opens every image file of the split(s) with a fast
 header check (Pillow ``verify``) and names the unreadable ones. Prints ``✓`` lines; the first problem ends in one
 ``error: <key>: <problem>`` line on stderr and exit code 2.

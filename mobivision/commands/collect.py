@@ -401,8 +401,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mobivision.commands.collect import SUMMARY, collect  # after parsing: argument errors are immediate
-
     result = collect(
         args.sweep_dir,
         out_dir=args.out,

@@ -106,7 +106,7 @@ from mobivision.export import (
     verify_parity,
 )
 from mobivision.export.quantize import INT8_TARGETS, check_int8_target, int8_target_weights
-from mobivision.inference import run_checkpoint
+from mobivision.inference import resolve_checkpoint_path
 from mobivision.machine import cpu_description
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.multitask_data import source_modules
@@ -689,7 +689,7 @@ def _progress(row: ExportRow) -> None:
 def run(args: argparse.Namespace) -> None:
     if args.parity_images < 0:
         raise ConfigError(f"--parity-images must be >= 0, got {args.parity_images}")
-    checkpoint = run_checkpoint(args.checkpoint)  # a run folder: its best checkpoint
+    checkpoint = resolve_checkpoint_path(args.checkpoint)  # a run folder: its best checkpoint
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
     if args.out:  # told before the checkpoint is loaded; created only once it loads
         refuse_a_file(out, option="--out")

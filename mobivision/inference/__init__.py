@@ -26,11 +26,11 @@ __all__ = [
     "Result",
     "Values",
     "load",
-    "run_checkpoint",
+    "resolve_checkpoint_path",
 ]
 
 
-def run_checkpoint(path: str | Path) -> Path:
+def resolve_checkpoint_path(path: str | Path) -> Path:
     """``path`` itself, unless it is a folder: then the best checkpoint of that run (``<run>/checkpoints/best.ckpt``)
     or of the newest run in that folder of runs (``runs/demo_geo``: run folders are named by their start time, so
     the last name is the newest)."""
@@ -68,7 +68,7 @@ def load(
 
     parse_device(device)  # its form, before anything is read; whether that GPU is there: the runtime's check
     options = {"batch_size": batch_size, "max_image_mpx": check_max_image_mpx(max_image_mpx)}
-    path = run_checkpoint(path)
+    path = resolve_checkpoint_path(path)
     if not path.is_file():
         raise WeightFileError(f"model file not found: {path}")
     if path.suffix == ".onnx":
