@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from two_processes import evaluate_in_one_and_two_processes
 
 from mobivision.tasks.detection import DetectionTask
 from mobivision.tasks.runner import load_task, train
@@ -79,19 +80,12 @@ def test_two_process_evaluation_equals_one_process(overfit_run: dict, run_tool) 
     """DDP (gloo, 2 CPU processes): DistributedSampler pads 47 images to 48, so one image is evaluated
     twice; gathering and de-duplicating must give exactly the single-process metrics."""
     tmp = overfit_run["tmp"]
-    args = [f"ckpt_path={overfit_run['summary']['best_checkpoint']}", "progress=plain", "trainer.accelerator=cpu"]
-    single = run_tool("eval", *args, f"paths.output_dir={tmp / 'eval1'}", cwd=tmp)
-    double = run_tool(
-        "eval", *args, f"paths.output_dir={tmp / 'eval2'}", "trainer.devices=2", "trainer.strategy=ddp", cwd=tmp
-    )
-    assert single.returncode == 0 and double.returncode == 0, double.stderr[-3000:]
-    one = json.loads((tmp / "eval1" / "summary.json").read_text())["test"]
-    two = json.loads((tmp / "eval2" / "summary.json").read_text())["test"]
+    one, two, _ = evaluate_in_one_and_two_processes(run_tool, overfit_run["summary"]["best_checkpoint"], tmp)
     # The loss is a per-batch mean synced across processes, so the padded duplicate shifts it; COCO metrics
     # are computed once on the de-duplicated detections and must be identical.
     assert {k: v for k, v in two.items() if k != "test/loss"} == {k: v for k, v in one.items() if k != "test/loss"}
-    assert len(json.loads((tmp / "eval2" / "results_test.json").read_text())) == len(
-        json.loads((tmp / "eval1" / "results_test.json").read_text())
+    assert len(json.loads((tmp / "two" / "results_test.json").read_text())) == len(
+        json.loads((tmp / "one" / "results_test.json").read_text())
     )
 
 

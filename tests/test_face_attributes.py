@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from two_processes import evaluate_in_one_and_two_processes
 
 from mobivision.errors import ConfigError
 from mobivision.tasks.face_attributes import AttributeTask, _load_teacher
@@ -104,22 +105,8 @@ def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(
     teacher_run: dict, tmp_path: Path, run_tool
 ) -> None:
     """DDP (gloo, 2 CPU processes) pads the test split with repeated images; gathering by path removes them."""
-    best = teacher_run["summary"]["best_checkpoint"]
-    args = [f"ckpt_path={best}", "progress=plain", "trainer.accelerator=cpu"]
-    single = run_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
-    assert single.returncode == 0, single.stderr[-3000:]
-    assert "per attribute test:" in single.stdout and "| Eyeglasses" in single.stdout
-    double = run_tool(
-        "eval",
-        *args,
-        f"paths.output_dir={tmp_path / 'two'}",
-        "trainer.devices=2",
-        "trainer.strategy=ddp",
-        cwd=tmp_path,
-    )
-    assert double.returncode == 0, double.stderr[-3000:]
-    one = json.loads((tmp_path / "one" / "summary.json").read_text())["test"]
-    two = json.loads((tmp_path / "two" / "summary.json").read_text())["test"]
+    one, two, printed = evaluate_in_one_and_two_processes(run_tool, teacher_run["summary"]["best_checkpoint"], tmp_path)
+    assert "per attribute test:" in printed and "| Eyeglasses" in printed
     expected = teacher_run["summary"]["test"]
     for key in ("test/mAP", "test/mean_acc", "test/balanced_acc"):
         assert one[key] == pytest.approx(expected[key], abs=1e-6) and two[key] == pytest.approx(one[key], abs=1e-6)

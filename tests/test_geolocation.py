@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from two_processes import evaluate_in_one_and_two_processes
 
 from mobivision.data.geo_csv import read_geo_csv
 from mobivision.geo.cells import assign_cells, read_cells_csv
@@ -92,22 +93,8 @@ def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(
     geo_run: dict, tmp_path: Path, run_tool
 ) -> None:
     """DDP (gloo, 2 CPU processes) pads the test split with repeated photos; gathering by path removes them."""
-    best = geo_run["summary"]["best_checkpoint"]
-    args = [f"ckpt_path={best}", "progress=plain", "trainer.accelerator=cpu"]
-    single = run_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
-    assert single.returncode == 0, single.stderr[-3000:]
-    assert "geo test:" in single.stdout and "| ours |" in single.stdout
-    double = run_tool(
-        "eval",
-        *args,
-        f"paths.output_dir={tmp_path / 'two'}",
-        "trainer.devices=2",
-        "trainer.strategy=ddp",
-        cwd=tmp_path,
-    )
-    assert double.returncode == 0, double.stderr[-3000:]
-    one = json.loads((tmp_path / "one" / "summary.json").read_text())["test"]
-    two = json.loads((tmp_path / "two" / "summary.json").read_text())["test"]
+    one, two, printed = evaluate_in_one_and_two_processes(run_tool, geo_run["summary"]["best_checkpoint"], tmp_path)
+    assert "geo test:" in printed and "| ours |" in printed
     expected = geo_run["summary"]["test"]
     for key in ("test/median_km", "test/acc_25km", "test/acc_750km", "test/baseline_median_km"):
         assert one[key] == pytest.approx(expected[key], rel=1e-6) and two[key] == pytest.approx(one[key], rel=1e-6)
