@@ -7,6 +7,7 @@ through a ``.pth`` line, so it needs no download; the repository is not on its p
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import sys
@@ -32,6 +33,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_the_wheel_registers_every_built_in_task_and_the_checkpoint_runtime(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    (entry_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    parser = configparser.ConfigParser()
+    parser.read_string(archive.read(entry_file).decode())
+    assert dict(parser["mobivision.tasks"]) == {
+        "classification": "mobivision.tasks.classification:ClassificationTask",
+        "detection": "mobivision.tasks.detection:DetectionTask",
+        "attributes": "mobivision.tasks.face_attributes:AttributeTask",
+        "geo": "mobivision.tasks.geolocation:GeoTask",
+        "multitask": "mobivision.tasks.multitask:MultiTask",
+    }
+    runtime = "mobivision.tasks.checkpoint_runtime:CheckpointRuntime"
+    assert dict(parser["mobivision.runtimes"]) == {"checkpoint": runtime}
+
+
 def test_the_wheel_has_one_top_level_name_and_ships_every_config(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
@@ -42,6 +59,7 @@ def test_the_wheel_has_one_top_level_name_and_ships_every_config(wheel: Path) ->
     repo_tasks = {p.name for p in (REPO / "tasks").glob("*.py")}
     assert {n.removeprefix("mobivision/tasks/") for n in names if n.startswith("mobivision/tasks/")} == repo_tasks
     assert "mobivision/evaluation/world_outline.json" in names
+    assert "mobivision/data/synthetic/geo_regions.json" in names  # the geo demo's world
     packages = {
         p.relative_to(REPO).as_posix() for p in (REPO / "mobivision").rglob("*.py") if "__pycache__" not in str(p)
     }

@@ -28,8 +28,10 @@ options is refused rather than reused.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -100,285 +102,25 @@ class GeoRegion:
     horizon: float
 
 
-def _cities(*cities: tuple[str, float, float]) -> tuple[GeoCity, ...]:
-    """``GeoCity`` of each ``(name, latitude, longitude)``."""
-    return tuple(GeoCity(*city) for city in cities)
+REGIONS_FILE = "geo_regions.json"  # beside this module, shipped as package data: one region per line
 
 
-GEO_REGIONS: tuple[GeoRegion, ...] = (
-    GeoRegion(
-        "Western Europe",
-        0.16,
-        _cities(
-            ("Paris", 48.8566, 2.3522),
-            ("London", 51.5074, -0.1278),
-            ("Amsterdam", 52.3676, 4.9041),
-            ("Brussels", 50.8503, 4.3517),
-        ),
-        sky=(150, 168, 190),
-        ground=(86, 132, 70),
-        accent=(150, 170, 80),
-        pattern="stripes",
-        frequency=4,
-        angle=90,
-        horizon=0.45,
-    ),
-    GeoRegion(
-        "Mediterranean Europe",
-        0.10,
-        _cities(
-            ("Madrid", 40.4168, -3.7038),
-            ("Barcelona", 41.3874, 2.1686),
-            ("Rome", 41.9028, 12.4964),
-            ("Athens", 37.9838, 23.7275),
-        ),
-        sky=(70, 140, 230),
-        ground=(205, 120, 70),
-        accent=(240, 225, 200),
-        pattern="checker",
-        frequency=5,
-        angle=0,
-        horizon=0.5,
-    ),
-    GeoRegion(
-        "Central Europe",
-        0.07,
-        _cities(
-            ("Berlin", 52.5200, 13.4050),
-            ("Munich", 48.1351, 11.5820),
-            ("Vienna", 48.2082, 16.3738),
-            ("Prague", 50.0755, 14.4378),
-        ),
-        sky=(175, 200, 230),
-        ground=(40, 88, 50),
-        accent=(20, 45, 25),
-        pattern="stripes",
-        frequency=9,
-        angle=0,
-        horizon=0.35,
-    ),
-    GeoRegion(
-        "Northern Europe",
-        0.04,
-        _cities(
-            ("Stockholm", 59.3293, 18.0686),
-            ("Oslo", 59.9139, 10.7522),
-            ("Copenhagen", 55.6761, 12.5683),
-            ("Helsinki", 60.1699, 24.9384),
-        ),
-        sky=(200, 206, 216),
-        ground=(232, 234, 240),
-        accent=(50, 70, 60),
-        pattern="dots",
-        frequency=6,
-        angle=20,
-        horizon=0.55,
-    ),
-    GeoRegion(
-        "US East Coast",
-        0.14,
-        _cities(
-            ("New York", 40.7128, -74.0060),
-            ("Boston", 42.3601, -71.0589),
-            ("Washington", 38.9072, -77.0369),
-            ("Miami", 25.7617, -80.1918),
-        ),
-        sky=(110, 150, 200),
-        ground=(105, 105, 118),
-        accent=(225, 215, 140),
-        pattern="grid",
-        frequency=7,
-        angle=0,
-        horizon=0.25,
-    ),
-    GeoRegion(
-        "US West Coast",
-        0.10,
-        _cities(
-            ("San Francisco", 37.7749, -122.4194),
-            ("Los Angeles", 34.0522, -118.2437),
-            ("Seattle", 47.6062, -122.3321),
-            ("San Diego", 32.7157, -117.1611),
-        ),
-        sky=(100, 190, 240),
-        ground=(210, 180, 100),
-        accent=(130, 100, 50),
-        pattern="stripes",
-        frequency=6,
-        angle=45,
-        horizon=0.55,
-    ),
-    GeoRegion(
-        "Mexico",
-        0.03,
-        _cities(
-            ("Mexico City", 19.4326, -99.1332),
-            ("Guadalajara", 20.6597, -103.3496),
-            ("Oaxaca", 17.0732, -96.7266),
-            ("Cancun", 21.1619, -86.8515),
-        ),
-        sky=(40, 90, 200),
-        ground=(225, 150, 50),
-        accent=(200, 40, 90),
-        pattern="dots",
-        frequency=10,
-        angle=0,
-        horizon=0.45,
-    ),
-    GeoRegion(
-        "Brazil South-East",
-        0.04,
-        _cities(
-            ("Sao Paulo", -23.5505, -46.6333),
-            ("Rio de Janeiro", -22.9068, -43.1729),
-            ("Belo Horizonte", -19.9167, -43.9345),
-        ),
-        sky=(180, 212, 228),
-        ground=(30, 150, 60),
-        accent=(240, 215, 40),
-        pattern="waves",
-        frequency=5,
-        angle=90,
-        horizon=0.4,
-    ),
-    GeoRegion(
-        "North Africa and Middle East",
-        0.04,
-        _cities(
-            ("Cairo", 30.0444, 31.2357),
-            ("Marrakesh", 31.6295, -7.9811),
-            ("Istanbul", 41.0082, 28.9784),
-            ("Dubai", 25.2048, 55.2708),
-        ),
-        sky=(232, 214, 168),
-        ground=(225, 188, 128),
-        accent=(175, 130, 75),
-        pattern="waves",
-        frequency=3,
-        angle=90,
-        horizon=0.6,
-    ),
-    GeoRegion(
-        "East Africa",
-        0.02,
-        _cities(
-            ("Nairobi", -1.2921, 36.8219),
-            ("Arusha", -3.3869, 36.6830),
-            ("Kampala", 0.3476, 32.5825),
-            ("Addis Ababa", 9.0054, 38.7636),
-        ),
-        sky=(240, 165, 85),
-        ground=(165, 140, 60),
-        accent=(60, 45, 25),
-        pattern="dots",
-        frequency=4,
-        angle=45,
-        horizon=0.5,
-    ),
-    GeoRegion(
-        "India North",
-        0.04,
-        _cities(
-            ("Delhi", 28.6139, 77.2090),
-            ("Jaipur", 26.9124, 75.7873),
-            ("Agra", 27.1767, 78.0081),
-            ("Varanasi", 25.3176, 82.9739),
-        ),
-        sky=(215, 205, 188),
-        ground=(175, 90, 60),
-        accent=(235, 175, 60),
-        pattern="stripes",
-        frequency=6,
-        angle=135,
-        horizon=0.4,
-    ),
-    GeoRegion(
-        "Southeast Asia",
-        0.04,
-        _cities(
-            ("Bangkok", 13.7563, 100.5018),
-            ("Singapore", 1.3521, 103.8198),
-            ("Kuala Lumpur", 3.1390, 101.6869),
-            ("Hanoi", 21.0278, 105.8342),
-        ),
-        sky=(228, 234, 232),
-        ground=(100, 190, 70),
-        accent=(60, 120, 150),
-        pattern="stripes",
-        frequency=10,
-        angle=90,
-        horizon=0.3,
-    ),
-    GeoRegion(
-        "East China",
-        0.05,
-        _cities(
-            ("Shanghai", 31.2304, 121.4737),
-            ("Beijing", 39.9042, 116.4074),
-            ("Hangzhou", 30.2741, 120.1551),
-            ("Hong Kong", 22.3193, 114.1694),
-        ),
-        sky=(168, 168, 158),
-        ground=(138, 132, 128),
-        accent=(70, 66, 64),
-        pattern="stripes",
-        frequency=12,
-        angle=0,
-        horizon=0.2,
-    ),
-    GeoRegion(
-        "Japan",
-        0.06,
-        _cities(
-            ("Tokyo", 35.6762, 139.6503),
-            ("Osaka", 34.6937, 135.5023),
-            ("Kyoto", 35.0116, 135.7681),
-            ("Sapporo", 43.0618, 141.3545),
-        ),
-        sky=(150, 190, 232),
-        ground=(222, 160, 182),
-        accent=(120, 60, 80),
-        pattern="checker",
-        frequency=9,
-        angle=45,
-        horizon=0.4,
-    ),
-    GeoRegion(
-        "Australia South-East",
-        0.04,
-        _cities(
-            ("Sydney", -33.8688, 151.2093),
-            ("Melbourne", -37.8136, 144.9631),
-            ("Canberra", -35.2809, 149.1300),
-            ("Brisbane", -27.4698, 153.0251),
-        ),
-        sky=(30, 130, 240),
-        ground=(180, 80, 40),
-        accent=(110, 120, 70),
-        pattern="grid",
-        frequency=4,
-        angle=30,
-        horizon=0.5,
-    ),
-    GeoRegion(
-        "Fiji and Tonga",
-        0.03,
-        _cities(
-            ("Suva", -18.1416, 178.4419),
-            ("Nadi", -17.7765, 177.4356),
-            ("Labasa", -16.4167, 179.3833),
-            ("Waiyevo", -16.7940, -179.9960),
-            ("Nuku'alofa", -21.1394, -175.2049),
-        ),
-        sky=(70, 205, 220),
-        ground=(20, 90, 165),
-        accent=(150, 220, 235),
-        pattern="waves",
-        frequency=8,
-        angle=90,
-        horizon=0.45,
-    ),
-)
+def _load_regions() -> tuple[GeoRegion, ...]:
+    """``GEO_REGIONS`` from ``geo_regions.json``: each region's fields, its cities as ``[name, latitude,
+    longitude]``."""
+    rows = json.loads(resources.files(__package__).joinpath(REGIONS_FILE).read_text(encoding="utf-8"))
+    colours = ("sky", "ground", "accent")
+    return tuple(
+        GeoRegion(
+            **{key: value for key, value in row.items() if key not in ("cities", *colours)},
+            cities=tuple(GeoCity(*city) for city in row["cities"]),
+            **{key: tuple(row[key]) for key in colours},
+        )
+        for row in rows
+    )
+
+
+GEO_REGIONS: tuple[GeoRegion, ...] = _load_regions()
 """The regions, their weights (summing to 1), cities and looks; the last straddles the antimeridian."""
 
 
