@@ -30,7 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mobivision.errors import MobivisionError, os_error_in
+from mobivision.errors import MobivisionError, WeightFileError, os_error_in
 
 
 class CheckpointWriteError(MobivisionError, OSError):
@@ -126,3 +126,24 @@ def _local_path(path: _PATH) -> Path | None:
     """``path`` on the local file system (``file://`` stripped), or None for a remote URL."""
     fs, stripped = url_to_fs(str(path))
     return Path(stripped) if isinstance(fs, LocalFileSystem) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The telling line of an exception's message (torch.load's weights-only errors span a dozen lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for i, line in enumerate(lines[:-1]):
+        if line.endswith("WeightsUnpickler error:"):
+            return lines[i + 1][:200]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file's contents (``torch.load``, weights only, on the CPU); a truncated, foreign or non-dict
+    file is one ``WeightFileError`` naming it. The one place checkpoints are read: ``load_task``, resume, init."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for truncated or foreign files
+        raise WeightFileError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {_one_line(exc)})") from exc
+    if not isinstance(checkpoint, dict):
+        raise WeightFileError(f"{path}: not a checkpoint (holds a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint

@@ -34,6 +34,8 @@ from torch.utils.data import Dataset, get_worker_info
 
 from mobivision.errors import ConfigError, WeightFileError
 from mobivision.inference import resolve_checkpoint_path
+from mobivision.tasks.checkpoint_io import read_checkpoint
+from mobivision.tasks.monitor import resolve_monitor
 
 log = logging.getLogger("mobivision")
 
@@ -91,25 +93,6 @@ def find_last_checkpoint(runs_dir: Path) -> Path | None:
         return None
     found = [p for p in runs_dir.glob(f"*/{LAST_CHECKPOINT.as_posix()}") if p.is_file()]
     return max(found, key=lambda p: (p.stat().st_mtime, p.parents[1].name), default=None)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The telling line of an exception's message (torch.load's weights-only errors span a dozen lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for i, line in enumerate(lines[:-1]):
-        if line.endswith("WeightsUnpickler error:"):
-            return lines[i + 1][:200]
-    return (lines[0] if lines else type(exc).__name__)[:200]
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for truncated or foreign files
-        raise WeightFileError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_one_line(exc)})") from exc
-    if not isinstance(checkpoint, dict):
-        raise WeightFileError(f"{path}: not a checkpoint (holds a {type(checkpoint).__name__}, not a dict)")
-    return checkpoint
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -223,6 +206,7 @@ def prepare_resume(cfg: DictConfig) -> Path | None:
         )
     if resume is None:
         return None
+    resolve_monitor(cfg)  # compared as training uses it: the monitor filled from the task's primary metric
     session = Path(cfg.paths.output_dir)
     if str(resume) == "auto":
         runs_dir = session.parent
@@ -263,7 +247,7 @@ def _check_length(cfg: DictConfig, checkpoint: Path, contents: dict[str, Any]) -
 
 def _check_config(cfg: DictConfig, checkpoint: Path, run_dir: Path) -> None:
     """Point ``paths.output_dir`` at ``run_dir`` and compare the configuration with the checkpoint's."""
-    contents = _read_checkpoint(checkpoint)
+    contents = read_checkpoint(checkpoint)
     _check_length(cfg, checkpoint, contents)
     stored = contents.get("hyper_parameters", {}).get("run_config")
     cfg.paths.output_dir = str(run_dir)
@@ -309,7 +293,7 @@ def init_weights(task: nn.Module, path: str | Path) -> dict[str, list[str]]:
     path = resolve_checkpoint_path(Path(path).expanduser()).resolve()  # a run folder: its best checkpoint
     if not path.is_file():
         raise WeightFileError(f"init_from: checkpoint not found: {path}")
-    source = _read_checkpoint(path).get("state_dict")
+    source = read_checkpoint(path).get("state_dict")
     if not isinstance(source, dict) or not all(isinstance(v, torch.Tensor) for v in source.values()):
         raise WeightFileError(
             f"init_from: {path} is not a task checkpoint (no 'state_dict' of tensors); for plain weight files of a "

@@ -18,10 +18,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mobivision.config_schema import check_config, check_data, omegaconf_message
@@ -31,8 +31,9 @@ from mobivision.inference import resolve_checkpoint_path
 from mobivision.run_dirs import register_resolver as register_unique_dir_resolver
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.callbacks import PlainProgress, SkippedImages, StopOtherRanks
-from mobivision.tasks.checkpoint_io import AtomicCheckpointIO
+from mobivision.tasks.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from mobivision.tasks.data_checks import require_evaluable_data, require_trainable_data
+from mobivision.tasks.monitor import resolve_monitor
 from mobivision.tasks.registry import task_class
 from mobivision.tasks.resume import init_weights, prepare_resume
 
@@ -136,35 +137,13 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, **backbone: A
     )
 
 
-def resolve_monitor(cfg: DictConfig) -> None:
-    """Fill ``monitor.metric`` / ``monitor.mode`` left null with the task's primary metric (``val/<name>``, its mode),
-    in ``cfg`` itself, so the checkpoint callback, the saved ``config.yaml`` and collect all see the choice. A metric
-    named without a mode takes the primary metric's mode only if it is the primary metric; else ``ConfigError``."""
-    metric, mode = cfg.monitor.metric, cfg.monitor.mode
-    try:
-        task_class = get_class(cfg.task._target_)
-    except Exception:  # an unknown _target_: check_config names it, with a did-you-mean
-        return
-    primary = getattr(task_class, "primary_metric", None)
-    if primary is None and (metric is None or mode is None):
-        raise ConfigError(
-            f"monitor.metric: {cfg.task._target_} declares no primary_metric (expected monitor.metric and "
-            "monitor.mode set)"
-        )
-    if mode is None and metric not in (None, f"val/{primary.name}"):
-        raise ConfigError(f"monitor.mode: missing for monitor.metric={metric} (expected min or max)")
-    with open_dict(cfg):
-        cfg.monitor.metric = metric or f"val/{primary.name}"
-        cfg.monitor.mode = mode or primary.mode
-    log.info("best checkpoint by %s (%s)", cfg.monitor.metric, cfg.monitor.mode)
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured task, test the best checkpoint, write ``summary.json``; returns the summary."""
     started = time.monotonic()
     resolve_monitor(cfg)  # before the check: the checkpoint callback's monitor and mode interpolate it
     check_config(cfg, "train")  # types and ranges of every key, before any work (mobivision/config_schema.py)
     _absolute_paths(cfg)
+    log.info("best checkpoint by %s (%s)", cfg.monitor.metric, cfg.monitor.mode)
     # resume: outputs continue in the checkpoint's run folder; a changed configuration is refused (tasks/resume.py)
     resume_from = prepare_resume(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -226,12 +205,9 @@ def load_task(checkpoint: str | Path) -> TaskModule:
     if not path.is_file():
         raise WeightFileError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        target = ckpt["mobivision"]["task"]
+        target = read_checkpoint(path)["mobivision"]["task"]
     except (KeyError, TypeError) as exc:
         raise WeightFileError(f"{path}: not a mobivision task checkpoint (no 'mobivision.task' entry)") from exc
-    except Exception as exc:  # torch.load raises many types for truncated or foreign files
-        raise WeightFileError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
     try:
         task_cls = task_class(str(target))
     except WeightFileError as exc:

@@ -11,7 +11,7 @@ from hydra.utils import get_class
 
 from mobivision import list_models
 from mobivision.errors import ConfigError
-from mobivision.tasks.runner import resolve_monitor
+from mobivision.tasks.monitor import resolve_monitor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))

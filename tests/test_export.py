@@ -14,7 +14,7 @@ import torch
 from conftest import TINY_DETECTOR_SIZE, TINY_META, int8_weights
 
 import mobivision
-from mobivision.commands.export import export_task, load_checkpoint
+from mobivision.commands.export import export_task
 from mobivision.data.coco import read_coco
 from mobivision.data.detection_transforms import detection_eval_transform
 from mobivision.data.records import load_rgb
@@ -221,7 +221,7 @@ def test_int8_export_of_a_trained_classifier_reports_its_top1(
 def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(
     trained_classifier: Path, tmp_path: Path
 ) -> None:
-    task = load_checkpoint(trained_classifier)
+    task = load_task(trained_classifier).eval()
     with pytest.raises(ExportError, match=r"(?s)int8 export .*model\.int8\.onnx failed its check.*top1 drop"):
         # a negative allowance fails even an INT8 model as good as the float one
         export_task(task, tmp_path, formats=["int8"], calibration_images=16, parity_images=0, max_metric_drop=-1.0)
@@ -231,7 +231,7 @@ def test_int8_losing_more_than_allowed_fails_with_the_metric_in_the_message(
 def test_int8_target_vnni_writes_8_bit_weights_and_says_so_in_the_report_and_the_files(
     trained_classifier: Path, tmp_path: Path
 ) -> None:
-    task = load_checkpoint(trained_classifier)
+    task = load_task(trained_classifier).eval()
     formats = ["int8", "openvino-int8"] if openvino_ir.available(quantization=True) else ["int8"]
     result = export_task(task, tmp_path, formats=formats, calibration_images=16, parity_images=0, int8_target="vnni")
     rows = {row.format: row.as_dict() for row in result.rows}
@@ -285,6 +285,6 @@ def test_bad_checkpoints_are_one_clear_error_line(tiny: dict, tmp_path: Path, st
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"weight": torch.zeros(3)}}, foreign)
     with pytest.raises(WeightFileError, match=r"foreign\.ckpt: not a mobivision task checkpoint"):
-        load_checkpoint(foreign)
+        load_task(foreign)
     with pytest.raises(WeightFileError, match=r"checkpoint not found: .*missing\.ckpt"):
-        load_checkpoint(tmp_path / "missing.ckpt")
+        load_task(tmp_path / "missing.ckpt")

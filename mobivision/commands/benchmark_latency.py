@@ -55,9 +55,10 @@ def fresh_subject(name: str, width: float, resolution: int) -> Subject:
 
 def checkpoint_subject(checkpoint: str | Path) -> Subject:
     """The graph a task checkpoint deploys, at the checkpoint's resolution, with its data when it can be read."""
-    from mobivision.commands.export import TaskData, load_checkpoint
+    from mobivision.commands.export import TaskData
+    from mobivision.tasks.runner import load_task
 
-    task = load_checkpoint(checkpoint)
+    task = load_task(checkpoint).eval()
     graph = task.export_graphs()["model"]
     size = task.input_size
     name = task.backbone_cfg.get("name", "mobilenet_v1")

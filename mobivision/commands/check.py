@@ -60,12 +60,12 @@ from mobivision.factory import default_mean_std
 from mobivision.profiling import count_macs, count_parameters
 from mobivision.tasks.base import describe_value
 from mobivision.tasks.data_checks import untrainable_data
+from mobivision.tasks.monitor import resolve_monitor
 from mobivision.tasks.multitask_data import source_modules
 from mobivision.tasks.runner import (
     _container,
     build_datamodule,
     build_task,
-    resolve_monitor,
     run_cli,
     source_configs,
 )

@@ -140,11 +140,6 @@ FP16_RTOL = 5e-2
 # --- checkpoints ------------------------------------------------------------------------------------------
 
 
-def load_checkpoint(path: str | Path) -> TaskModule:
-    """The task of a checkpoint in eval mode (``load_task``: every failure is one error line)."""
-    return load_task(path).eval()
-
-
 # --- metadata ---------------------------------------------------------------------------------------------
 
 
@@ -693,7 +688,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
     if args.out:  # told before the checkpoint is loaded; created only once it loads
         refuse_a_file(out, option="--out")
-    task = load_checkpoint(checkpoint)
+    task = load_task(checkpoint).eval()
     result = export_task(
         task,
         out,

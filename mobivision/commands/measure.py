@@ -145,13 +145,14 @@ def demo_row(name: str, summary: dict[str, Any]) -> tuple[str, str]:
 
 def parity_row(summaries: dict[str, dict[str, Any]], work: Path, threads: int) -> tuple[str, str]:
     """Every demo checkpoint exported to ``PARITY_FORMATS``; the largest difference to PyTorch per format."""
-    from mobivision.commands.export import export_task, load_checkpoint
+    from mobivision.commands.export import export_task
     from mobivision.export import openvino_ir
+    from mobivision.tasks.runner import load_task
 
     formats = [f for f in PARITY_FORMATS if not f.startswith("openvino") or openvino_ir.available()]
     parts = []
     for name, summary in summaries.items():
-        task = load_checkpoint(summary["best_checkpoint"])
+        task = load_task(summary["best_checkpoint"]).eval()
         result = export_task(task, work / name / "export", formats=formats, threads=threads)
         diffs = ", ".join(f"{row.format} {row.parity.max_abs_diff:.1e}" for row in result.rows if row.parity)
         parts.append(f"{name}: {diffs}")

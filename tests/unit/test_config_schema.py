@@ -18,7 +18,8 @@ from mobivision.config_schema import check_config, check_options, describe, fits
 from mobivision.configs import CONFIG_DIR
 from mobivision.data.transforms import classification_train_transform
 from mobivision.errors import ConfigError
-from mobivision.tasks.runner import evaluation_data, resolve_monitor
+from mobivision.tasks.monitor import resolve_monitor
+from mobivision.tasks.runner import evaluation_data
 
 
 def _compose(config: str, overrides: list[str]):
