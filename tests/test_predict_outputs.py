@@ -145,3 +145,14 @@ def test_a_detector_finding_nothing_in_any_image_is_a_run_with_no_boxes_not_an_e
     assert code == 0, err
     assert json.loads((out / "predictions.json").read_text()) == []  # COCO results: one entry per box
     assert "a.png: 0 detections" in stdout and (out / "a.jpg").is_file() and (out / "b.jpg").is_file()
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_error_line(
+    tiny_task_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    photos = tmp_path / "photos"
+    _photos(photos, ["a.png"])
+    (tmp_path / "notes.txt").write_text("a file, not a folder\n")
+    code, _, err = _predict(capsys, tiny_task_checkpoints["detector"], photos, "--out", tmp_path / "notes.txt" / "out")
+    assert code == 2 and err.startswith(f"error: --out: cannot write {tmp_path / 'notes.txt' / 'out'}: ")
+    assert len(err.strip().splitlines()) == 1 and (tmp_path / "notes.txt").read_text() == "a file, not a folder\n"

@@ -211,9 +211,12 @@ def run(args: argparse.Namespace) -> None:
     root, paths = find_images(args.source)
     out = Path(args.out)
     pictures = plan_outputs(root, paths, out, folder_source=Path(args.source).is_dir())
-    report = predict_files(
-        predictor, root, paths, out, pictures, score_threshold=args.score_threshold, top_k=args.top_k
-    )
+    try:
+        report = predict_files(
+            predictor, root, paths, out, pictures, score_threshold=args.score_threshold, top_k=args.top_k
+        )
+    except OSError as exc:  # a folder that cannot be created (a path under a file), a full disk, no permission
+        raise ConfigError(f"--out: cannot write {exc.filename or out}: {exc.strerror or exc}") from exc
     renamed = "".join(f"\n  {name} -> {picture}" for name, picture in report["renamed"].items())
     if renamed:
         print(f"pictures renamed so that none overwrites another:{renamed}")
