@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mobivision.errors import ConfigError
 from mobivision.inference.metadata import check_metadata
-from mobivision.inference.runtimes import torch_device
+from mobivision.inference.runtimes import parse_device
 from mobivision.tasks.runner import load_task
 
 
@@ -46,3 +47,21 @@ def _side_data(task: Any) -> dict[str, Any]:
     """Each head's ``side_data()`` (what an export writes beside the file), for the heads that declare a side file."""
     heads = getattr(task, "head_tasks", None) or {task.kind: task}
     return {name: head.side_data() for name, head in heads.items() if head.side_file}
+
+
+def torch_device(device: str) -> Any:
+    """``torch.device(device)`` for a device that is there (``parse_device``'s forms), else a ``ConfigError``."""
+    gpu = parse_device(device)
+    if gpu is None:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use device='cpu'"
+        )
+    count = torch.cuda.device_count()
+    if gpu >= count:
+        visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise ConfigError(
+            f"device {device!r}: no such GPU; {count} CUDA GPU{'s' * (count > 1)} visible here ({visible})"
+        )
+    return torch.device(device)

@@ -141,26 +141,6 @@ class OpenVinoRuntime:
         return {name: np.array(results[i]) for i, name in enumerate(self.output_names)}
 
 
-def torch_device(device: str) -> Any:
-    """``torch.device(device)`` for a device that is there (``parse_device``'s forms), else a ``ConfigError``."""
-    import torch
-
-    gpu = parse_device(device)
-    if gpu is None:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {device!r}: no CUDA GPU is visible here (torch.cuda.is_available() is False); use device='cpu'"
-        )
-    count = torch.cuda.device_count()
-    if gpu >= count:
-        visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
-        raise ConfigError(
-            f"device {device!r}: no such GPU; {count} CUDA GPU{'s' * (count > 1)} visible here ({visible})"
-        )
-    return torch.device(device)
-
-
 def _opens_on_cpu(ort: Any, path: Path) -> bool:
     """Whether ONNX Runtime opens ``path`` on the CPU: a file that does failed on the GPU, not for being foreign."""
     try:
