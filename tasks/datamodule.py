@@ -23,7 +23,6 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from mobivision.config_schema import check_options
 from mobivision.data.celeba import (
     FACE_CATEGORY,
     IMAGE_FOLDERS,
@@ -59,6 +58,7 @@ from mobivision.data.transforms import (
 from mobivision.errors import ConfigError
 from mobivision.factory import default_mean_std
 from mobivision.geo.cells import assign_cells, cells_to_columns, load_or_build_cells
+from mobivision.tasks.config_schema import check_options
 from mobivision.tasks.resume import ResumableDataset
 
 log = logging.getLogger("mobivision")

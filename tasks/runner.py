@@ -24,18 +24,18 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mobivision.config_schema import check_config, check_data, omegaconf_message
 from mobivision.errors import ConfigError, MobivisionError, WeightFileError, user_message
 from mobivision.factory import default_mean_std
 from mobivision.inference import resolve_checkpoint_path
-from mobivision.run_dirs import register_resolver as register_unique_dir_resolver
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.callbacks import PlainProgress, SkippedImages, StopOtherRanks
 from mobivision.tasks.checkpoint_io import AtomicCheckpointIO, read_checkpoint
+from mobivision.tasks.config_schema import check_config, check_data, omegaconf_message
 from mobivision.tasks.data_checks import require_evaluable_data, require_trainable_data
 from mobivision.tasks.monitor import resolve_monitor
 from mobivision.tasks.registry import task_class
 from mobivision.tasks.resume import init_weights, prepare_resume
+from mobivision.tasks.run_dirs import register_resolver as register_unique_dir_resolver
 
 log = logging.getLogger("mobivision")
 # paths.root_dir: the folder the command runs in, so run folders and data never land inside an installed package.
@@ -141,7 +141,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured task, test the best checkpoint, write ``summary.json``; returns the summary."""
     started = time.monotonic()
     resolve_monitor(cfg)  # before the check: the checkpoint callback's monitor and mode interpolate it
-    check_config(cfg, "train")  # types and ranges of every key, before any work (mobivision/config_schema.py)
+    check_config(cfg, "train")  # types and ranges of every key, before any work (tasks/config_schema.py)
     _absolute_paths(cfg)
     log.info("best checkpoint by %s (%s)", cfg.monitor.metric, cfg.monitor.mode)
     # resume: outputs continue in the checkpoint's run folder; a changed configuration is refused (tasks/resume.py)

@@ -1,4 +1,4 @@
-"""Run folders are never shared (``mobivision/run_dirs.py``): runs started in the same second each claim their own
+"""Run folders are never shared (``tasks/run_dirs.py``): runs started in the same second each claim their own
 folder, a folder that cannot be created is one ``error:`` line with exit code 2, and a run that stops at a config
 error leaves no run folder behind.
 

@@ -48,7 +48,7 @@ def test_train_cli_prints_metrics_and_writes_a_run_folder(trained: dict) -> None
 
 @pytest.mark.slow
 def test_a_run_prints_our_lines_first_without_dependency_noise(trained: dict) -> None:
-    """No dependency deprecation or Lightning tip (``mobivision.quiet``); the first line is ours."""
+    """No dependency deprecation or Lightning tip (``mobivision.commands.quiet``); the first line is ours."""
     output = trained["result"].stderr + trained["result"].stdout
     for noise in ("set_vital", "LeafSpec", "Tip:", "litlogger", "DeprecationWarning"):
         assert noise not in output, noise

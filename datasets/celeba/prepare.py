@@ -51,7 +51,7 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 from mobivision.backbones.download import unpack_zip  # noqa: E402
-from mobivision.cli import exit_code  # noqa: E402
+from mobivision.commands.cli import exit_code  # noqa: E402
 from mobivision.data.celeba import CELEBA_SPLITS, read_celeba  # noqa: E402
 from mobivision.errors import ConfigError, DataError, MobivisionError  # noqa: E402
 

@@ -47,7 +47,7 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 from mobivision.backbones.download import fetch_to, is_url, sha256_of, unpack_zip  # noqa: E402
-from mobivision.cli import exit_code  # noqa: E402
+from mobivision.commands.cli import exit_code  # noqa: E402
 from mobivision.errors import ConfigError, DataError, MobivisionError  # noqa: E402
 
 BASE_URL = "http://images.cocodataset.org/"

@@ -90,12 +90,12 @@ from torch import nn
 
 from mobivision import create_model, list_models
 from mobivision.benchmark import BF16_ROW, SETTLE_SECONDS, interleaved_medians, timm_peer_name
-from mobivision.cli import exit_code, non_negative_float, positive_float, positive_int
 from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco_scale_report, run_coco_scale
 from mobivision.commands.benchmark_detector import add_detector_parser, print_detector_report, run_detector
 from mobivision.commands.benchmark_inference import add_inference_parser, print_inference_report, run_inference
 from mobivision.commands.benchmark_multitask import add_multitask_parser, print_multitask_report, run_multitask
 from mobivision.commands.benchmark_training import add_training_parser, print_training_report, run_training
+from mobivision.commands.cli import exit_code, non_negative_float, positive_float, positive_int
 from mobivision.export.quantize import INT8_TARGETS
 from mobivision.profiling import count_parameters
 

@@ -33,8 +33,8 @@ from faster_coco_eval import COCOeval_faster
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mobivision.cli import non_negative_float, positive_int
 from mobivision.commands.benchmark_pipeline import pipeline_rows, write_photo_jpegs
+from mobivision.commands.cli import non_negative_float, positive_int
 from mobivision.data.coco import read_coco
 from mobivision.evaluation.coco import COCO_METRIC_KEYS, ENGINES, coco_evaluate
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from torch import nn
 
 from mobivision.benchmark import interleaved_medians
-from mobivision.cli import positive_int
+from mobivision.commands.cli import positive_int
 from mobivision.profiling import count_parameters
 
 INFERENCE_WARMUP, TRAIN_WARMUP = 3, 3

@@ -23,7 +23,7 @@ from PIL import Image
 
 import mobivision
 from mobivision.benchmark import interleaved_times
-from mobivision.cli import positive_int
+from mobivision.commands.cli import positive_int
 from mobivision.data.images import load_rgb
 from mobivision.inference.preprocess import prepare_batch
 

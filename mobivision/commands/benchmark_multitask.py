@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from mobivision.benchmark import interleaved_times
-from mobivision.cli import positive_int
+from mobivision.commands.cli import positive_int
 from mobivision.errors import ConfigError
 from mobivision.profiling import count_parameters, profile
 from mobivision.tasks.runner import load_task

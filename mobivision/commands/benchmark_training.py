@@ -34,10 +34,10 @@ from torch import nn
 
 from mobivision import create_detector
 from mobivision.benchmark import interleaved_medians
-from mobivision.cli import positive_int
 from mobivision.commands.benchmark_coco import write_split
 from mobivision.commands.benchmark_detector import build_detectors, detector_targets, detector_train_step, timed
 from mobivision.commands.benchmark_pipeline import RECIPES, Recipe, write_photo_jpegs
+from mobivision.commands.cli import positive_int
 from mobivision.data.transforms import normalization_table, normalize_uint8
 from mobivision.tasks.runner import COMPILE_MODES
 

@@ -41,8 +41,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mobivision import run_dirs
 from mobivision.backbones.download import cache_dir, is_url
+from mobivision.commands.config_errors import run_hydra
 from mobivision.commands.wall_time import (
     StepError,
     WallTime,
@@ -51,14 +51,14 @@ from mobivision.commands.wall_time import (
     timed_throughput,
     training_schedule,
 )
-from mobivision.config_errors import run_hydra
-from mobivision.config_schema import check_config, omegaconf_message
 from mobivision.configs import CONFIG_DIR
 from mobivision.data.records import unreadable_images
 from mobivision.errors import ConfigError, MobivisionError
 from mobivision.factory import default_mean_std
 from mobivision.profiling import count_macs, count_parameters
+from mobivision.tasks import run_dirs
 from mobivision.tasks.base import describe_value
+from mobivision.tasks.config_schema import check_config, omegaconf_message
 from mobivision.tasks.data_checks import untrainable_data
 from mobivision.tasks.monitor import resolve_monitor
 from mobivision.tasks.multitask_data import source_modules
@@ -158,7 +158,7 @@ def check(
 def _check_config(cfg: DictConfig, report: Report) -> None:
     try:
         resolve_monitor(cfg)  # as train does, before the check
-        check_config(cfg, "train")  # the same schema check as train's (mobivision/config_schema.py)
+        check_config(cfg, "train")  # the same schema check as train's (tasks/config_schema.py)
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except ConfigError as exc:
         report.fail(str(exc), exc)
@@ -540,6 +540,6 @@ def check_main() -> None:
 
     sys.argv = [a for a in argv if not a.startswith(RUN_DIR)] + [RUN_DIR + scratch]
     try:
-        run_hydra(main)  # an override Hydra cannot compose: one error line (mobivision/config_errors.py)
+        run_hydra(main)  # an override Hydra cannot compose: one error line (mobivision/commands/config_errors.py)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mobivision.cli import exit_code, positive_int
+from mobivision.commands.cli import exit_code, positive_int
 from mobivision.errors import MobivisionError
 
 SUMMARY = "summary.json"

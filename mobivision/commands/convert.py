@@ -19,7 +19,7 @@ import logging
 import sys
 
 from mobivision.backbones.convert import convert_weights, read_metadata
-from mobivision.cli import positive_float
+from mobivision.commands.cli import positive_float
 from mobivision.errors import MobivisionError
 from mobivision.factory import list_models
 

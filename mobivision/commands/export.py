@@ -87,7 +87,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from mobivision.cli import exit_code, non_negative_float, positive_int
+from mobivision.commands.cli import exit_code, non_negative_float, positive_int
 from mobivision.errors import ConfigError, ExportError, MobivisionError, os_error_in
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.export import (

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mobivision.cli import exit_code, positive_int
+from mobivision.commands.cli import exit_code, positive_int
 from mobivision.data.geo_csv import read_geo_csv
 from mobivision.geo.cells import MAX_LEVEL, PartitionStats, leaf_cell_ids, partition_cells, write_cells_csv
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mobivision.cli import exit_code, positive_int
+from mobivision.commands.cli import exit_code, positive_int
 from mobivision.errors import MobivisionError
 from mobivision.machine import cpu_description
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from PIL import Image
 
-from mobivision.cli import exit_code, positive_float, positive_int
+from mobivision.commands.cli import exit_code, positive_float, positive_int
 from mobivision.data.image_folder import list_images
 from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, load_rgb
 from mobivision.errors import ConfigError, DataError

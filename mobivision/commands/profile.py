@@ -35,7 +35,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from mobivision.cli import positive_float, positive_int
+from mobivision.commands.cli import positive_float, positive_int
 from mobivision.profiling import LATENCY_RUNTIMES
 
 

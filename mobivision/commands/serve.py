@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from mobivision.cli import exit_code, positive_float, positive_int
+from mobivision.commands.cli import exit_code, positive_float, positive_int
 from mobivision.data.images import DEFAULT_MAX_IMAGE_MPX, check_max_image_mpx
 from mobivision.errors import ConfigError, MobivisionError, user_message
 

@@ -3,9 +3,9 @@
 
 Both compose from the configs shipped with the package (``mobivision.configs.CONFIG_DIR``), so they work the same
 from a checkout and from an installed wheel; the work itself is ``mobivision.tasks.runner.train`` / ``evaluate``.
-The run folder is claimed for this run alone (``mobivision.run_dirs``); a run that stops at a config error (exit
+The run folder is claimed for this run alone (``mobivision.tasks.run_dirs``); a run that stops at a config error (exit
 code 2) removes it again when it holds nothing but Hydra's own files. An override Hydra cannot compose is one
-``error:`` line before any folder exists (``mobivision.config_errors``).
+``error:`` line before any folder exists (``mobivision.commands.config_errors``).
 """
 
 import sys
@@ -16,9 +16,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from mobivision.config_errors import run_hydra
+from mobivision.commands.config_errors import run_hydra
 from mobivision.configs import CONFIG_DIR
-from mobivision.run_dirs import release_if_unused
+from mobivision.tasks.run_dirs import release_if_unused
 from mobivision.tasks.runner import evaluate, run_cli, train
 
 

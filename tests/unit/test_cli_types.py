@@ -1,4 +1,4 @@
-"""The tools' shared argument types (mobivision/cli.py): a value argparse accepts is one the tool can use, so
+"""The tools' shared argument types (mobivision/commands/cli.py): a value argparse accepts is one the tool can use, so
 ``nan`` and ``inf`` (which ``float()`` parses and every comparison lets through) end at the command line, before
 any model loads, as argparse's one error line, exit code 2."""
 
@@ -9,8 +9,8 @@ from importlib import import_module
 
 import pytest
 
-from mobivision.cli import non_negative_float, positive_float, positive_int, unit_float
 from mobivision.commands import export, serve
+from mobivision.commands.cli import non_negative_float, positive_float, positive_int, unit_float
 
 BAD_VALUES = [
     (positive_float, "a finite number > 0", ["nan", "NaN", "-nan", "inf", "-inf", "1e999", "0", "-1.5", "abc", ""]),

@@ -1,5 +1,5 @@
-"""Every config value is checked before any work (mobivision/config_schema.py), and Hydra's composition errors
-become one line with a did-you-mean (mobivision/config_errors.py)."""
+"""Every config value is checked before any work (tasks/config_schema.py), and Hydra's composition errors
+become one line with a did-you-mean (mobivision/commands/config_errors.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import mobivision.tasks.runner  # noqa: F401  (registers the mv.* resolvers the configs use)
+from mobivision.commands.config_errors import composition_message
 from mobivision.commands.train import data_overrides_on_checkpoint_data
-from mobivision.config_errors import composition_message
-from mobivision.config_schema import check_config, check_options, describe, fits
 from mobivision.configs import CONFIG_DIR
 from mobivision.data.transforms import classification_train_transform
 from mobivision.errors import ConfigError
+from mobivision.tasks.config_schema import check_config, check_options, describe, fits
 from mobivision.tasks.monitor import resolve_monitor
 from mobivision.tasks.runner import evaluation_data
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from mobivision.cli import exit_code
+from mobivision.commands.cli import exit_code
 from mobivision.data.records import UnreadableImageError
 from mobivision.errors import DataError, user_message
 

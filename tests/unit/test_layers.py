@@ -80,18 +80,12 @@ def test_no_import_circle() -> None:
     assert circles == []
 
 
-# Hydra's config helpers that still sit in the library's root (the Lightning layer's runner uses them); they are the
-# only library modules allowed to import Hydra, until they move up with the runner's Hydra half.
-HYDRA_HELPERS = {"mobivision.config_schema", "mobivision.config_errors", "mobivision.run_dirs"}
-
-
-def test_the_library_imports_no_lightning_and_hydra_only_in_its_config_helpers() -> None:
-    found = {
-        (module, name.split(".")[0])
+def test_the_library_imports_neither_lightning_nor_hydra() -> None:
+    found = sorted(
+        f"{module} imports {name}"
         for module, path in _modules().items()
         if _layer(module) == 0
         for name in _imports(path)
         if name.split(".")[0] in ("lightning", "hydra", "omegaconf")
-    }
-    assert {module for module, framework in found if framework == "lightning"} == set()
-    assert {module for module, _ in found} <= HYDRA_HELPERS
+    )
+    assert found == []

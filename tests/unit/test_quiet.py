@@ -1,4 +1,4 @@
-"""``mobivision.quiet``: dependencies' deprecations and Lightning's tips are filtered, our own warnings are not."""
+"""``mobivision.commands.quiet``: dependencies' deprecations and Lightning's tips are filtered, ours are not."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from mobivision.quiet import LIGHTNING_LOGGER, quiet_dependencies
+from mobivision.commands.quiet import LIGHTNING_LOGGER, quiet_dependencies
 
 
 def _shown(message: str, module: str) -> list[str]:

@@ -7,8 +7,8 @@ import math
 import sys
 from collections.abc import Callable
 
+from mobivision.commands.quiet import quiet_dependencies
 from mobivision.errors import MobivisionError, user_message
-from mobivision.quiet import quiet_dependencies
 
 
 def positive_int(text: str) -> int:
@@ -58,7 +58,7 @@ def unit_float(text: str) -> float:
 
 
 def exit_code(action: Callable[[], object]) -> int:
-    """Run ``action`` with the dependencies quietened (``mobivision.quiet``); a user mistake (``MobivisionError``)
+    """Run ``action`` with the dependencies quietened (``quiet.py``); a user mistake (``MobivisionError``)
     becomes one ``error: ...`` line on stderr and 2."""
     quiet_dependencies()
     try:

@@ -3,7 +3,7 @@
 ``run_hydra(main)`` runs a ``@hydra.main`` function. An override Hydra cannot apply (an unknown key, group option
 or experiment, a value it cannot parse) fails before the command starts: Hydra would print a multi-line report
 and exit 1; here it becomes one line with a did-you-mean, and no run folder exists yet. Values of the right keys
-are checked afterwards, by ``mobivision.config_schema``.
+are checked afterwards, by ``mobivision.tasks.config_schema``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from mobivision.config_schema import omegaconf_message, target_parameters, unknown_key
-from mobivision.quiet import quiet_dependencies
+from mobivision.commands.quiet import quiet_dependencies
+from mobivision.tasks.config_schema import omegaconf_message, target_parameters, unknown_key
 
 
 def run_hydra(main: Callable[[], Any]) -> Any:
-    """``main()`` with the dependencies quietened (``mobivision.quiet``); a config Hydra cannot compose ends in one
+    """``main()`` with the dependencies quietened (``quiet.py``); a config Hydra cannot compose ends in one
     ``error:`` line on stderr and exit code 2."""
     quiet_dependencies()
     previous = os.environ.get("HYDRA_FULL_ERROR")

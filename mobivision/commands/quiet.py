@@ -3,7 +3,7 @@
 Filtered: warnings a user of mobivision cannot act on (deprecations inside our dependencies' own code, which their
 next release fixes) and Lightning's product tips. Each is matched by its message and the module that issues it,
 so the same text from elsewhere, and every warning of mobivision's own, still shows. The commands install the
-filters when they start (``mobivision.cli.exit_code`` and ``mobivision.config_errors.run_hydra``); importing
+filters when they start (``cli.exit_code`` and ``config_errors.run_hydra`` beside this file); importing
 mobivision as a library changes no filter. To see everything: ``MOBIVISION_ALL_WARNINGS=1``.
 """
 
