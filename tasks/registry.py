@@ -22,6 +22,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from mobivision.errors import ConfigError, WeightFileError
 from mobivision.tasks.base import TaskModule
+from mobivision.tasks.legacy_names import current_target
 
 log = logging.getLogger("mobivision")
 
@@ -71,7 +72,8 @@ def head_tasks() -> list[type[TaskModule]]:
 
 
 def task_class(name: str) -> type[TaskModule]:
-    """The registered task class a checkpoint names (``module.Class``)."""
+    """The registered task class a checkpoint names (``module.Class``; 0.1.0's names: ``legacy_names.py``)."""
+    name = current_target(name)
     classes = registered()
     for task in classes:
         if class_path(task) == name:

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset, get_worker_info
 from mobivision.errors import ConfigError, WeightFileError
 from mobivision.inference import resolve_checkpoint_path
 from mobivision.tasks.checkpoint_io import read_checkpoint
+from mobivision.tasks.legacy_names import current_run_config
 from mobivision.tasks.monitor import resolve_monitor
 
 log = logging.getLogger("mobivision")
@@ -249,7 +250,7 @@ def _check_config(cfg: DictConfig, checkpoint: Path, run_dir: Path) -> None:
     """Point ``paths.output_dir`` at ``run_dir`` and compare the configuration with the checkpoint's."""
     contents = read_checkpoint(checkpoint)
     _check_length(cfg, checkpoint, contents)
-    stored = contents.get("hyper_parameters", {}).get("run_config")
+    stored = current_run_config(contents.get("hyper_parameters", {}).get("run_config"))
     cfg.paths.output_dir = str(run_dir)
     force = bool(cfg.get("resume_force"))
     if not isinstance(stored, dict):

@@ -32,6 +32,7 @@ from mobivision.tasks.callbacks import PlainProgress, SkippedImages, StopOtherRa
 from mobivision.tasks.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from mobivision.tasks.config_schema import check_config, check_data, omegaconf_message
 from mobivision.tasks.data_checks import require_evaluable_data, require_trainable_data
+from mobivision.tasks.legacy_names import current_run_config
 from mobivision.tasks.monitor import resolve_monitor
 from mobivision.tasks.registry import task_class
 from mobivision.tasks.resume import init_weights, prepare_resume
@@ -205,15 +206,18 @@ def load_task(checkpoint: str | Path) -> TaskModule:
     if not path.is_file():
         raise WeightFileError(f"checkpoint not found: {path}")
     try:
-        target = read_checkpoint(path)["mobivision"]["task"]
+        contents = read_checkpoint(path)
+        target = contents["mobivision"]["task"]
     except (KeyError, TypeError) as exc:
         raise WeightFileError(f"{path}: not a mobivision task checkpoint (no 'mobivision.task' entry)") from exc
     try:
         task_cls = task_class(str(target))
     except WeightFileError as exc:
         raise WeightFileError(f"{path}: {exc}") from exc
+    # The run configuration with the data modules of 0.1.0 in today's spelling (tasks/legacy_data_targets.py).
+    run_config = current_run_config(contents.get("hyper_parameters", {}).get("run_config"))
     try:
-        return task_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        return task_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, run_config=run_config)
     except MobivisionError:
         raise
     except Exception as exc:  # load_state_dict: RuntimeError; odd hyper-parameters: TypeError, KeyError, ...

@@ -399,10 +399,10 @@ def geo_partitions() -> list[dict]:
 def tiny_task_checkpoints(tmp_path_factory: pytest.TempPathFactory, calibrate_bn) -> dict[str, Path]:
     """A tiny classifier, attribute model, geo model and detector: random weights, BatchNorm calibrated on random
     images (so outputs have a realistic spread), each saved as a checkpoint: ``{name: path}``."""
+    from mobivision.tasks.attributes import AttributeTask
     from mobivision.tasks.classification import ClassificationTask
     from mobivision.tasks.detection import DetectionTask
-    from mobivision.tasks.face_attributes import AttributeTask
-    from mobivision.tasks.geolocation import GeoTask
+    from mobivision.tasks.geo import GeoTask
 
     folder = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)

@@ -64,6 +64,13 @@ def test_every_option_of_a_group_composes(group: str) -> None:
         assert cfg[group] is not None
 
 
+@pytest.mark.parametrize(("old", "new"), [("face_attributes", "attributes"), ("geolocation", "geo")])
+def test_the_task_names_of_0_1_0_compose_the_task_named_for_its_kind(old: str, new: str) -> None:
+    task = _compose([f"task={new}"]).task
+    assert _compose([f"task={old}"]).task == task
+    assert get_class(task._target_).kind == new
+
+
 def test_backbone_configs_name_real_models() -> None:
     names = {_compose([f"backbone={p.stem}"]).backbone.name for p in (CONFIGS / "backbone").glob("*.yaml")}
     assert names == set(list_models())

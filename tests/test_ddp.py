@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from two_processes import evaluate_in_one_and_two_processes
 
 from mobivision.data.synthetic import write_shapes_classification
 
@@ -98,15 +99,8 @@ def test_ddp_progress_is_plain_lines_with_eta_from_rank_zero_only(ddp_run: dict)
 def test_ddp_validation_metrics_equal_one_process_evaluation(ddp_run: dict, tmp_path: Path, start_tool) -> None:
     """The DDP run's val metrics = tools/eval.py split=val on its best checkpoint in 1 and in 2 processes."""
     best = json.loads((ddp_run["run_dir"] / "summary.json").read_text())["best_checkpoint"]
-    args = [f"ckpt_path={best}", "split=val", "progress=plain", "trainer.accelerator=cpu"]
-    one = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
-    two = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'two'}", "trainer=ddp", "trainer.devices=2",
-                     cwd=tmp_path)  # fmt: skip
-    _finish(one)  # both run at once
-    _finish(two)
+    single, double, _ = evaluate_in_one_and_two_processes(start_tool, best, tmp_path, "split=val")
     trained = json.loads((ddp_run["run_dir"] / "summary.json").read_text())["val"]
-    single = json.loads((tmp_path / "one" / "summary.json").read_text())["test"]
-    double = json.loads((tmp_path / "two" / "summary.json").read_text())["test"]
     print({"ddp training val": trained, "eval 1 process": single, "eval 2 processes": double})
     for name in METRICS:
         assert double[f"test/{name}"] == pytest.approx(single[f"test/{name}"], abs=1e-6), name

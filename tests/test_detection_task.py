@@ -76,11 +76,11 @@ def test_eval_tool_prints_the_per_class_table_and_writes_results(overfit_run: di
     assert json.loads((tmp / "eval" / "summary.json").read_text())["test"]["test/AP50"] == pytest.approx(expected)
 
 
-def test_two_process_evaluation_equals_one_process(overfit_run: dict, run_tool) -> None:
+def test_two_process_evaluation_equals_one_process(overfit_run: dict, start_tool) -> None:
     """DDP (gloo, 2 CPU processes): DistributedSampler pads 47 images to 48, so one image is evaluated
     twice; gathering and de-duplicating must give exactly the single-process metrics."""
     tmp = overfit_run["tmp"]
-    one, two, _ = evaluate_in_one_and_two_processes(run_tool, overfit_run["summary"]["best_checkpoint"], tmp)
+    one, two, _ = evaluate_in_one_and_two_processes(start_tool, overfit_run["summary"]["best_checkpoint"], tmp)
     # The loss is a per-batch mean synced across processes, so the padded duplicate shifts it; COCO metrics
     # are computed once on the de-duplicated detections and must be identical.
     assert {k: v for k, v in two.items() if k != "test/loss"} == {k: v for k, v in one.items() if k != "test/loss"}

@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from conftest import pause_training_at, wait_and_kill
+from two_processes import evaluate_in_one_and_two_processes
 
 import mobivision
 from mobivision import profile
@@ -148,15 +149,7 @@ def test_resume_mid_epoch_ends_with_the_same_weights(runs, start_tool, run_tool)
 
 def test_evaluation_in_two_processes_equals_one(runs, tmp_path, start_tool) -> None:
     best = runs["second"] / "checkpoints" / "best.ckpt"
-    args = [f"ckpt_path={best}", "split=val", "progress=plain", "trainer.accelerator=cpu"]
-    one = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'one'}", cwd=tmp_path)
-    two = start_tool("eval", *args, f"paths.output_dir={tmp_path / 'two'}", "trainer=ddp", "trainer.devices=2",
-                     cwd=tmp_path)  # fmt: skip
-    for process in (one, two):
-        _, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err[-3000:]
-    single = json.loads((tmp_path / "one" / "summary.json").read_text())["test"]
-    double = json.loads((tmp_path / "two" / "summary.json").read_text())["test"]
+    single, double, _ = evaluate_in_one_and_two_processes(start_tool, best, tmp_path, "split=val")
     assert single.keys() == double.keys() and "test/geo/median_km" in single
     # Every evaluator metric; the detector's and attributes' losses are batch means logged per step, where the
     # image DistributedSampler repeats to pad the last shard counts twice.

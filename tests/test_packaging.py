@@ -41,8 +41,8 @@ def test_the_wheel_registers_every_built_in_task_and_the_checkpoint_runtime(whee
     assert dict(parser["mobivision.tasks"]) == {
         "classification": "mobivision.tasks.classification:ClassificationTask",
         "detection": "mobivision.tasks.detection:DetectionTask",
-        "attributes": "mobivision.tasks.face_attributes:AttributeTask",
-        "geo": "mobivision.tasks.geolocation:GeoTask",
+        "attributes": "mobivision.tasks.attributes:AttributeTask",
+        "geo": "mobivision.tasks.geo:GeoTask",
         "multitask": "mobivision.tasks.multitask:MultiTask",
     }
     runtime = "mobivision.tasks.checkpoint_runtime:CheckpointRuntime"

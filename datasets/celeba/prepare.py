@@ -138,8 +138,9 @@ def _where(source: Path) -> str:
 def _kaggle_hint(source: Path) -> str:
     if find(source, "list_attr_celeba.csv") is not None:
         return (
-            "; this looks like the Kaggle mirror (CSV lists): it works with mobivision.data.celeba.read_attribute_csv, "
-            "see datasets/celeba/README.md, but this script needs the official text files"
+            "; this looks like the Kaggle mirror (CSV lists): it works with "
+            "mobivision.data.attribute_csv.read_attribute_csv, see datasets/celeba/README.md, but this script needs "
+            "the official text files"
         )
     return ""
 

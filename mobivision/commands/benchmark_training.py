@@ -161,7 +161,7 @@ def train_loader(
     recipe: Recipe, annotation_file: Path, *, batch: int, workers: int, pin_memory: bool, normalize_on_device: bool
 ) -> Iterable[dict[str, Any]]:
     """``DetectionDataModule``'s training loader for the recipe over the split (persistent workers)."""
-    from mobivision.tasks.datamodule import DetectionDataModule
+    from mobivision.tasks.detection_data import DetectionDataModule
 
     mean, std = recipe.mean_std
     datamodule = DetectionDataModule(

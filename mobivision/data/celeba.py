@@ -1,4 +1,4 @@
-"""Readers of CelebA face attributes: the official text files, and a generic attribute CSV.
+"""Readers of CelebA's official text files: face attributes, and face boxes as COCO detection data.
 
 CelebFaces Attributes (Liu, Luo, Wang and Tang, "Deep Learning Face Attributes in the Wild", ICCV 2015):
 202,599 face images of 10,177 people, 40 binary attributes each, official partition 162,770 train / 19,867 val /
@@ -24,12 +24,10 @@ an empty box is a bad record that raises or, with ``on_error="skip"``, is skippe
 
 ``write_celeba_face_annotations`` converts the face boxes of one split of the in-the-wild images into a COCO
 annotation file (one category, ``face``; one box per image), so the COCO detection reader, the SSD training
-and the COCO evaluator take CelebA unchanged.
+and the COCO evaluator take CelebA unchanged; ``read_celeba_faces`` reads that file back as detection records
+with each image's attributes beside them.
 
-``read_attribute_csv`` reads any attribute table as CSV with a header row: the image path first (any column name,
-e.g. ``path`` or the ``image_id`` of the Kaggle mirror's ``list_attr_celeba.csv``), then one column per attribute
-with values 0/1 or -1/+1 (one encoding per file) and an empty cell for unknown (NaN: left out of the loss and the
-metrics).
+Any other attribute table (the Kaggle mirror's CSV form included) is read by ``mobivision.data.attribute_csv``.
 """
 
 from __future__ import annotations
@@ -40,12 +38,15 @@ import math
 import os
 import secrets
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 
+import torch
+from filelock import FileLock
 from PIL import Image
 
-from mobivision.data.csv_rows import BadRowError, PathColumn, csv_header, csv_rows, usable_rows
+from mobivision.data.coco import CocoData, read_coco
 from mobivision.data.records import BadRecords, ImageRecord
 from mobivision.data.text_files import whitespace_lines
 from mobivision.errors import ConfigError, DataError
@@ -107,7 +108,7 @@ LAYOUT = (
     f"in-the-wild images, {BBOX_FILE} and img_celeba/<file>.jpg"
 )
 
-_PRESENT, _ABSENT, _UNKNOWN = 1.0, 0.0, math.nan
+_PRESENT, _ABSENT = 1.0, 0.0
 _PLUS_MINUS = {"1": _PRESENT, "+1": _PRESENT, "-1": _ABSENT}
 _VALID = frozenset(_PLUS_MINUS)
 _SHOWN = 5
@@ -303,6 +304,61 @@ def write_celeba_face_annotations(
     return out_file
 
 
+@dataclass
+class CelebAFaces:
+    """What ``read_celeba_faces`` returns.
+
+    Attributes:
+        detection: The face boxes as ``read_coco`` reads them (records, the ``face`` label map, the json file).
+        attributes: ``{file name: float32 [A]}`` of the images with an attribute row, keyed as ``DetectionDataset``
+            looks image-level labels up (the CelebA ``image_id`` is the file name).
+        attribute_names: The selected attribute names, in the order of each tensor.
+    """
+
+    detection: CocoData
+    attributes: dict[str, torch.Tensor]
+    attribute_names: list[str]
+
+
+def read_celeba_faces(
+    root: str | Path,
+    *,
+    split: str,
+    annotation_file: str | Path,
+    attributes: Sequence[str] | None = None,
+    on_error: str = "raise",
+) -> CelebAFaces:
+    """One official split of the in-the-wild images as detection data with the attributes of the same images.
+
+    The face boxes are converted into ``annotation_file`` (``write_celeba_face_annotations``, under a file lock
+    beside it, for parallel jobs and DDP ranks; an up-to-date file is reused) and read with ``read_coco``; the
+    attributes come from ``read_celeba(..., images="in_the_wild")``.
+
+    Args:
+        root: The CelebA folder (see the module docstring).
+        split: ``train``, ``val`` or ``test``.
+        annotation_file: The COCO json of the split (its folder is created).
+        attributes: Attribute names to keep, in this order; ``None`` keeps all.
+        on_error: ``raise`` or ``skip`` (and report) bad records.
+
+    Raises:
+        ConfigError, DataError: As ``write_celeba_face_annotations``, ``read_coco`` and ``read_celeba``.
+    """
+    root, annotation_file = Path(root), Path(annotation_file)
+    annotation_file.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(annotation_file.parent / f".{annotation_file.name}.lock"):
+        write_celeba_face_annotations(root, split, annotation_file, on_error=on_error)
+    detection = read_coco(
+        annotation_file,
+        root / IMAGE_FOLDERS["in_the_wild"],
+        category_ids=[int(FACE_CATEGORY["id"])],
+        on_error=on_error,
+    )
+    records, names = read_celeba(root, split=split, attributes=attributes, images="in_the_wild", on_error=on_error)
+    labels = {r.path.name: torch.tensor(r.label, dtype=torch.float32) for r in records}
+    return CelebAFaces(detection=detection, attributes=labels, attribute_names=names)
+
+
 def _some(names: list[str]) -> str:
     """The first few of ``names`` and how many more there are."""
     more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
@@ -454,89 +510,3 @@ def _image_folder(root: Path, images: str) -> Path:
         return folder
     archive = {"aligned": "img_align_celeba.zip", "in_the_wild": "img_celeba.7z"}[images]
     raise DataError(f"CelebA image folder not found: {folder} (unpack {archive} into {root}; {LAYOUT})")
-
-
-def read_attribute_csv(
-    csv_file: str | Path,
-    *,
-    image_root: str | Path,
-    attributes: Sequence[str] | None = None,
-    on_error: str = "raise",
-) -> tuple[list[ImageRecord], list[str]]:
-    """Records of an attribute table in CSV form, in file order.
-
-    The header row names the columns: first the image path relative to ``image_root`` (any name), then the
-    attributes. A cell is ``1`` / ``+1`` (present), ``0`` or ``-1`` (absent, one encoding per file; ``1.0``
-    style numbers are accepted too) or empty (unknown: NaN). The file is read as UTF-8 (a byte-order mark is
-    ignored).
-
-    Args:
-        csv_file: The table, e.g. the Kaggle mirror's ``list_attr_celeba.csv``.
-        image_root: The folder the paths are relative to.
-        attributes: Attribute names to keep, in this order; ``None`` keeps all columns after the first.
-        on_error: ``raise`` or ``skip`` (and report) rows whose image file is missing.
-
-    Returns:
-        The records (``image_id`` = the path as written) and the selected attribute names.
-
-    Raises:
-        ConfigError: An unknown or repeated attribute name in ``attributes``.
-        DataError: The file is missing, its header or a row is malformed, a value is not one of the above, it
-            mixes the 0/1 and -1/+1 encodings, a path repeats, or (with ``on_error="raise"``) an image is missing.
-    """
-    file = Path(csv_file)
-    if not file.is_file():
-        raise DataError(f"attribute CSV not found: {file}")
-    image_root = Path(image_root)
-    bad = BadRecords(str(file), on_error)
-    header = [cell.strip() for cell in csv_header(file) or []]
-    if len(header) < 2 or not all(header):
-        raise DataError(
-            f"{file}:1: expected a header row: the image path column, then one column per attribute, got {header}"
-        )
-    names = header[1:]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise DataError(f"{file}:1: attribute columns {repeated} appear more than once")
-    columns = select_attributes(names, attributes, source=str(file))
-    paths = PathColumn(file, header, 0)
-    first: dict[str, tuple[int, str, str]] = {}  # "zero" / "minus": line, column and value where it showed first
-
-    def parse(line: int, row: list[str]) -> ImageRecord:
-        relative = paths.read(line, row)
-        values = [_csv_value(file, line, name, cell.strip(), first) for name, cell in zip(names, row[1:], strict=True)]
-        path = image_root / relative
-        if not path.is_file():
-            raise BadRowError(f"image file not found: {path}")
-        return ImageRecord(image_id=relative, path=path, label=tuple(values[c] for c in columns))
-
-    described = f"{header[0]} + {len(names)} attributes"
-    records = csv_rows(file, parse, bad=bad, width=len(header), columns=described)
-    return usable_rows(file, records, bad), [names[c] for c in columns]
-
-
-def _csv_value(file: Path, line: int, column: str, text: str, first: dict[str, tuple[int, str, str]]) -> float:
-    """One CSV cell as 1.0 / 0.0 / NaN, recording and checking which encoding (0/1 or -1/+1) the file uses."""
-    if not text:
-        return _UNKNOWN
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if number not in (-1.0, 0.0, 1.0):
-        raise DataError(f"{file}:{line}: column {column} is {text!r}; expected 0/1 or -1/+1 (empty for unknown)")
-    if number == 1.0:
-        if not text.startswith("+"):
-            return _PRESENT
-        kind = "minus"  # an explicit +1 belongs to the -1/+1 encoding
-    else:
-        kind = "zero" if number == 0.0 else "minus"
-    first.setdefault(kind, (line, column, text))
-    other = first.get("minus" if kind == "zero" else "zero")
-    if other is not None:
-        other_line, other_column, other_text = other
-        raise DataError(
-            f"{file}:{line}: column {column} is {text!r}, but line {other_line} has {other_text!r} in column "
-            f"{other_column}: a file must use either 0/1 or -1/+1 throughout"
-        )
-    return _PRESENT if number == 1.0 else _ABSENT

@@ -16,6 +16,7 @@ from mobivision.geo.cells import (
     write_cells_csv,
 )
 from mobivision.geo.distance import EARTH_RADIUS_KM, great_circle_km
+from mobivision.geo.partitionings import training_partitionings
 
 __all__ = [
     "CELLS_HEADER",
@@ -32,5 +33,6 @@ __all__ = [
     "parent_indices",
     "partition_cells",
     "read_cells_csv",
+    "training_partitionings",
     "write_cells_csv",
 ]

@@ -15,7 +15,8 @@ from mobivision.data.transforms import (
     normalize_uint8,
     normalized_batch,
 )
-from mobivision.tasks.datamodule import ClassificationDataModule, DetectionDataModule
+from mobivision.tasks.classification_data import ClassificationDataModule
+from mobivision.tasks.detection_data import DetectionDataModule
 from mobivision.tasks.multitask_data import MultiTaskDataModule
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

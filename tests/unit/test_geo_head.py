@@ -32,7 +32,7 @@ def test_create_geolocator_has_the_structure_of_the_geo_task(name: str) -> None:
     locator = create_geolocator(name, cells_per_partition=[3, 7], dropout=0.1, **options).eval()
     with torch.no_grad():
         assert [x.shape for x in locator(torch.rand(2, 3, 64, 64))] == [(2, 3), (2, 7)]
-    # What tasks/geolocation.py assembles, so its checkpoints' state dicts load.
+    # What tasks/geo.py assembles, so its checkpoints' state dicts load.
     task_built = GeoLocator(create_model(num_classes=0, name=name, **options), [3, 7], dropout=0.1)
     shapes = {k: v.shape for k, v in locator.state_dict().items()}
     assert list(shapes.items()) == [(k, v.shape) for k, v in task_built.state_dict().items()]

@@ -13,7 +13,7 @@ from mobivision.errors import ConfigError
 from mobivision.evaluation.classification import ClassificationEvaluator
 from mobivision.evaluation.evaluator import Evaluator
 from mobivision.evaluation.multihead import MultiHeadEvaluator
-from mobivision.tasks.face_attributes import AttributeTask
+from mobivision.tasks.attributes import AttributeTask
 from mobivision.tasks.multitask import MultiTask, take_rows
 
 HEADS = {

@@ -9,9 +9,10 @@ import pytest
 
 from mobivision.errors import WeightFileError
 from mobivision.tasks import registry
+from mobivision.tasks.attributes import AttributeTask
 from mobivision.tasks.base import TaskModule
 from mobivision.tasks.classification import ClassificationTask
-from mobivision.tasks.geolocation import GeoTask
+from mobivision.tasks.geo import GeoTask
 
 
 def test_built_in_tasks_are_found_by_the_name_checkpoints_record() -> None:
@@ -19,13 +20,18 @@ def test_built_in_tasks_are_found_by_the_name_checkpoints_record() -> None:
     assert registry.task_class(registry.class_path(GeoTask)) is GeoTask
 
 
+def test_checkpoints_of_0_1_0_name_the_modules_before_they_were_named_for_their_kind() -> None:
+    assert registry.task_class("mobivision.tasks.face_attributes.AttributeTask") is AttributeTask
+    assert registry.task_class("mobivision.tasks.geo.GeoTask") is GeoTask
+
+
 def test_the_built_in_tasks_are_registered_in_the_entry_point_group_and_nowhere_else() -> None:
     registered = {entry.value for entry in entry_points(group="mobivision.tasks")}
     built_in = {
         "mobivision.tasks.classification:ClassificationTask",
         "mobivision.tasks.detection:DetectionTask",
-        "mobivision.tasks.face_attributes:AttributeTask",
-        "mobivision.tasks.geolocation:GeoTask",
+        "mobivision.tasks.attributes:AttributeTask",
+        "mobivision.tasks.geo:GeoTask",
         "mobivision.tasks.multitask:MultiTask",
     }
     assert built_in <= registered
@@ -36,10 +42,10 @@ def test_the_built_in_tasks_are_registered_in_the_entry_point_group_and_nowhere_
 def test_plugins_come_from_the_entry_point_group(monkeypatch: pytest.MonkeyPatch) -> None:
     def plugins(group: str) -> list[EntryPoint]:
         assert group == "mobivision.tasks"
-        return [EntryPoint("geo_again", "mobivision.tasks.geolocation:GeoTask", group)]
+        return [EntryPoint("geo_again", "mobivision.tasks.geo:GeoTask", group)]
 
     monkeypatch.setattr(registry, "entry_points", plugins)
-    assert registry.task_class("mobivision.tasks.geolocation.GeoTask") is GeoTask
+    assert registry.task_class("mobivision.tasks.geo.GeoTask") is GeoTask
     assert registry.task_of_kind("geo") is GeoTask
     with pytest.raises(WeightFileError, match=r"'mobivision\.tasks\.classification\.ClassificationTask' is neither"):
         registry.task_class("mobivision.tasks.classification.ClassificationTask")  # only what is registered
@@ -61,7 +67,7 @@ def test_a_half_declared_task_is_refused_naming_what_it_lacks(monkeypatch: pytes
 def test_no_registered_task_says_the_package_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "entry_points", lambda group: [])
     with pytest.raises(WeightFileError, match=r"no task is registered .*mobivision is not installed"):
-        registry.task_class("mobivision.tasks.geolocation.GeoTask")
+        registry.task_class("mobivision.tasks.geo.GeoTask")
 
 
 def test_an_unregistered_or_foreign_class_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from mobivision.data.records import GeoLabel
 from mobivision.data.synthetic import write_synthetic_geo
 from mobivision.errors import ConfigError
 from mobivision.geo.cells import assign_cells, read_cells_csv
-from mobivision.tasks.datamodule import GeoDataModule
+from mobivision.tasks.geo_data import GeoDataModule
 
 
 @pytest.fixture(scope="module")

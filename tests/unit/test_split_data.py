@@ -1,4 +1,4 @@
-"""``mobivision.tasks.datamodule.write_once``: parallel jobs writing the same synthetic data take turns."""
+"""``mobivision.tasks.split_data.write_once``: parallel jobs writing the same synthetic data take turns."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from mobivision.tasks.datamodule import write_once
+from mobivision.tasks.split_data import write_once
 
 
 def test_concurrent_writers_take_turns(tmp_path: Path) -> None:

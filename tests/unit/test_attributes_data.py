@@ -12,7 +12,7 @@ from PIL import Image
 
 from mobivision.data.synthetic import FACE_ATTRIBUTES, write_synthetic_faces
 from mobivision.errors import ConfigError, DataError
-from mobivision.tasks.datamodule import AttributeDataModule
+from mobivision.tasks.attributes_data import AttributeDataModule
 
 NUM_TRAIN = 80  # write_synthetic_faces puts 80 % of the images in train
 

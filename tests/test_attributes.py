@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from two_processes import evaluate_in_one_and_two_processes
 
 from mobivision.errors import ConfigError
-from mobivision.tasks.face_attributes import AttributeTask, _load_teacher
+from mobivision.tasks.attributes import AttributeTask, _load_teacher
 from mobivision.tasks.runner import load_task, train
 
 # Every test uses ``teacher_run``, a real training run (and two students for the distillation test).
@@ -102,10 +102,12 @@ def test_thresholds_survive_the_checkpoint_and_drive_predict(teacher_run: dict, 
 
 
 def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(
-    teacher_run: dict, tmp_path: Path, run_tool
+    teacher_run: dict, tmp_path: Path, start_tool
 ) -> None:
     """DDP (gloo, 2 CPU processes) pads the test split with repeated images; gathering by path removes them."""
-    one, two, printed = evaluate_in_one_and_two_processes(run_tool, teacher_run["summary"]["best_checkpoint"], tmp_path)
+    one, two, printed = evaluate_in_one_and_two_processes(
+        start_tool, teacher_run["summary"]["best_checkpoint"], tmp_path
+    )
     assert "per attribute test:" in printed and "| Eyeglasses" in printed
     expected = teacher_run["summary"]["test"]
     for key in ("test/mAP", "test/mean_acc", "test/balanced_acc"):

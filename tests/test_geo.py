@@ -90,10 +90,10 @@ def test_checkpoint_keeps_the_cells_and_predict_gives_top_cells(geo_run: dict, t
 
 
 def test_eval_tool_reproduces_the_test_metrics_in_one_and_two_processes(
-    geo_run: dict, tmp_path: Path, run_tool
+    geo_run: dict, tmp_path: Path, start_tool
 ) -> None:
     """DDP (gloo, 2 CPU processes) pads the test split with repeated photos; gathering by path removes them."""
-    one, two, printed = evaluate_in_one_and_two_processes(run_tool, geo_run["summary"]["best_checkpoint"], tmp_path)
+    one, two, printed = evaluate_in_one_and_two_processes(start_tool, geo_run["summary"]["best_checkpoint"], tmp_path)
     assert "geo test:" in printed and "| ours |" in printed
     expected = geo_run["summary"]["test"]
     for key in ("test/median_km", "test/acc_25km", "test/acc_750km", "test/baseline_median_km"):

@@ -17,7 +17,8 @@ from mobivision.data.coco import DetectionDataset, detection_collate, read_coco
 from mobivision.data.detection_transforms import detection_eval_transform
 from mobivision.data.synthetic import FACE_ATTRIBUTES, write_synthetic_faces
 from mobivision.errors import DataError
-from mobivision.tasks.datamodule import AttributeDataModule, CelebAFacesDataModule
+from mobivision.tasks.attributes_data import AttributeDataModule
+from mobivision.tasks.celeba_faces_data import CelebAFacesDataModule
 
 RESOLUTION = 48
 NUM_IMAGES = 40  # write_synthetic_faces: 32 train, 4 val, 4 test
