@@ -6,15 +6,14 @@ counts convolutions and fully connected layers; BatchNorm, activations and pooli
 
 Latency is the median of batch-1 calls in one of ``LATENCY_RUNTIMES``: PyTorch eager (``measure_latency_ms``),
 or the model exported to ONNX (``mobivision.export.export_onnx``) and run by ONNX Runtime or by OpenVINO with
-f32 arithmetic (``measure_exported_latency_ms``). ``onnxruntime_call`` and ``openvino_call`` are the one place
-that opens a session / compiles a model for timing (``mobivision.benchmark`` uses them too).
+f32 arithmetic (``measure_exported_latency_ms``), timed by ``mobivision.timing``. ``onnxruntime_call`` and
+``openvino_call`` are the one place that opens a session / compiles a model for timing (``mobivision.runtime_latency``
+uses them too).
 """
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from mobivision.timing import median_seconds
 
 
 @dataclass(frozen=True)
@@ -88,18 +89,6 @@ LATENCY_RUNTIMES = ("torch", "onnxruntime", "openvino")
 LATENCY_WARMUP, LATENCY_REPEATS = 5, 20
 
 
-def median_ms(call: Callable[[], object], *, warmup: int = LATENCY_WARMUP, repeats: int = LATENCY_REPEATS) -> float:
-    """Median wall-clock milliseconds of ``call()``, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 @torch.inference_mode()
 def measure_latency_ms(
     model: nn.Module,
@@ -112,12 +101,12 @@ def measure_latency_ms(
     """Median wall-clock milliseconds of one eval-mode forward pass on CPU."""
     model.eval()
     x = torch.randn(batch_size, 3, resolution, resolution)
-    return median_ms(lambda: model(x), warmup=warmup, repeats=repeats)
+    return 1e3 * median_seconds(lambda: model(x), warmup=warmup, repeats=repeats)
 
 
 def onnxruntime_call(path: str | Path, x: np.ndarray, *, threads: int | None) -> tuple[Callable[[], object], Any]:
-    """A call running the ONNX file on ``x`` in ONNX Runtime (``mobivision.export.onnx_session``), and the session."""
-    from mobivision.export import onnx_session
+    """A call running the ONNX file on ``x`` in ONNX Runtime (``sessions.onnx_session``), and the session."""
+    from mobivision.inference.sessions import onnx_session
 
     session = onnx_session(path, threads=threads)
     feed = {session.get_inputs()[0].name: x}
@@ -129,7 +118,7 @@ def openvino_call(
 ) -> tuple[Callable[[], object], Any]:
     """A call running the ONNX file or IR on ``x`` in OpenVINO (``compile_openvino``: latency hint, ``precision``
     the inference precision, None OpenVINO's default for the CPU), and the compiled model."""
-    from mobivision.inference.runtimes import compile_openvino
+    from mobivision.inference.sessions import compile_openvino
 
     compiled = compile_openvino(path, threads=threads, precision=precision)
     request = compiled.create_infer_request()
@@ -146,4 +135,4 @@ def measure_exported_latency_ms(model: nn.Module, *, resolution: int, runtime: s
     with tempfile.TemporaryDirectory(prefix="mobivision-latency-") as folder:
         path = export_onnx(model, Path(folder) / "model.onnx", input_size=(resolution,) * 2, output_names=["logits"])
         call, _ = calls[runtime](path, x, threads=threads)
-        return median_ms(call)
+        return 1e3 * median_seconds(call, warmup=LATENCY_WARMUP, repeats=LATENCY_REPEATS)

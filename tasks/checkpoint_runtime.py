@@ -18,7 +18,7 @@ import torch
 
 from mobivision.errors import ConfigError
 from mobivision.inference.metadata import check_metadata
-from mobivision.inference.runtimes import parse_device
+from mobivision.inference.sessions import parse_device
 from mobivision.tasks.runner import load_task
 
 

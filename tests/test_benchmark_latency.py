@@ -18,19 +18,18 @@ import pytest
 import timm
 
 from mobivision import create_model, profile
-from mobivision.benchmark import (
+from mobivision.export import openvino_ir
+from mobivision.runtime_latency import (
     BF16_ROW,
     SETTLE_SECONDS,
     LatencyConfig,
     default_settle,
-    interleaved_times,
     latency_summary,
     measure_latency,
     onnx_files,
     timm_mobilenet_v1_widths,
     timm_peer_name,
 )
-from mobivision.export import openvino_ir
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDE = {"COLUMNS": "250"}  # the table wraps to the terminal width
@@ -44,7 +43,7 @@ PEER_ROWS = (f"{PEER} eager", f"{PEER} ORT fp32", f"{PEER} OpenVINO fp32")
 
 def our_rows() -> tuple[str, ...]:
     """Our rows in table order; the bf16 row only where OpenVINO's CPU plugin has native bf16."""
-    from mobivision.benchmark import openvino_has_bf16
+    from mobivision.runtime_latency import openvino_has_bf16
 
     return (*FP32_ROWS, *((BF16_ROW,) if openvino_has_bf16() else ()), *INT8_ROWS)
 
@@ -233,15 +232,7 @@ def test_summary_recommends_our_fastest_row_even_when_a_peer_is_faster() -> None
     assert summary["int8_speedup"] == {"ONNX Runtime": 2.0, "OpenVINO": 2.0}
 
 
-def test_interleaved_times_rotate_the_order() -> None:
-    calls: list[str] = []
-    steps = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    times = interleaved_times(steps, warmup=1, repeats=4)
-    assert "".join(calls) == "abc" + "abc" + "bca" + "cab" + "abc"  # warm-up round, then timed rounds
-    assert {name: len(values) for name, values in times.items()} == {"a": 4, "b": 4, "c": 4}
-    calls.clear()
-    interleaved_times({name: steps[name] for name in "ab"}, warmup=0, repeats=3)
-    assert "".join(calls) == "ab" + "ba" + "ab"  # two steps: the order flips
+def test_settling_is_for_worker_threads_only() -> None:
     assert (default_settle(1), default_settle(2)) == (0.0, SETTLE_SECONDS)
 
 

@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 
-from mobivision.commands import export as export_command
+from mobivision.commands import export_formats as export_command
 from mobivision.commands.export import export_task, main
 from mobivision.errors import ConfigError, ExportError
 from mobivision.tasks.classification import ClassificationTask

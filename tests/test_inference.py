@@ -18,7 +18,8 @@ from PIL import Image
 import mobivision
 from mobivision.commands.benchmark import build_parser
 from mobivision.commands.benchmark_inference import run_inference, write_photos
-from mobivision.commands.export import FP16_ATOL, FP16_RTOL, export_task
+from mobivision.commands.export import export_task
+from mobivision.commands.export_formats import FP16_ATOL, FP16_RTOL
 from mobivision.detection.postprocess import decode_detections
 from mobivision.errors import ConfigError, WeightFileError
 from mobivision.export import openvino_ir

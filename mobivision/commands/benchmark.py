@@ -12,8 +12,8 @@ they run fast on real hardware, so our implementation should be as fast as a wel
 - training throughput: a plain SGD step (forward, cross-entropy, backward, update) on batch 16 at 160 px,
   after a few warm-up steps (images/s from the median step time).
 
-The two models' measurements alternate (ABAB..., the order flipping each repeat) so that drift of a busy
-machine hits both alike. Compare only the ratios: absolute times depend on the machine and its load.
+The two models' measurements alternate (``mobivision.timing.time_steps``). Compare only the ratios: absolute
+times depend on the machine and its load.
 
 ``latency``: batch-1 CPU latency of a task checkpoint (or of a fresh ``--model`` with random weights) in PyTorch
 eager, ONNX Runtime fp32 and, with OpenVINO installed (``--no-openvino``: without), OpenVINO f32 on the same
@@ -27,7 +27,8 @@ state dict), multiply-adds and parameters; under it the fastest row, the recomme
 and each runtime's INT8 speed-up over its fp32, also in the JSON report's ``summary``. Torch, ORT intra-op and
 OpenVINO threads are ``--threads`` (ORT: inter-op 1, all graph optimizations; OpenVINO: latency hint). With a
 checkpoint, the task's metric of the fp32 ONNX, INT8 ONNX and OpenVINO INT8 files on its validation split. The
-logic is in ``mobivision.benchmark`` (timing) and ``mobivision.commands.benchmark_latency`` (checkpoints, data).
+logic is in ``mobivision.runtime_latency`` (runtimes, rows) and ``mobivision.commands.benchmark_latency``
+(checkpoints, data).
 
 ``coco-scale``: COCO-sized synthetic annotation files and real-size JPEGs: ``read_coco`` at train2017 size,
 ``coco_evaluate`` with each engine beside the raw engine at val2017 size, and the SSD / SSDLite training input
@@ -89,7 +90,6 @@ from rich.table import Table
 from torch import nn
 
 from mobivision import create_model, list_models
-from mobivision.benchmark import BF16_ROW, SETTLE_SECONDS, interleaved_medians, timm_peer_name
 from mobivision.commands.benchmark_coco import add_coco_scale_parser, print_coco_scale_report, run_coco_scale
 from mobivision.commands.benchmark_detector import add_detector_parser, print_detector_report, run_detector
 from mobivision.commands.benchmark_inference import add_inference_parser, print_inference_report, run_inference
@@ -98,6 +98,8 @@ from mobivision.commands.benchmark_training import add_training_parser, print_tr
 from mobivision.commands.cli import exit_code, non_negative_float, positive_float, positive_int
 from mobivision.export.quantize import INT8_TARGETS
 from mobivision.profiling import count_parameters
+from mobivision.runtime_latency import BF16_ROW, SETTLE_SECONDS, LatencyConfig, timm_peer_name
+from mobivision.timing import time_steps
 
 COMMANDS = ("backbone", "detector", "latency", "multitask", "coco-scale", "training", "inference")
 INFERENCE_BATCHES = (1, 32)
@@ -208,13 +210,13 @@ def run_backbone(args: argparse.Namespace) -> dict[str, Any]:
     for batch in INFERENCE_BATCHES:
         x = _images(batch, args.resolution, channels_last=args.channels_last)
         steps = {name: _inference_step(model, x) for name, model in models.items()}
-        seconds = interleaved_medians(steps, warmup=INFERENCE_WARMUP, repeats=args.repeats)
+        seconds = time_steps(steps, warmup=INFERENCE_WARMUP, repeats=args.repeats).medians()
         results.append(_result(f"inference batch {batch} @ {args.resolution} (ms)", seconds, lambda s: 1e3 * s))
     for model in models.values():
         model.train()
     x = _images(TRAIN_BATCH, TRAIN_RESOLUTION, channels_last=args.channels_last)
     steps = {name: _train_step(model, x) for name, model in models.items()}
-    seconds = interleaved_medians(steps, warmup=TRAIN_WARMUP, repeats=args.repeats)
+    seconds = time_steps(steps, warmup=TRAIN_WARMUP, repeats=args.repeats).medians()
     results.append(
         _result(f"training batch {TRAIN_BATCH} @ {TRAIN_RESOLUTION} (images/s)", seconds, lambda s: TRAIN_BATCH / s)
     )
@@ -287,7 +289,6 @@ def check_latency_args(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     """Build the subject (checkpoint or fresh model), time it, score INT8; writes ``--json`` if asked."""
-    from mobivision.benchmark import LatencyConfig
     from mobivision.commands.benchmark_latency import checkpoint_subject, fresh_subject
     from mobivision.commands.benchmark_latency import run_latency as run
 

@@ -22,8 +22,6 @@ import argparse
 import contextlib
 import io
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from mobivision.commands.benchmark_pipeline import pipeline_rows, write_photo_jp
 from mobivision.commands.cli import non_negative_float, positive_int
 from mobivision.data.coco import read_coco
 from mobivision.evaluation.coco import COCO_METRIC_KEYS, ENGINES, coco_evaluate
+from mobivision.timing import time_once
 
 # COCO 2017's 80 category ids (1..90 with gaps), as its annotation files number them.
 COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
@@ -124,12 +123,6 @@ def raw_evaluation(engine: str, annotation_file: Path, results_file: Path) -> li
     return [float(v) for v in evaluation.stats[: len(COCO_METRIC_KEYS)]]
 
 
-def _timed(step: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    value = step()
-    return time.perf_counter() - start, value
-
-
 def run_coco_scale(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     val = write_split(folder, "val", args.images, args.boxes, rng)
@@ -137,12 +130,12 @@ def run_coco_scale(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     if args.train_images > 0:
         train = write_split(folder, "train", args.train_images, args.boxes, rng)
-        seconds, data = _timed(lambda: read_coco(train, folder / "train"))
+        seconds, data = time_once(lambda: read_coco(train, folder / "train"))
         boxes = sum(len(r.boxes) for r in data.records)
         rows.append({"step": f"read_coco, {len(data.records):,} images, {boxes:,} boxes", "seconds": seconds})
     for engine in ENGINES:
-        raw_seconds, raw = _timed(lambda engine=engine: raw_evaluation(engine, val, detections))
-        ours_seconds, ours = _timed(lambda engine=engine: coco_evaluate(val, detections, engine=engine))
+        raw_seconds, raw = time_once(lambda engine=engine: raw_evaluation(engine, val, detections))
+        ours_seconds, ours = time_once(lambda engine=engine: coco_evaluate(val, detections, engine=engine))
         difference = max(abs(ours[k] - r) for k, r in zip(COCO_METRIC_KEYS, raw, strict=True))
         rows.append({"step": f"evaluation, raw {engine}", "seconds": raw_seconds})
         rows.append({"step": f"evaluation, coco_evaluate(engine={engine!r})", "seconds": ours_seconds,

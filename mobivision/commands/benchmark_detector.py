@@ -1,7 +1,8 @@
 """``tools/benchmark.py detector``: SSDLite320 on MobileNetV1 and V3 (ours) against torchvision's SSDLite320-V3
-with the same weights: latency at batch 1 with its post-processing share, and training images/s, interleaved.
+with the same weights: latency at batch 1 with its post-processing share, and training images/s, interleaved
+(``mobivision.timing.time_steps``).
 
-``build_detectors``, ``detector_train_step`` and ``timed`` also serve ``benchmark training`` (its detector rows).
+``build_detectors`` and ``detector_train_step`` also serve ``benchmark training`` (its reference row).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from mobivision.benchmark import interleaved_medians
 from mobivision.commands.cli import positive_int
 from mobivision.profiling import count_parameters
+from mobivision.timing import time_steps
 
 INFERENCE_WARMUP, TRAIN_WARMUP = 3, 3
 
@@ -55,14 +56,12 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
-def timed(step: Callable[[], None], device: torch.device, bf16: bool) -> Callable[[], None]:
-    """``step`` under bf16 autocast if asked, finished on the device before the clock stops."""
+def under_autocast(step: Callable[[], None], device: torch.device, bf16: bool) -> Callable[[], None]:
+    """``step`` under bf16 autocast if asked."""
 
     def run() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     return run
 
@@ -142,15 +141,15 @@ def run_detector(args: argparse.Namespace) -> dict[str, Any]:
     x = x.contiguous(memory_format=memory_format)
     full, post = {}, {}
     for name, model in models.items():
-        full[name], post[name] = (timed(s, device, args.bf16) for s in _detector_inference(name, model, x))
-    latency = interleaved_medians(full, warmup=INFERENCE_WARMUP, repeats=args.repeats)
-    postprocess = interleaved_medians(post, warmup=INFERENCE_WARMUP, repeats=args.repeats)
+        full[name], post[name] = (under_autocast(s, device, args.bf16) for s in _detector_inference(name, model, x))
+    latency = time_steps(full, warmup=INFERENCE_WARMUP, repeats=args.repeats, device=device).medians()
+    postprocess = time_steps(post, warmup=INFERENCE_WARMUP, repeats=args.repeats, device=device).medians()
     for model in models.values():
         model.train()
     batch = torch.rand(args.train_batch, 3, DETECTOR_RESOLUTION, DETECTOR_RESOLUTION, device=device)
     batch = batch.contiguous(memory_format=memory_format)
-    train = {name: timed(detector_train_step(name, m, batch), device, args.bf16) for name, m in models.items()}
-    train_seconds = interleaved_medians(train, warmup=TRAIN_WARMUP, repeats=args.repeats)
+    train = {name: under_autocast(detector_train_step(name, m, batch), device, args.bf16) for name, m in models.items()}
+    train_seconds = time_steps(train, warmup=TRAIN_WARMUP, repeats=args.repeats, device=device).medians()
     rows = [
         {
             "model": name,

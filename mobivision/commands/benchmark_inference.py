@@ -6,14 +6,13 @@ task's own ``preprocess`` for a checkpoint; ``prepare`` for an ONNX file), stack
 task in ``torch.inference_mode``, a detector followed by its own decoding, ``SSDDetector.predict``; the ONNX
 session, whose outputs it leaves undecoded: for a detector use ``model_nms.onnx``, NMS in the graph, to compare
 like with like). The API does all of that plus decoding every head into result objects. Both run on the same
-JPEG files (photo-like, sizes around 640 x 480), alternating rounds (``interleaved_times``); the table gives
-images/s and ``api / loop``.
+JPEG files (photo-like, sizes around 640 x 480), alternating rounds (``mobivision.timing.time_steps``); the table
+gives images/s and ``api / loop``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ import numpy as np
 from PIL import Image
 
 import mobivision
-from mobivision.benchmark import interleaved_times
 from mobivision.commands.cli import positive_int
 from mobivision.data.images import load_rgb
 from mobivision.inference.preprocess import prepare_batch
+from mobivision.timing import time_steps
 
 
 def add_inference_parser(commands: argparse._SubParsersAction) -> None:
@@ -53,11 +52,9 @@ def write_photos(folder: Path, count: int, *, seed: int = 0) -> list[Path]:
 def _hand_loop(model: Path, batch_size: int, threads: int):
     """The loop over batches a user writes by hand, as a function of the file paths."""
     if model.suffix == ".onnx":
-        import onnxruntime as ort
+        from mobivision.inference.sessions import onnx_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(model, threads=threads)
         spec = mobivision.load(model).preprocessing
         name = session.get_inputs()[0].name
 
@@ -94,10 +91,10 @@ def run_inference(args: argparse.Namespace) -> dict[str, Any]:
     loop = _hand_loop(model, args.batch, args.threads)
     with tempfile.TemporaryDirectory(prefix="mobivision-inference-") as folder:
         paths = write_photos(Path(folder), args.images)
-        times = interleaved_times(
+        seconds = time_steps(
             {"api": lambda: predictor(paths), "loop": lambda: loop(paths)}, warmup=1, repeats=args.repeats
-        )
-    rates = {name: args.images / statistics.median(samples) for name, samples in times.items()}
+        ).medians()
+    rates = {name: args.images / value for name, value in seconds.items()}
     return {
         "model": str(model),
         "kind": predictor.kind,

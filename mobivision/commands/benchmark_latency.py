@@ -4,11 +4,11 @@ A subject is a network with its input size and pre-processing: a fresh ImageNet-
 weights (``fresh_subject``: latency can be measured without a trained checkpoint), or the graph a task
 checkpoint deploys (``checkpoint_subject``: the graph ``tools/export.py`` writes). ``calibration_images`` takes INT8
 calibration images from the checkpoint's training data through the evaluation transform
-(``mobivision.commands.export.TaskData``), or random pixels when there is no data; ONNX Runtime's and OpenVINO's
+(``mobivision.tasks.task_data.TaskData``), or random pixels when there is no data; ONNX Runtime's and OpenVINO's
 INT8 files are calibrated on the same images. ``int8_metric_change`` scores the fp32 ONNX file, the INT8 ONNX
 file and (where written) the OpenVINO INT8 IR with the task's metric on its validation split
-(``evaluate_runner`` of ``mobivision.commands.export``, as ``tools/export.py --formats int8,openvino-int8`` does).
-The timing itself is ``mobivision.benchmark.measure_latency``.
+(``evaluate_runner`` of ``mobivision.tasks.task_data``, as ``tools/export.py --formats int8,openvino-int8`` does).
+The timing itself is ``mobivision.runtime_latency.measure_latency``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mobivision.benchmark import LatencyConfig, measure_latency, random_calibration
 from mobivision.errors import MobivisionError
 from mobivision.factory import create_model, default_mean_std
+from mobivision.runtime_latency import LatencyConfig, measure_latency, random_calibration
 from mobivision.tasks.base import TaskModule
 
 log = logging.getLogger("mobivision")
@@ -41,7 +41,7 @@ class Subject:
     output_names: tuple[str, ...] = ("logits",)
     arch: tuple[str, float] = ("mobilenet_v1", 1.0)
     task: TaskModule | None = None
-    data: Any = None  # mobivision.commands.export.TaskData of a checkpoint whose data can be read
+    data: Any = None  # mobivision.tasks.task_data.TaskData of a checkpoint whose data can be read
     notes: list[str] = field(default_factory=list)
 
 
@@ -55,8 +55,8 @@ def fresh_subject(name: str, width: float, resolution: int) -> Subject:
 
 def checkpoint_subject(checkpoint: str | Path) -> Subject:
     """The graph a task checkpoint deploys, at the checkpoint's resolution, with its data when it can be read."""
-    from mobivision.commands.export import TaskData
     from mobivision.tasks.runner import load_task
+    from mobivision.tasks.task_data import TaskData
 
     task = load_task(checkpoint).eval()
     graph = task.export_graphs()["model"]
@@ -114,7 +114,7 @@ def int8_metric_change(subject: Subject, files: dict[str, str | None], *, thread
     fractions)."""
     if subject.task is None or subject.data is None:
         return None
-    from mobivision.commands.export import evaluate_runner
+    from mobivision.tasks.task_data import evaluate_runner
 
     scores = {key: evaluate_runner(subject.task, run, subject.data)[0] for key, run in _runners(files, threads).items()}
     metric = subject.task.primary_metric.name

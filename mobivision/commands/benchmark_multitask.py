@@ -3,24 +3,23 @@
 The separate networks are the checkpoint's own heads, each run on its own (``model.heads[name](images)`` runs the
 backbone for that head alone): exactly the cost of one single-task model per head with the same weights. The
 table gives multiply-adds, parameters (separate: every head with its own copy of the backbone) and batch-1 CPU
-latency (median, eval mode, the joint pass and the separate passes interleaved in one run), and the ratio
-joint / separate.
+latency (median, eval mode, the joint pass and the separate passes interleaved in one run of
+``mobivision.timing.time_steps``), and the ratio joint / separate.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 from typing import Any
 
 import torch
 
-from mobivision.benchmark import interleaved_times
 from mobivision.commands.cli import positive_int
 from mobivision.errors import ConfigError
 from mobivision.profiling import count_parameters, profile
 from mobivision.tasks.runner import load_task
+from mobivision.timing import time_steps
 
 
 def add_multitask_parser(commands: argparse._SubParsersAction) -> None:
@@ -47,9 +46,9 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
             head(x)
 
     with torch.inference_mode():
-        times = interleaved_times(
+        seconds = time_steps(
             {"joint": lambda: task.model(x), "separate": run_separately}, warmup=args.warmup, repeats=args.repeats
-        )
+        ).medians()
     rows = {
         "joint": {"macs": joint.macs, "params": joint.params},
         "separate": {
@@ -58,8 +57,8 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
             "params": sum(count_parameters(h) + backbone_params for h in heads.values()),
         },
     }
-    for name, seconds in times.items():
-        rows[name]["ms"] = 1e3 * statistics.median(seconds)
+    for name, value in seconds.items():
+        rows[name]["ms"] = 1e3 * value
     return {
         "checkpoint": str(args.checkpoint),
         "heads": list(heads),

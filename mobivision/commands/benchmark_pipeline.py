@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from torchvision.transforms import v2
 from mobivision.data.coco import DetectionDataset, read_coco
 from mobivision.data.detection_transforms import ssd_train_transform, ssdlite_train_transform
 from mobivision.factory import default_mean_std
+from mobivision.timing import time_steps
 
 JPEG_QUALITY = 90
 WARMUP_IMAGES = 5
@@ -173,19 +173,18 @@ def one_thread() -> Iterator[None]:
 
 
 def interleaved_seconds(samplers: dict[str, Sampler], count: int) -> dict[str, float]:
-    """Seconds each sampler spends on samples ``0..count-1`` after ``WARMUP_IMAGES`` untimed ones, alternating
-    between samplers image by image (the order flipping each image) so that a busy machine's drift hits all."""
-    for index in range(min(WARMUP_IMAGES, count)):
-        for sample in samplers.values():
-            sample(index)
-    totals = dict.fromkeys(samplers, 0.0)
-    names = list(samplers)
-    for index in range(count):
-        for name in names if index % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            samplers[name](index)
-            totals[name] += time.perf_counter() - start
-    return totals
+    """Seconds each sampler spends on samples ``0..count-1`` after ``WARMUP_IMAGES`` untimed ones, the samplers
+    alternating image by image (``mobivision.timing.time_steps``)."""
+    warmup = min(WARMUP_IMAGES, count)
+    indices = [*range(warmup), *range(count)]
+
+    def fed(sample: Sampler) -> Callable[[], object]:
+        """``sample`` on the next of ``indices`` at each call."""
+        feed = iter(indices)
+        return lambda: sample(next(feed))
+
+    timings = time_steps({name: fed(sample) for name, sample in samplers.items()}, warmup=warmup, repeats=count)
+    return {name: sum(samples) for name, samples in timings.samples.items()}
 
 
 def pipeline_rows(annotation_file: Path, image_dir: Path, image_ids: list[int], seed: int) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,13 @@ from rich.table import Table
 from torch import nn
 
 from mobivision import create_detector
-from mobivision.benchmark import interleaved_medians
 from mobivision.commands.benchmark_coco import write_split
-from mobivision.commands.benchmark_detector import build_detectors, detector_targets, detector_train_step, timed
+from mobivision.commands.benchmark_detector import build_detectors, detector_targets, detector_train_step
 from mobivision.commands.benchmark_pipeline import RECIPES, Recipe, write_photo_jpegs
 from mobivision.commands.cli import positive_int
 from mobivision.data.transforms import normalization_table, normalize_uint8
 from mobivision.tasks.runner import COMPILE_MODES
+from mobivision.timing import median_seconds, time_steps
 
 NUM_CLASSES = 81
 WARMUP_STEPS = 3
@@ -119,29 +118,18 @@ def build_model(name: str, variant: str, device: torch.device, compile_mode: str
     return model
 
 
-def synchronized(step: Callable[[], None], device: torch.device) -> Callable[[], None]:
-    """``step`` finished on the device before it returns (so the clock stops after the GPU's work)."""
-
-    def run() -> None:
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    return run
-
-
 def reference_rate(batch: Batch, device: torch.device, repeats: int) -> float:
     """torchvision's SSDLite320-V3 in eager: training images/s on the same images (91 classes, its own transform)."""
 
     model = build_detectors()["torchvision_v3"].to(device).train()
-    step = timed(detector_train_step("torchvision_v3", model, batch[0]), device, False)
-    return len(batch[0]) / interleaved_medians({REFERENCE: step}, warmup=WARMUP_STEPS, repeats=repeats)[REFERENCE]
+    step = detector_train_step("torchvision_v3", model, batch[0])
+    return len(batch[0]) / median_seconds(step, warmup=WARMUP_STEPS, repeats=repeats, device=device)
 
 
 def model_only_rates(steps: dict[str, Step], batch: Batch, device: torch.device, repeats: int) -> dict[str, float]:
     """Images/s of each variant's step on one batch already on the device, interleaved."""
-    calls = {variant: synchronized(lambda s=step: s(*batch), device) for variant, step in steps.items()}
-    seconds = interleaved_medians(calls, warmup=WARMUP_STEPS, repeats=repeats)
+    calls = {variant: (lambda s=step: s(*batch)) for variant, step in steps.items()}
+    seconds = time_steps(calls, warmup=WARMUP_STEPS, repeats=repeats, device=device).medians()
     return {variant: len(batch[0]) / value for variant, value in seconds.items()}
 
 
@@ -194,18 +182,16 @@ def end_to_end_rate(
     step: Step, loader: Iterable[dict[str, Any]], table: torch.Tensor, device: torch.device, epochs: int
 ) -> float:
     """Images/s over ``epochs`` timed epochs after an untimed one that starts the persistent workers."""
-    images = 0
-    for epoch in range(epochs + 1):
-        if epoch == 1:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start, images = time.perf_counter(), 0
+    images: list[int] = []  # per epoch, the untimed one first
+
+    def epoch() -> None:
+        images.append(0)
         for batch in loader:
             step(*device_batch(batch, device, table))
-            images += len(batch["image"])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return images / (time.perf_counter() - start)
+            images[-1] += len(batch["image"])
+
+    timings = time_steps({"epoch": epoch}, warmup=1, repeats=epochs, device=device)
+    return sum(images[1:]) / sum(timings.samples["epoch"])
 
 
 def measure_model(name: str, args: argparse.Namespace, device: torch.device, annotation_file: Path) -> list[dict]:

@@ -1,22 +1,7 @@
 """Export a trained task to deployment formats, each checked against the PyTorch model right after writing.
 
-``export_task(task, out_dir, formats=...)`` writes, named ``<name>.*`` (default ``model``):
-
-============  ==========================  ===========================================================
-format        file                        checked by
-============  ==========================  ===========================================================
-onnx          ``model.onnx``              ONNX Runtime vs PyTorch, max |diff| per output
-onnx-nms      ``model_nms.onnx``          detectors: detections after NMS in the graph vs the task's
-                                          post-processing, per image as sets (same count, labels, boxes)
-int8          ``model.int8.onnx``         the task metric on the validation split, ORT fp32 vs ORT INT8
-                                          (and in OpenVINO when installed: a note says it runs there)
-openvino      ``model.xml`` + ``.bin``    OpenVINO IR, fp32 weights: OpenVINO (f32) vs PyTorch, per output
-openvino-fp16 ``model.fp16.xml`` + bin    fp16 weights: as openvino, fp16 tolerance (``FP16_ATOL/RTOL``)
-openvino-int8 ``model.int8.xml`` + bin    INT8 by NNCF: the task metric, ORT fp32 vs OpenVINO INT8
-torchscript   ``model.ts``                TorchScript vs PyTorch, max |diff| per output
-pte           ``model.pte``               ExecuTorch (XNNPACK) vs PyTorch (optional package)
-tflite        ``model.tflite``            LiteRT vs PyTorch (optional packages)
-============  ==========================  ===========================================================
+``export_task(task, out_dir, formats=...)`` writes the requested formats of ``export_formats.EXPORT_FORMATS`` (the
+table of formats: files, writers, checks), named ``<name>.*`` (default ``model``), in the table's order.
 
 Outputs per task (the ``outputs`` metadata entry says what each means): classification ``logits``;
 attributes ``logits`` (the tuned thresholds in the metadata); geo-localization one ``logits_<partitioning>``
@@ -72,204 +57,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
-import functools
 import json
 import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
 
 from mobivision.commands.cli import exit_code, non_negative_float, positive_int
-from mobivision.errors import ConfigError, ExportError, MobivisionError, os_error_in
-from mobivision.evaluation.evaluator import Evaluator
-from mobivision.export import (
-    ExportGraph,
-    ParityReport,
-    compare_outputs,
-    export_onnx,
-    export_torchscript,
-    mobile,
-    onnx_session,
-    openvino_ir,
-    quantize_int8,
-    run_onnx,
-    torch_runner,
-    torchscript_runner,
-    verify_parity,
+from mobivision.commands.export_formats import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    ExportJob,
+    ExportRow,
+    parse_formats,
+    with_float_onnx,
+    written_files,
 )
-from mobivision.export.quantize import INT8_TARGETS, check_int8_target, int8_target_weights
+from mobivision.errors import ConfigError, ExportError, MobivisionError, os_error_in
+from mobivision.export.quantize import INT8_TARGETS, check_int8_target
 from mobivision.inference import resolve_checkpoint_path
-from mobivision.machine import cpu_description
 from mobivision.tasks.base import TaskModule
-from mobivision.tasks.multitask_data import source_modules
-from mobivision.tasks.runner import build_datamodule, load_task
+from mobivision.tasks.runner import load_task
+from mobivision.tasks.task_data import TaskData
 
-FORMATS = ("onnx", "onnx-nms", "int8", "openvino", "openvino-fp16", "openvino-int8", "torchscript", "pte", "tflite")
-DEFAULT_FORMATS = ("onnx", "onnx-nms", "int8", "torchscript")
-GRAPH_OF_FORMAT = {"onnx-nms": "nms"}  # formats of a task's extra graph; every other format writes "model"
-FILE_OF_FORMAT = {
-    "onnx": "{name}.onnx",
-    "onnx-nms": "{name}_nms.onnx",
-    "int8": "{name}.int8.onnx",
-    "openvino": "{name}.xml",
-    "openvino-fp16": "{name}.fp16.xml",
-    "openvino-int8": "{name}.int8.xml",
-    "torchscript": "{name}.ts",
-    "pte": "{name}.pte",
-    "tflite": "{name}.tflite",
-}
-INT8_FORMATS = ("int8", "openvino-int8")  # calibrated on the task's data, checked by its metric
-FROM_ONNX = ("int8", "openvino", "openvino-fp16", "openvino-int8")  # converted from the float ONNX file
 REPORT_NAME = "export_report.json"
-# OpenVINO IR with fp16 weights: each weight rounded to 11 significant bits (relative error <= 2^-11 = 4.9e-4), and
-# the errors of a dozen layers add up: outputs moved by 1e-4 of the largest output on the trained demo classifier
-# and by up to 4% on the tests' random-weight detector (whose activations grow layer after layer). A wrong graph
-# (a missing layer, swapped channels, a wrong normalisation) differs by the outputs' own scale.
-FP16_ATOL = 1e-2
-FP16_RTOL = 5e-2
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------
-
-
-# --- metadata ---------------------------------------------------------------------------------------------
-
-
-# --- data -------------------------------------------------------------------------------------------------
-
-
-class TaskData:
-    """The task's own data (from the checkpoint's run configuration): validation images for parity and
-    metrics, training images through the evaluation transform for calibration.
-
-    A multi-head model's data has several sources (``datamodule.sources``): its batches come source after source,
-    each tagged ``batch["source"]``, and ``eval_dataset`` is the list of the sources' datasets.
-    """
-
-    def __init__(self, datamodule: Any) -> None:
-        self.datamodule = datamodule
-        self.sources = source_modules(datamodule)
-        self.eval_split = "val" if all("val" in m.datasets for m in self.sources.values()) else "test"
-        if not all(self.eval_split in m.datasets for m in self.sources.values()):
-            raise ConfigError("the task's data has neither a val nor a test split to evaluate on")
-
-    @classmethod
-    def from_task(cls, task: TaskModule) -> TaskData:
-        """Raises ``MobivisionError`` when the checkpoint has no run configuration or the data cannot be read."""
-
-        run_config = task.hparams.get("run_config") if hasattr(task, "hparams") else None
-        if not run_config or not run_config.get("data"):
-            raise ConfigError("the checkpoint records no data configuration (run_config.data)")
-        data_cfg = copy.deepcopy(run_config["data"])
-        for source in data_cfg.get("sources", {}).values():
-            # One graph, one input size: every source's images are scored at the exported resolution.
-            source["resolution"] = task.input_size[0]
-        for config in [data_cfg, *data_cfg.get("sources", {}).values()]:
-            config["num_workers"] = 0
-            config.pop("persistent_workers", None)
-        datamodule = build_datamodule(data_cfg, task.backbone_cfg["name"])
-        return cls(datamodule)
-
-    @property
-    def eval_dataset(self) -> Any:
-        datasets = [module.datasets[self.eval_split] for module in self.sources.values()]
-        return datasets[0] if "" in self.sources else datasets
-
-    @property
-    def eval_images(self) -> int:
-        """The number of evaluation images over every source."""
-        return sum(len(module.datasets[self.eval_split]) for module in self.sources.values())
-
-    def _loader(self, module: Any, dataset: Any, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=module.collate_fn)
-
-    def _batches(self, split: str, count: int | None, batch_size: int) -> Iterator[dict[str, Any]]:
-        """Batches of up to ``count`` images of each source's ``split`` (eval transform), tagged with their source."""
-        for name, module in self.sources.items():
-            dataset = module.datasets[split]
-            if split != self.eval_split:  # training images through the evaluation transform
-                dataset = copy.copy(dataset)
-                dataset.transform = module.datasets[self.eval_split].transform
-            if count is not None:
-                order = range(min(count, len(dataset)))
-                if split == "train":  # a seeded random choice
-                    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:count].tolist()
-                dataset = Subset(dataset, order)
-            for batch in self._loader(module, dataset, batch_size):
-                yield batch if name == "" else {**batch, "source": name}
-
-    def eval_batches(self, max_images: int | None = None, batch_size: int = 32) -> Iterator[dict[str, Any]]:
-        yield from self._batches(self.eval_split, max_images, batch_size)
-
-    def calibration(self, count: int, batch_size: int = 16) -> Iterator[np.ndarray]:
-        """``count`` training images (a seeded random choice, split evenly over the sources) through the evaluation
-        transform."""
-        if not all("train" in m.datasets for m in self.sources.values()):  # checked now, not on the first image
-            raise ConfigError("INT8 calibration needs the task's train split, which its data does not configure")
-        per_source = max(1, count // len(self.sources))
-        return (batch["image"].numpy() for batch in self._batches("train", per_source, batch_size))
-
-
-# --- metrics ----------------------------------------------------------------------------------------------
-
-
-def evaluate_runner(
-    task: TaskModule, run: Callable[[np.ndarray], Sequence[np.ndarray]], data: TaskData, max_images: int | None = None
-) -> tuple[dict[str, float], Evaluator]:
-    """The task's metrics of a runner (numpy batch -> outputs of ``task.export_graphs()["model"]``) on the eval
-    split, scored by the task's own evaluator (as its test would); returns the metrics and the evaluator."""
-    evaluator = task.make_evaluator(data.eval_dataset, "test")
-    for batch in data.eval_batches(max_images):
-        outputs = [torch.from_numpy(np.asarray(o)) for o in run(batch["image"].numpy())]
-        task.update_evaluator(evaluator, outputs, batch)
-    return evaluator.compute(), evaluator
-
-
-# --- export -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ExportRow:
-    """One written file and how it was checked."""
-
-    format: str
-    path: Path
-    check: str
-    ok: bool = True
-    parity: ParityReport | None = None
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    details: dict[str, str] = field(default_factory=dict)  # e.g. an INT8 file's target and the CPU it was checked on
-
-    @property
-    def size_mb(self) -> float:
-        """The file's size, with its weights file for an OpenVINO IR (``model.xml`` + ``model.bin``)."""
-        files = [self.path, openvino_ir.bin_file(self.path)] if self.path.suffix == ".xml" else [self.path]
-        return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": self.format,
-            "file": str(self.path),
-            "size_mb": round(self.size_mb, 4),
-            "check": self.check,
-            "ok": self.ok,
-        }
-        if self.parity is not None:
-            out["parity"] = {
-                "inputs": self.parity.inputs,
-                "outputs": [asdict(o) for o in self.parity.outputs],
-            }
-        if self.metrics:
-            out["metrics"] = self.metrics
-        return out | self.details
+# --- the export folder ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -305,21 +124,6 @@ class ExportResult:
                 os.unlink(temp)
             raise
         return path
-
-
-def parse_formats(text: str | Sequence[str] | None, task: TaskModule) -> list[str]:
-    """The requested formats in export order; ``None``: the defaults that apply to the task."""
-    graphs = task.export_graphs()
-    if text is None:
-        return [f for f in DEFAULT_FORMATS if GRAPH_OF_FORMAT.get(f, "model") in graphs]
-    requested = [f.strip() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
-    unknown = [f for f in requested if f not in FORMATS]
-    if unknown or not requested:
-        raise ConfigError(f"--formats: unknown formats {unknown}; choose from {','.join(FORMATS)}")
-    for fmt in requested:
-        if GRAPH_OF_FORMAT.get(fmt, "model") not in graphs:
-            raise ConfigError(f"format {fmt} is for detectors; this checkpoint is a {task.kind} model")
-    return [f for f in FORMATS if f in requested]
 
 
 def refuse_a_file(out_dir: Path, *, option: str) -> Path:
@@ -421,19 +225,6 @@ def _parity_inputs(task: TaskModule, data: TaskData | None, parity_images: int) 
     return inputs
 
 
-def _delta(name: str, fp32: float, int8: float, evaluator: Evaluator) -> float:
-    """Drop of ``int8`` below ``fp32`` (positive = worse), for higher- and lower-is-better metrics."""
-    return int8 - fp32 if name in evaluator.lower_is_better else fp32 - int8
-
-
-def _metric_text(fp32: dict[str, float], int8: dict[str, float], evaluator: Evaluator) -> str:
-    parts = []
-    for key in evaluator.summary_keys(fp32):
-        sign = " (lower is better)" if key in evaluator.lower_is_better else ""
-        parts.append(f"{key} {fp32[key]:.4f} -> {int8[key]:.4f} ({int8[key] - fp32[key]:+.4f}){sign}")
-    return "; ".join(parts)
-
-
 def export_task(
     task: TaskModule,
     out_dir: str | Path,
@@ -482,8 +273,7 @@ def export_task(
     check_int8_target(int8_target)
     out_dir = export_folder(out_dir)
     result = ExportResult(out_dir)
-    size = task.input_size
-    int8_formats = [f for f in INT8_FORMATS if f in wanted]
+    int8_formats = [fmt.name for fmt in wanted if fmt.int8]
     if data is None and (parity_images > 0 or int8_formats):
         try:
             data = TaskData.from_task(task)
@@ -494,77 +284,29 @@ def export_task(
                     f"{exc}; leave {','.join(int8_formats)} out of --formats"
                 ) from exc
             result.notes.append(f"parity on random inputs only: the task's data cannot be read ({exc})")
-    for fmt in ("pte", "tflite"):
-        if fmt in wanted and not mobile.available(fmt):
-            raise ConfigError(f"format {fmt} needs optional packages: {mobile.INSTALL[fmt]}")
     for fmt in wanted:
-        if fmt.startswith("openvino") and not openvino_ir.available(quantization=fmt == "openvino-int8"):
-            raise ConfigError(f"format {fmt} needs optional packages: {openvino_ir.INSTALL}")
-    inputs = _parity_inputs(task, data, parity_images)
-    graphs = task.export_graphs()
-    main = graphs["model"]
-
-    def finish(row: ExportRow) -> None:
-        result.rows.append(row)
-        if on_row is not None:
-            on_row(row)
-        if not row.ok:
-            details = row.parity.table() if row.parity is not None else row.check
-            raise ExportError(f"{row.format} export {row.path} failed its check:\n{details}")
-
-    def parity_row(
-        fmt: str, path: Path, run: Callable[[np.ndarray], Any], graph: ExportGraph, compare: Any = None
-    ) -> ExportRow:
-        report = verify_parity(
-            torch_runner(graph.module), run, inputs, graph.output_names, format=fmt, compare=compare or graph.compare
-        )
-        return ExportRow(fmt, path, report.summary(), report.ok, report)
-
-    fp32_scores: list[tuple[dict[str, float], Evaluator]] = []  # the float ONNX file's metrics, computed once
-
-    def int8_row(fmt: str, path: Path, run: Callable[[np.ndarray], Any], runtime: str) -> ExportRow:
-        """The task's metrics of an INT8 file against the float ONNX file's on the evaluation split."""
-        assert data is not None
-        if not fp32_scores:
-            fp32_scores.append(evaluate_runner(task, lambda x: run_onnx(session, x), data, eval_images))
-        fp32, evaluator = fp32_scores[0]
-        int8, _ = evaluate_runner(task, run, data, eval_images)
-        primary = task.primary_metric.name
-        drop = _delta(primary, fp32[primary], int8[primary], evaluator)
-        ok = max_metric_drop is None or not drop > max_metric_drop or math.isnan(drop)
-        checked_on = cpu_description()
-        check = (
-            f"{data.eval_split}, fp32 ONNX -> {runtime}: {_metric_text(fp32, int8, evaluator)}; target "
-            f"{int8_target} ({int8_target_weights(int8_target)}), checked on {checked_on}"
-        )
-        if not ok:
-            check += f"; {primary} drop {drop:.4f} > --max-metric-drop {max_metric_drop}"
-        details = {"int8_target": f"{int8_target}: {INT8_TARGETS[int8_target]}", "checked_on": checked_on}
-        return ExportRow(fmt, path, check, ok, metrics={"fp32": fp32, "int8": int8}, details=details)
-
-    def onnx_row(fmt: str, path: Path, graph: ExportGraph, graph_exporter: str) -> Any:
-        """Write ``graph`` as ONNX with its metadata, check its parity; returns its ONNX Runtime session."""
-        metadata = task.file_metadata(graph, checkpoint=checkpoint)
-        with writing(out_dir, path):
-            export_onnx(
-                graph.module,
-                path,
-                input_size=size,
-                opset=opset,
-                output_names=graph.output_names,
-                metadata=metadata,
-                exporter=graph_exporter,
-            )
-        session = onnx_session(path, threads=threads)
-        finish(parity_row(fmt, path, lambda x: run_onnx(session, x), graph))
-        return session
-
-    result.files = [out_dir / FILE_OF_FORMAT[fmt].format(name=name) for fmt in wanted]
-    result.files += [openvino_ir.bin_file(f) for f in result.files if f.suffix == ".xml"]
-    if any(f in wanted for f in FROM_ONNX):
-        result.files.append(out_dir / FILE_OF_FORMAT["onnx"].format(name=name))
+        if fmt.extra is not None and not fmt.extra.available():
+            raise ConfigError(f"format {fmt.name} needs optional packages: {fmt.extra.install}")
+    job = ExportJob(
+        task=task,
+        graphs=task.export_graphs(),
+        out_dir=out_dir,
+        name=name,
+        inputs=_parity_inputs(task, data, parity_images),
+        data=data,
+        opset=opset,
+        exporter=exporter,
+        calibration_images=calibration_images,
+        eval_images=eval_images,
+        threads=threads,
+        max_metric_drop=max_metric_drop,
+        int8_target=int8_target,
+        checkpoint=checkpoint,
+    )
+    steps = with_float_onnx(wanted)
+    result.files = [file for fmt in steps for file in written_files(job.path(fmt))]
     # nothing is written before the arguments and data are checked, nor removed before the folder is writable
-    check_writable(out_dir, result.files[0])
+    check_writable(out_dir, job.path(wanted[0]))
     for stale in previous_export_files(out_dir):
         try:
             stale.unlink()
@@ -577,57 +319,20 @@ def export_task(
         for side_file in side_files:
             result.files.append(side_file)
             result.notes.append(f"{side_file.name.removeprefix(name + '.').split('.')[0]}: {side_file}")
-        onnx_path = out_dir / f"{name}.onnx"
-        if "onnx" in wanted or any(f in wanted for f in FROM_ONNX):
-            session = onnx_row("onnx", onnx_path, main, exporter)
-        if "onnx-nms" in wanted:
-            # the in-graph NonMaxSuppression is a TorchScript-exporter symbolic
-            onnx_row("onnx-nms", out_dir / f"{name}_nms.onnx", graphs["nms"], "torchscript")
-        if "int8" in wanted:
-            assert data is not None
-            path = out_dir / f"{name}.int8.onnx"
-            with writing(out_dir, path):
-                quantize_int8(
-                    onnx_path, path, data.calibration(calibration_images), per_channel=True, target=int8_target
-                )
-            int8_session = onnx_session(path, threads=threads)
-            finish(int8_row("int8", path, lambda x: run_onnx(int8_session, x), "ONNX Runtime INT8"))
-            if openvino_ir.available():  # which runtimes read the file: checked, not claimed (a note, not a gate)
-                in_openvino = int8_row("int8", path, openvino_ir.openvino_runner(path, threads=threads), "OpenVINO")
-                result.notes.append(f"{path.name} also runs in OpenVINO: {in_openvino.check}")
-        if "openvino" in wanted:
-            path = out_dir / f"{name}.xml"
-            with writing(out_dir, path, openvino_ir.bin_file(path)):
-                openvino_ir.export_openvino(onnx_path, path)
-            finish(parity_row("openvino", path, openvino_ir.openvino_runner(path, threads=threads), main))
-        if "openvino-fp16" in wanted:
-            path = out_dir / f"{name}.fp16.xml"
-            with writing(out_dir, path, openvino_ir.bin_file(path)):
-                openvino_ir.export_openvino(onnx_path, path, fp16_weights=True)
-            fp16 = functools.partial(compare_outputs, atol=FP16_ATOL, rtol=FP16_RTOL)
-            finish(parity_row("openvino-fp16", path, openvino_ir.openvino_runner(path, threads=threads), main, fp16))
-        if "openvino-int8" in wanted:
-            assert data is not None
-            path = out_dir / f"{name}.int8.xml"
-            with writing(out_dir, path, openvino_ir.bin_file(path)):
-                openvino_ir.quantize_openvino(onnx_path, path, data.calibration(calibration_images), target=int8_target)
-            run_int8 = openvino_ir.openvino_runner(path, threads=threads)
-            finish(int8_row("openvino-int8", path, run_int8, "OpenVINO INT8 (NNCF)"))
-        if "torchscript" in wanted:
-            path = out_dir / f"{name}.ts"
-            with writing(out_dir, path):
-                export_torchscript(main.module, path, input_size=size)
-            finish(parity_row("torchscript", path, torchscript_runner(path), main))
-        if "pte" in wanted:
-            path = out_dir / f"{name}.pte"
-            with writing(out_dir, path):
-                mobile.export_pte(main.module, path, input_size=size)
-            finish(parity_row("pte", path, mobile.pte_runner(path), main))
-        if "tflite" in wanted:
-            path = out_dir / f"{name}.tflite"
-            with writing(out_dir, path):
-                mobile.export_tflite(main.module, path, input_size=size)
-            finish(parity_row("tflite", path, mobile.tflite_runner(path, threads=threads), main))
+        for fmt in steps:
+            path = job.path(fmt)
+            with writing(out_dir, *written_files(path)):
+                fmt.write(job, fmt, path)
+            row = fmt.check(job, fmt, path)
+            result.rows.append(row)
+            if on_row is not None:
+                on_row(row)
+            if not row.ok:
+                details = row.parity.table() if row.parity is not None else row.check
+                raise ExportError(f"{row.format} export {row.path} failed its check:\n{details}")
+            note = fmt.note(job, path) if fmt.note is not None else None
+            if note is not None:
+                result.notes.append(note)
         failed = False
     finally:  # also after a failure: the report lists what this export left in the folder
         try:
@@ -642,7 +347,7 @@ def export_task(
     return result
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a mobivision task checkpoint (.ckpt)")
     parser.add_argument("--out", help="output folder (default: <run folder>/export beside checkpoints/)")
@@ -674,7 +379,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the CPUs the INT8 files are for: any (default; 7-bit weights, exact on x86 without VNNI) or vnni "
         "(8-bit weights, for x86 with VNNI/AMX and ARM; saturates on AVX2-only CPUs)",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def _progress(row: ExportRow) -> None:

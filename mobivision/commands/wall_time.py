@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 from mobivision.errors import MobivisionError
 from mobivision.optim import build_optimizer, parameter_groups
 from mobivision.tasks.multitask_data import source_modules
+from mobivision.timing import median_seconds
 
 # Each timing repeats its call until this many seconds have passed or MAX_TIMED calls were timed (at least one).
 MEASURE_SECONDS = 2.0
@@ -366,19 +365,6 @@ def _endless(loader: Any):
 
 
 def _median_seconds(run: Callable[[], object], device: torch.device, *, warmup: int) -> float:
-    """Median seconds of ``run()`` after ``warmup`` untimed calls (one-time costs: allocation, kernel choice)."""
-    for _ in range(warmup):
-        _finished(run, device)
-    times: list[float] = []
-    while len(times) < MAX_TIMED and sum(times) < MEASURE_SECONDS:
-        start = time.perf_counter()
-        _finished(run, device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _finished(run: Callable[[], object], device: torch.device) -> None:
-    """``run()``, returning once the device has finished its work (CUDA kernels run asynchronously)."""
-    run()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Median seconds of ``run()`` on ``device`` after ``warmup`` untimed calls (one-time costs: allocation, kernel
+    choice), timed until ``MEASURE_SECONDS`` or ``MAX_TIMED`` calls."""
+    return median_seconds(run, warmup=warmup, repeats=MAX_TIMED, budget=MEASURE_SECONDS, device=device)

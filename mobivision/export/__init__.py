@@ -1,7 +1,7 @@
 """Deployment formats of mobivision models, with a parity check against PyTorch after every export.
 
 - ONNX (``export_onnx``): dynamic batch, chosen opset, the pre-processing in the file's metadata;
-  ``onnx_session`` opens one with ONNX Runtime.
+  ``onnx_session`` opens one for its check and ``run_onnx`` runs it (``mobivision.inference.sessions``).
 - INT8 ONNX (``quantize_int8``): static post-training quantization by ONNX Runtime (QDQ, per-channel weights).
 - TorchScript (``export_torchscript``).
 - Mobile (``mobivision.export.mobile``, optional packages): ExecuTorch ``.pte`` (XNNPACK) and LiteRT ``.tflite``.
@@ -16,7 +16,7 @@ writes and checks them (``tools/export.py`` is its command line).
 from mobivision.export.detection import SSDRawOutputs, SSDWithNMS
 from mobivision.export.geo import GeoOutputs
 from mobivision.export.graphs import ExportGraph, SingleOutput
-from mobivision.export.onnx_model import export_onnx, onnx_session, read_metadata, run_onnx
+from mobivision.export.onnx_model import export_onnx, onnx_session, read_metadata
 from mobivision.export.parity import (
     FP32_ATOL,
     FP32_RTOL,
@@ -29,6 +29,7 @@ from mobivision.export.parity import (
 )
 from mobivision.export.quantize import quantize_int8
 from mobivision.export.torchscript import export_torchscript, load_torchscript, torchscript_runner
+from mobivision.inference.sessions import run_onnx
 
 __all__ = [
     "FP32_ATOL",

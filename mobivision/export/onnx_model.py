@@ -12,7 +12,7 @@ Two exporters of ``torch.onnx`` are available:
   graph (its custom function has no onnxscript translation).
 
 Metadata are ONNX ``metadata_props`` (string keys and values; non-string values are stored as JSON), read back
-with ``read_metadata``. ``onnx_session`` opens a file with ONNX Runtime's CPU provider.
+with ``read_metadata``. ``onnx_session`` opens a written file for its check (CPU; ``mobivision.inference.sessions``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mobivision.errors import ExportError
+from mobivision.errors import ExportError, WeightFileError
+from mobivision.inference import sessions
 
 EXPORTERS = ("torchscript", "dynamo")
 INPUT_NAME = "images"
@@ -163,32 +164,13 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` on the CPU provider (``threads``: intra-op threads, default ORT's).
+    """An exported file opened for its check (``mobivision.inference.sessions.onnx_session``, CPU): a file that is
+    missing or that ONNX Runtime cannot load is a failed export.
 
     Raises:
         ExportError: The file is missing or ONNX Runtime cannot load it.
     """
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"ONNX file not found: {path}")
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail / InvalidGraph / NoSuchFile types
-        raise ExportError(f"ONNX Runtime cannot load {path}: {type(exc).__name__}: {exc}") from exc
-
-
-def run_onnx(session: Any, images: Any) -> list[Any]:
-    """All outputs of ``session`` for an ``[B, 3, H, W]`` float32 array or tensor, as numpy arrays."""
-    import numpy as np
-
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(images, dtype=np.float32)})
+        return sessions.onnx_session(path, threads=threads)
+    except WeightFileError as exc:
+        raise ExportError(str(exc)) from exc

@@ -12,12 +12,13 @@
   file also runs in OpenVINO (the export checks it) but is laid out for ONNX Runtime's kernels.
 
 Both need the optional ``openvino`` extra (``pip install 'mobivision[openvino]'``: openvino and nncf). Running
-an IR (``compile_openvino``) needs openvino only, not torch.
+an IR (``mobivision.inference.sessions.compile_openvino``) needs openvino only, not torch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import io
 import logging
@@ -31,6 +32,7 @@ from mobivision.errors import ExportError
 from mobivision.export.onnx_model import read_metadata
 from mobivision.export.quantize import INT8_TARGETS, check_int8_target, single_images
 from mobivision.inference.runtimes import METADATA_SECTION
+from mobivision.inference.sessions import compile_openvino, run_openvino
 
 INSTALL = "pip install 'mobivision[openvino]'  (openvino and nncf)"
 
@@ -156,19 +158,11 @@ def quantize_openvino(
 
 
 def openvino_runner(xml_path: str | Path, *, threads: int | None = None) -> Any:
-    """The IR compiled for f32 arithmetic, as a function of a numpy batch returning its outputs in graph order."""
-    from mobivision.inference.runtimes import compile_openvino
-
+    """The IR compiled for f32 arithmetic (``sessions.compile_openvino``), as a function of a numpy batch returning
+    its outputs in graph order (``sessions.run_openvino``)."""
     require()
     try:
         compiled = compile_openvino(xml_path, threads=threads)
     except Exception as exc:
         raise ExportError(f"OpenVINO cannot compile {xml_path}: {type(exc).__name__}: {exc}") from exc
-    request = compiled.create_infer_request()
-    count = len(compiled.outputs)
-
-    def run(images: np.ndarray) -> list[np.ndarray]:
-        results = request.infer({0: np.ascontiguousarray(images, dtype=np.float32)})
-        return [np.array(results[i]) for i in range(count)]  # copies: the request reuses its output buffers
-
-    return run
+    return functools.partial(run_openvino, compiled.create_infer_request())

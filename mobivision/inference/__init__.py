@@ -64,7 +64,7 @@ def load(
         ConfigError: ``device`` is not one of those forms, or names a GPU that is not there.
         WeightFileError: The file is missing, unreadable, or its metadata lacks what prediction needs.
     """
-    from mobivision.inference.runtimes import parse_device
+    from mobivision.inference.sessions import parse_device
 
     parse_device(device)  # its form, before anything is read; whether that GPU is there: the runtime's check
     options = {"batch_size": batch_size, "max_image_mpx": check_max_image_mpx(max_image_mpx)}

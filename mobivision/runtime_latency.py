@@ -1,21 +1,17 @@
-"""CPU speed of one network in several runtimes, measured in one interleaved run (``tools/benchmark.py``).
+"""Batch-1 CPU latency of one network across runtimes, measured in one interleaved run (``tools/benchmark.py latency``).
 
-``interleaved_times`` is the clock every benchmark of the tool shares: the steps alternate (the order rotating
-every repeat: ABC, BCA, CAB, ...) so that drift of a busy machine hits them alike.
-
-``measure_latency`` is ``tools/benchmark.py latency``: batch-1 latency of a network in PyTorch eager, ONNX
-Runtime fp32 and, where OpenVINO is installed, OpenVINO on the same fp32 ONNX file (f32 arithmetic; and, where
-the CPU has native bf16, OpenVINO's default precision there: bf16), then INT8: ONNX Runtime's static QDQ
-quantization, an OpenVINO IR quantized by NNCF (both calibrated on the images it is given) and OpenVINO on ONNX
-Runtime's QDQ file. Beside it timm's MobileNetV1 of the same width, the same network (equal multiply-adds and
-parameters), in eager, ONNX Runtime and OpenVINO fp32; where timm has no such width there are no peer rows.
-Each row has the files' size on disk, multiply-adds, parameters, the GFLOP/s achieved (2 x multiply-adds /
-median) and its time relative to eager and to the fastest row; ``latency_summary`` names the fastest row, the
-recommended CPU path (our fastest row) and each runtime's INT8 speed-up over its fp32. The files are
-``mobivision.export``'s (``export_onnx``, ``quantize_int8``, ``openvino_ir.quantize_openvino``) and the calls
-``mobivision.profiling``'s (``onnxruntime_call``, ``openvino_call``): what is timed is what a deployment runs.
-Torch, ONNX Runtime and OpenVINO get the same number of threads (ORT: intra-op threads, inter-op 1, all graph
-optimizations; OpenVINO: ``INFERENCE_NUM_THREADS``, latency hint).
+``measure_latency`` times the network in PyTorch eager, ONNX Runtime fp32 and, where OpenVINO is installed, OpenVINO
+on the same fp32 ONNX file (f32 arithmetic; and, where the CPU has native bf16, OpenVINO's default precision there:
+bf16), then INT8: ONNX Runtime's static QDQ quantization, an OpenVINO IR quantized by NNCF (both calibrated on the
+images it is given) and OpenVINO on ONNX Runtime's QDQ file. Beside it timm's MobileNetV1 of the same width, the
+same network (equal multiply-adds and parameters), in eager, ONNX Runtime and OpenVINO fp32; where timm has no such
+width there are no peer rows. Each row has the files' size on disk, multiply-adds, parameters, the GFLOP/s achieved
+(2 x multiply-adds / median) and its time relative to eager and to the fastest row; ``latency_summary`` names the
+fastest row, the recommended CPU path (our fastest row) and each runtime's INT8 speed-up over its fp32. The files
+are ``mobivision.export``'s (``export_onnx``, ``quantize_int8``, ``openvino_ir.quantize_openvino``) and the calls
+``mobivision.profiling``'s (``onnxruntime_call``, ``openvino_call``): what is timed is what a deployment runs; the
+clock is ``mobivision.timing.time_steps``. Torch, ONNX Runtime and OpenVINO get the same number of threads (ORT:
+intra-op threads, inter-op 1, all graph optimizations; OpenVINO: ``INFERENCE_NUM_THREADS``, latency hint).
 """
 
 from __future__ import annotations
@@ -23,8 +19,6 @@ from __future__ import annotations
 import gc
 import os
 import re
-import statistics
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +30,7 @@ from torch import nn
 
 from mobivision.machine import cpu_description, cpu_flags
 from mobivision.profiling import ModelCost, onnxruntime_call, openvino_call, profile
+from mobivision.timing import time_steps
 
 # timm's plain MobileNetV1 at width N / 100 (``mobilenetv1_100h`` has an extra head convolution: another network).
 TIMM_MOBILENET_V1 = re.compile(r"mobilenetv1_(\d+)")
@@ -51,42 +46,6 @@ SETTLE_SECONDS = 0.1
 def default_settle(threads: int) -> float:
     """``SETTLE_SECONDS`` with worker threads (``threads > 1``), else 0."""
     return SETTLE_SECONDS if threads > 1 else 0.0
-
-
-def _rotated(names: list[str], repeat: int) -> list[str]:
-    shift = repeat % len(names)
-    return names[shift:] + names[:shift]
-
-
-def interleaved_times(
-    steps: dict[str, Callable[[], object]], *, warmup: int, repeats: int, settle: float = 0.0
-) -> dict[str, list[float]]:
-    """Seconds of each call of each step, the steps alternating and their order rotating every repeat.
-
-    Rounds run ``ABC``, ``BCA``, ``CAB``, ...: each step takes every place in turn and none runs twice in a row
-    (which would give it caches warmed by itself); with two steps this is ``AB``, ``BA``, ... ``settle``: seconds
-    to sleep before each timed call, so that the worker threads of the previous step (OpenMP and ONNX Runtime
-    spin-wait a while after their work) are idle when the clock starts.
-    """
-    names = list(steps)
-    for repeat in range(warmup):
-        for name in _rotated(names, repeat):
-            steps[name]()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for repeat in range(repeats):
-        for name in _rotated(names, repeat):
-            if settle > 0:
-                time.sleep(settle)
-            start = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def interleaved_medians(steps: dict[str, Callable[[], object]], *, warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds of each step, measured by ``interleaved_times``."""
-    times = interleaved_times(steps, warmup=warmup, repeats=repeats)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def onnx_files(path: str | Path) -> list[Path]:
@@ -191,10 +150,6 @@ def openvino_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
-
-
 def latency_rows(runtimes: list[Runtime], *, warmup: int, repeats: int, settle: float = 0.0) -> list[dict[str, Any]]:
     """Time the runtimes interleaved; one row each with median / p90 ms, time ratio to the first and to the fastest,
     GFLOP/s achieved (2 x multiply-adds / median), size and cost."""
@@ -203,17 +158,17 @@ def latency_rows(runtimes: list[Runtime], *, warmup: int, repeats: int, settle: 
     gc.disable()  # no collection pause inside a timed call
     try:
         steps = {r.name: r.run for r in runtimes}
-        times = interleaved_times(steps, warmup=warmup, repeats=repeats, settle=settle)
+        timings = time_steps(steps, warmup=warmup, repeats=repeats, settle=settle)
     finally:
         if enabled:
             gc.enable()
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = timings.medians()
     reference, fastest = medians[runtimes[0].name], min(medians.values())
     return [
         {
             "runtime": runtime.name,
             "median_ms": 1e3 * medians[runtime.name],
-            "p90_ms": 1e3 * _percentile(times[runtime.name], 90),
+            "p90_ms": 1e3 * timings.p90(runtime.name),
             "time_ratio": medians[runtime.name] / reference,
             "time_vs_fastest": medians[runtime.name] / fastest,
             "gflop_per_s": 2 * runtime.cost.macs / medians[runtime.name] / 1e9,
