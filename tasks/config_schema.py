@@ -8,10 +8,10 @@ cannot drift from it:
 - a node with ``_target_`` (data, task, trainer, callbacks, loggers) is checked against the signature and type
   hints of the class or function it builds: an unknown key is refused with a did-you-mean, a value against its
   annotation;
-- ``backbone``, ``optimizer`` and ``scheduler`` against the functions that consume them (``SIGNATURES``);
+- ``backbone``, ``optimizer`` and ``scheduler`` against the functions that consume them (``_signatures()``);
 - the top-level keys against the dataclasses ``TrainOptions`` / ``EvalOptions``;
 - ranges a type cannot express (a batch size of at least 1) from ``RANGES``, keyed by parameter name, so one
-  entry covers every class that takes that parameter; names with a fixed set of values from ``CHOICES``.
+  entry covers every class that takes that parameter; names with a fixed set of values from ``_choices()``.
 
 The type check is written here rather than taken from pydantic: its lax mode accepts ``"off"`` for a bool
 (and the value is then passed on unchanged, truthy) while its strict mode refuses a string for a ``Path``;
