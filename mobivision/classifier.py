@@ -52,5 +52,5 @@ class ImageClassifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def forward_from_features(self, features: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-        """``forward`` from the backbone's feature maps (the multi-head model's one backbone pass)."""
+        """``forward`` from the backbone's feature maps (the multi-task model's one backbone pass)."""
         return self.forward_head(features[self.feature_name])

@@ -131,7 +131,7 @@ class SSDDetector(nn.Module):
 
     def forward_from_features(self, features: dict[str, torch.Tensor], images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``forward`` from the backbone's feature maps (``images`` gives the input size, device and dtype): the
-        multi-head model runs the backbone once for every head (``mobivision.multitask``)."""
+        multi-task model runs the backbone once for every head (``mobivision.multitask``)."""
         features = self._levels(features)
         anchors = self.anchor_generator([f.shape[-2:] for f in features], tuple(images.shape[-2:]))
         return {

@@ -37,8 +37,8 @@ def _last_map(name: str) -> tuple[str, ...]:
 
 # The networks of the built-in kinds that ``create_multitask`` (the library's own API) builds by kind: the
 # constructor (on a throw-away backbone of the same architecture and options) and the backbone taps it reads. The
-# training layer needs no entry here: a multi-head task builds each head through the task of its kind (its
-# ``backbone_taps``), so a plug-in kind goes into a multi-head model without this table.
+# training layer needs no entry here: a multi-task model builds each head through the task of its kind (its
+# ``backbone_taps``), so a plug-in kind goes into a multi-task model without this table.
 HEAD_NETWORKS: dict[str, tuple[Callable[..., nn.Module], Callable[[str], tuple[str, ...]]]] = {
     "detection": (
         lambda backbone, head="ssdlite", **options: create_detector(head, backbone=backbone, **options),
@@ -53,7 +53,7 @@ HEAD_NETWORKS: dict[str, tuple[Callable[..., nn.Module], Callable[[str], tuple[s
 def share_module(owner: nn.Module, attribute: str, module: nn.Module) -> nn.Module:
     """Point ``owner.<attribute>`` at ``module`` without registering it as ``owner``'s sub-module; returns ``owner``.
 
-    A shared module is owned (saved, moved, counted) once, by the multi-head model; an ordinary assignment would
+    A shared module is owned (saved, moved, counted) once, by the multi-task model; an ordinary assignment would
     register it in every user, saving its weights once per head and converting it once per head.
     """
     owner._modules.pop(attribute, None)
@@ -71,7 +71,7 @@ class MultiTaskModel(nn.Module):
     def __init__(self, backbone: Backbone, heads: Mapping[str, nn.Module], *, pretrained_cfg: dict[str, Any]) -> None:
         super().__init__()
         if not heads:
-            raise ConfigError("a multi-head model needs at least one head")
+            raise ConfigError("a multi-task model needs at least one head")
         self.backbone = backbone
         self.heads = nn.ModuleDict({name: share_module(head, "backbone", backbone) for name, head in heads.items()})
         self.pretrained_cfg = dict(pretrained_cfg)

@@ -29,7 +29,7 @@ from mobivision.timing import median_seconds
 
 @dataclass(frozen=True)
 class ModelCost:
-    """Multiply-adds for one image and the number of parameters; for a model with a ``backbone`` (detectors, multi-head
+    """Multiply-adds for one image and the number of parameters; for a model with a ``backbone`` (detectors, multi-task
     models) also the backbone's, so its share is known (the heads' cost is the rest)."""
 
     macs: int

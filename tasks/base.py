@@ -12,14 +12,14 @@ by class (ARCHITECTURE.md, "The task protocol"). A task declares, in its own mod
   ``update_evaluator`` takes exactly the main graph's outputs, so the INT8 check scores ONNX Runtime's outputs;
 - ``loss(outputs, batch)``: the training losses of the network's outputs (the shared training step logs them);
 - ``graph_outputs_from(outputs)`` and ``evaluate_outputs(evaluator, outputs, batch)``: the network's outputs as the
-  main graph's, fed to the evaluator (the shared evaluation step; a multi-head model calls them per head);
+  main graph's, fed to the evaluator (the shared evaluation step; a multi-task model calls them per head);
 - ``decoder``: where the torch-free function lives (``"module:function"``) that turns the main graph's outputs
   into per-image results (``mobivision.inference``: JSON entries, the printed line, the picture); export writes it
   into the file's metadata, so a checkpoint and its ONNX file are decoded by the same code;
 - ``describe_target(target)``: what ``check`` prints of a batch's targets (``describe_batch``: of the whole batch);
 - ``label_kind``, ``label_needs`` and ``label_names(inputs)``: which data labels it reads and the fewest it learns
   anything from (``tasks/data_checks.py`` refuses data with fewer before any step); None: not checked;
-- ``backbone_taps(arch)``: the backbone endpoints its network reads (a multi-head model's shared backbone returns
+- ``backbone_taps(arch)``: the backbone endpoints its network reads (a multi-task model's shared backbone returns
   every head's); ``side_file`` / ``side_data()``: a JSON file exported beside the graphs for its decoder (geo: the
   cells).
 

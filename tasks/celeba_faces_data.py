@@ -33,7 +33,7 @@ class CelebAFacesDataModule(DetectionDataModule):
     centre, so the face stays in the image, and CelebA's attributes are left-right symmetric).
 
     ``task_inputs()`` is the detection label map, so ``task=detection data=celeba_faces`` trains a plain face
-    detector; ``label_sets()`` adds the attribute set for a multi-head model.
+    detector; ``label_sets()`` adds the attribute set for a multi-task model.
 
     Args:
         root: The CelebA folder (``img_celeba/``, ``list_bbox_celeba.txt``, ``list_attr_celeba.txt``,

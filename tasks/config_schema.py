@@ -250,7 +250,7 @@ def _check_node(key: str, node: Any) -> list[str]:
         target = get_object(node["_target_"])
     except Exception as exc:  # Hydra raises ImportError, AttributeError or its own for a target it cannot find
         return [f"{key}._target_: cannot import {node['_target_']!r} ({type(exc).__name__})"]
-    if key == "data" and isinstance(node.get("sources"), dict):  # a multi-head model's data: one node per source
+    if key == "data" and isinstance(node.get("sources"), dict):  # a multi-task model's data: one node per source
         return _check_sources(node)
     return _check_arguments(key, node, target, skip=frozenset())
 

@@ -5,7 +5,7 @@
 config key it is about, so ``run_cli`` prints it as one ``error: <key>: <problem> (<expected>)`` line.
 
 Every data module says which kind of labels each of its label sets holds (``label_kinds()``: ``{batch key: task
-kind}``, the ``kind`` of the task that reads them); a multi-head model's data answers per source. What a kind needs
+kind}``, the ``kind`` of the task that reads them); a multi-task model's data answers per source. What a kind needs
 is declared by its task (``TaskModule.label_kind``, ``label_needs``, ``label_names``): no table here.
 """
 
@@ -118,7 +118,7 @@ def _label_kinds(module: Any) -> dict[str, str]:
 
 
 def _label_kinds_read(task: Any) -> dict[tuple[str, str], str | None]:
-    """``{(source, batch key): label kind}`` the task reads (None: any): a multi-head model's heads, or
+    """``{(source, batch key): label kind}`` the task reads (None: any): a multi-task model's heads, or
     ``("", "target")``."""
     specs = getattr(task, "specs", None)
     if specs:

@@ -6,7 +6,7 @@ task's own; this module only routes. Per batch of a data source the backbone run
 source computes its outputs from the shared feature maps (``mobivision.multitask.MultiTaskModel``), on the images
 that carry its labels only: an image without a label for a head is left out of that head's loss and evaluation.
 The training loss is the weighted sum of the heads' losses; checkpoints are chosen by ``val/score``, the weighted
-mean of the heads' primary metrics (``mobivision.evaluation.multihead``). ARCHITECTURE.md, "One backbone, many
+mean of the heads' primary metrics (``mobivision.evaluation.multitask``). ARCHITECTURE.md, "One backbone, many
 heads".
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 
 from mobivision.errors import ConfigError
 from mobivision.evaluation.evaluator import Evaluator
-from mobivision.evaluation.multihead import MultiHeadEvaluator
+from mobivision.evaluation.multitask import MultiTaskEvaluator
 from mobivision.export.graphs import ExportGraph
 from mobivision.multitask import MultiTaskModel, share_module, shared_backbone
 from mobivision.tasks.base import PrimaryMetric, TaskModule, describe_value
@@ -100,7 +100,7 @@ class MultiTask(TaskModule):
         super().__init__(**common)
         self.save_hyperparameters()
         if not heads:
-            raise ConfigError("task.heads is empty: a multi-head model needs at least one head")
+            raise ConfigError("task.heads is empty: a multi-task model needs at least one head")
         self.specs = {name: HeadSpec.parse(name, dict(config)) for name, config in heads.items()}
         for name, spec in self.specs.items():
             if spec.data not in label_sets:
@@ -224,7 +224,7 @@ class MultiTask(TaskModule):
                 add_dataloader_idx=False,
             )
 
-    def make_evaluator(self, dataset: Any, stage: str) -> MultiHeadEvaluator:
+    def make_evaluator(self, dataset: Any, stage: str) -> MultiTaskEvaluator:
         """``dataset``: the split's dataset of every source (``self.sources`` order)."""
         by_source = dict(zip(self.sources, dataset, strict=True))
         parts = {
@@ -234,7 +234,7 @@ class MultiTask(TaskModule):
             name: (type(t).primary_metric.name, type(t).primary_metric.mode) for name, t in self.head_tasks.items()
         }
         weights = {name: spec.score_weight for name, spec in self.specs.items()}
-        return MultiHeadEvaluator(parts, primary, weights)
+        return MultiTaskEvaluator(parts, primary, weights)
 
     def update_evaluator(self, evaluator: Evaluator, outputs: Sequence[torch.Tensor], batch: dict[str, Any]) -> None:
         """``outputs``: the export graph's (every head's, flat); ``batch`` of the source ``batch["source"]`` (export's
@@ -298,7 +298,7 @@ class MultiTask(TaskModule):
             for output, text in task.export_graphs()["model"].meanings.items()
         }
         names = [output for outputs in self.output_names.values() for output in outputs]
-        return {"model": ExportGraph(MultiHeadOutputs(self), names, meanings)}
+        return {"model": ExportGraph(MultiTaskOutputs(self), names, meanings)}
 
     def export_metadata(self) -> dict[str, Any]:
         return {
@@ -344,7 +344,7 @@ class MultiTask(TaskModule):
                 self.head_tasks[name].on_load_checkpoint({"mobivision": state})
 
 
-class MultiHeadOutputs(nn.Module):
+class MultiTaskOutputs(nn.Module):
     """The export graph: images -> every head's main-graph outputs, flat, from one backbone pass.
 
     Holds the network (a plain module) and the heads' ``graph_outputs_from`` as plain callables: the heads' tasks are

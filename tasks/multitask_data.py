@@ -1,4 +1,4 @@
-"""``MultiTaskDataModule``: the data sources of a multi-head model, combined per training step.
+"""``MultiTaskDataModule``: the data sources of a multi-task model, combined per training step.
 
 Each source is an ordinary data module (its own format, resolution, augmentation and batch size) built from
 ``data.sources.<name>``; a head names its source and the label set it reads there (``task.heads.<name>.data`` /
@@ -25,7 +25,7 @@ class MultiTaskDataModule(L.LightningDataModule):
     def __init__(self, *, sources: dict[str, L.LightningDataModule]) -> None:
         super().__init__()
         if not sources:
-            raise ConfigError("data.sources is empty: a multi-head model needs at least one data source")
+            raise ConfigError("data.sources is empty: a multi-task model needs at least one data source")
         self.sources = dict(sources)
 
     def setup(self, stage: str | None = None) -> None:
@@ -68,6 +68,6 @@ class MultiTaskDataModule(L.LightningDataModule):
 
 
 def source_modules(datamodule: Any) -> dict[str, Any]:
-    """``{source name: data module}`` of a multi-head model's data; ``{"": datamodule}`` for any other data."""
+    """``{source name: data module}`` of a multi-task model's data; ``{"": datamodule}`` for any other data."""
     sources = getattr(datamodule, "sources", None)
     return dict(sources) if sources else {"": datamodule}

@@ -28,7 +28,7 @@ log = logging.getLogger("mobivision")
 
 ENTRY_POINT_GROUP = "mobivision.tasks"
 REQUIRED = ("kind", "decoder", "primary_metric")  # what every registered class declares (tasks/base.py)
-MULTI_HEAD = "multitask"  # the kind of the task whose heads are other tasks (not itself a head)
+MULTITASK = "multitask"  # the kind of the task whose heads are other tasks (not itself a head)
 
 
 def class_path(task_class: type) -> str:
@@ -67,8 +67,8 @@ def registered() -> list[type[TaskModule]]:
 
 
 def head_tasks() -> list[type[TaskModule]]:
-    """The registered tasks that can be a head of a multi-head model (all but the multi-head task)."""
-    return [task for task in registered() if task.kind != MULTI_HEAD]
+    """The registered tasks that can be a head of a multi-task model (all but the multi-task model)."""
+    return [task for task in registered() if task.kind != MULTITASK]
 
 
 def task_class(name: str) -> type[TaskModule]:
@@ -85,7 +85,7 @@ def task_class(name: str) -> type[TaskModule]:
 
 
 def task_of_kind(kind: str) -> type[TaskModule]:
-    """The registered task class whose ``kind`` is ``kind`` (a multi-head model's ``task.heads.<name>.kind``)."""
+    """The registered task class whose ``kind`` is ``kind`` (a multi-task model's ``task.heads.<name>.kind``)."""
     heads = head_tasks()
     for task in heads:
         if task.kind == kind:

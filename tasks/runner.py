@@ -86,7 +86,7 @@ def _trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
 def build_datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.LightningDataModule:
     """The data module of ``data_cfg``, set up, with the backbone's default mean/std unless the config sets them."""
     data_cfg = OmegaConf.create(data_cfg)
-    if "sources" in data_cfg:  # a multi-head model's data: one data module per source (tasks/multitask_data.py)
+    if "sources" in data_cfg:  # a multi-task model's data: one data module per source (tasks/multitask_data.py)
         sources = {name: build_datamodule(source, backbone_name) for name, source in source_configs(data_cfg).items()}
         datamodule = instantiate({"_target_": data_cfg._target_}, sources=sources)
         datamodule.setup()
@@ -100,7 +100,7 @@ def build_datamodule(data_cfg: DictConfig | dict, backbone_name: str) -> L.Light
 
 
 def source_configs(data_cfg: DictConfig | dict) -> dict[str, Any]:
-    """The data config of each source of a multi-head model's data, with the keys beside ``sources``
+    """The data config of each source of a multi-task model's data, with the keys beside ``sources``
     (``num_workers``, ``batch_size``...) set in every source unless null."""
     data_cfg = OmegaConf.create(data_cfg)
     shared = {k: v for k, v in data_cfg.items() if k not in ("_target_", "sources") and v is not None}

@@ -119,7 +119,7 @@ class SplitDataModule(L.LightningDataModule):
     def label_sets(self) -> dict[str, dict[str, Any]]:
         """The label sets the batches carry, ``{batch key: task inputs}``.
 
-        A single-task model reads ``batch["target"]`` and is built with ``task_inputs()``; a multi-head model
+        A single-task model reads ``batch["target"]`` and is built with ``task_inputs()``; a multi-task model
         picks a label set per head: the head reads ``batch[key]`` and is built with ``label_sets()[key]``.
         Default: the one set ``{"target": self.task_inputs()}``.
         """

@@ -24,7 +24,7 @@ class TaskData:
     """The task's own data (from the checkpoint's run configuration): validation images for parity and
     metrics, training images through the evaluation transform for calibration.
 
-    A multi-head model's data has several sources (``datamodule.sources``): its batches come source after source,
+    A multi-task model's data has several sources (``datamodule.sources``): its batches come source after source,
     each tagged ``batch["source"]``, and ``eval_dataset`` is the list of the sources' datasets.
     """
 

@@ -206,7 +206,7 @@ def test_check_leaves_the_task_it_built_bit_identical(checked) -> None:
     assert all(param.grad is None for param in found["task"].parameters())
 
 
-def test_check_times_one_step_over_every_source_of_a_multi_head_model(tmp_path: Path, compose_train) -> None:
+def test_check_times_one_step_over_every_source_of_a_multitask_model(tmp_path: Path, compose_train) -> None:
     found = check(compose_train(tmp_path, MULTITASK), echo=False)
     wall = found["wall_time"]
     assert wall.throughput.images_per_step == 3 * 8  # one batch of each source

@@ -275,8 +275,8 @@ def test_the_celeba_recipe_trains_on_files_in_celebas_layout(run_tool, tmp_path)
     assert "| faces | mAP |" in result.stdout and "| attributes | mAP |" in result.stdout
 
 
-def test_the_multi_head_graph_exports_to_executorch(runs, tmp_path) -> None:
-    """The mobile format of the single tasks works for the one multi-head graph too (ExecuTorch, in ``dev``)."""
+def test_the_multitask_graph_exports_to_executorch(runs, tmp_path) -> None:
+    """The mobile format of the single tasks works for the one multi-task graph too (ExecuTorch, in ``dev``)."""
     if not mobile.available("pte"):
         pytest.skip(f"pte: {mobile.INSTALL['pte']} not installed")
     task = load_task(runs["second"] / "checkpoints" / "best.ckpt")

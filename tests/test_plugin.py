@@ -1,7 +1,7 @@
 """A head plugs in: tasks defined only in the test tree are registered the documented way (an entry point in the
 group ``mobivision.tasks``, their configs on Hydra's search path) and run train -> eval -> predict -> export (ONNX,
 parity-checked) -> check through the tools, with no file of the package changed: ``tests/plugin/shape_count.py``
-(counting shapes by regression); ``tests/test_plugin_multihead.py`` puts a second plug-in kind inside a multi-head
+(counting shapes by regression); ``tests/test_plugin_multitask.py`` puts a second plug-in kind inside a multi-task
 model."""
 
 from __future__ import annotations

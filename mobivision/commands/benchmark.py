@@ -39,7 +39,7 @@ table of times, images/s and ``ours speed / peer speed`` (``mobivision.commands.
 ``inference``: ``mobivision.load(MODEL)(paths)`` against a hand-written loop over the same model and batch size,
 images/s and their ratio (``mobivision.commands.benchmark_inference``).
 
-``multitask``: a multi-head checkpoint's one backbone pass against its heads as separate networks: multiply-adds,
+``multitask``: a multi-task checkpoint's one backbone pass against its heads as separate networks: multiply-adds,
 parameters and batch-1 latency, and the ratios (``mobivision.commands.benchmark_multitask``).
 
 ``detector``: our SSDLite320 on MobileNetV1 and on MobileNetV3-Large against torchvision's

@@ -23,8 +23,8 @@ from mobivision.timing import time_steps
 
 
 def add_multitask_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("multitask", help="a multi-head checkpoint: one backbone pass vs separate networks")
-    parser.add_argument("checkpoint", help="a multi-head checkpoint (task=multitask)")
+    parser = commands.add_parser("multitask", help="a multi-task checkpoint: one backbone pass vs separate networks")
+    parser.add_argument("checkpoint", help="a multi-task checkpoint (task=multitask)")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=positive_int, default=50, help="timed rounds (default 50)")
     parser.add_argument("--warmup", type=positive_int, default=10, help="untimed rounds first (default 10)")
@@ -33,7 +33,7 @@ def add_multitask_parser(commands: argparse._SubParsersAction) -> None:
 def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
     task = load_task(args.checkpoint).eval()
     if not hasattr(task.model, "heads"):
-        raise ConfigError(f"{args.checkpoint} is a {task.kind} checkpoint, not a multi-head model (task=multitask)")
+        raise ConfigError(f"{args.checkpoint} is a {task.kind} checkpoint, not a multi-task model (task=multitask)")
     size = task.input_size
     heads = dict(task.model.heads)
     joint = profile(task.model, size)

@@ -186,7 +186,7 @@ def _check_config(cfg: DictConfig, report: Report) -> None:
 
 
 def _describe_data(data_cfg: dict[str, Any]) -> str:
-    """``ClassName at 64 px (batch 32)`` per data module (a multi-head model's: per source)."""
+    """``ClassName at 64 px (batch 32)`` per data module (a multi-task model's: per source)."""
     parts = [
         f"{key.removeprefix('data.sources.') + ' ' if key != 'data' else ''}{part['_target_'].rpartition('.')[2]} at "
         f"{part.get('resolution')} px (batch {part.get('batch_size')})"
@@ -221,7 +221,7 @@ def _absolute_paths(cfg: DictConfig) -> dict[str, str]:
 
 
 def data_parts(data_cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``(key, config)`` of each data module: the data config, or each source of a multi-head model's."""
+    """``(key, config)`` of each data module: the data config, or each source of a multi-task model's."""
     if not data_cfg.get("sources"):
         return [("data", data_cfg)]
     return [(f"data.sources.{name}", _container(cfg)) for name, cfg in source_configs(data_cfg).items()]
@@ -378,7 +378,7 @@ def _check_output(output_dir: Path, report: Report) -> None:
 
 
 def _load_batch(datamodule: Any, report: Report) -> tuple[str, Any]:
-    """The first training batch (validation without a train split); a multi-head model's: one per source."""
+    """The first training batch (validation without a train split); a multi-task model's: one per source."""
     modules = source_modules(datamodule)
     split = "train" if all("train" in m.datasets for m in modules.values()) else "val"
     batches = {}

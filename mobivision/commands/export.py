@@ -8,7 +8,7 @@ attributes ``logits`` (the tuned thresholds in the metadata); geo-localization o
 per partitioning plus ``cell_probabilities`` over the finest cells (the cells' tokens and mean locations are in
 the side-car ``model.cells.json``, which can hold tens of thousands of cells); detection ``cls_logits``,
 ``bbox_regression`` and ``anchors`` (the export resolution's anchors, a constant output), and in the NMS graph
-``boxes``, ``scores``, ``labels``, ``num_detections``; a multi-head model every head's outputs in one graph (one
+``boxes``, ``scores``, ``labels``, ``num_detections``; a multi-task model every head's outputs in one graph (one
 backbone pass), named ``<head>.<output>``, with each head's entries under ``heads`` in the metadata and the INT8
 check reporting each head's primary metric (every source's validation images at the export resolution).
 

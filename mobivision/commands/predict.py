@@ -11,7 +11,7 @@ evaluation pre-processing and decoding; this module finds and reads the files, p
 (``image_id`` = the file's path relative to the input, boxes in original pixels, ``category_name``) and the boxes
 drawn; classifiers: the top-k classes with probabilities; attribute models: every attribute's probability and
 decision (at the thresholds tuned on validation) and a picture with the top-k present ones; geo models: the
-predicted latitude/longitude and the top-k S2 cells; multi-head models: per image every head's results from one
+predicted latitude/longitude and the top-k S2 cells; multi-task models: per image every head's results from one
 backbone pass (``{"image", "heads": {head: its entries}}``) and one line naming each head. A file that cannot be
 read, or has more than ``--max-image-mpx`` million pixels, is named on stderr and skipped (the others are
 predicted); every input gets a picture of its own (``picture_names``; the renamed ones are listed).

@@ -158,7 +158,7 @@ def training_schedule(
     local = _local_devices(trainer)
     devices = local * int(trainer.get("num_nodes") or 1)
     modules = list(source_modules(datamodule).values())
-    # A multi-head model's epoch is its longest source's (the shorter ones start over); drop_last: full batches.
+    # A multi-task model's epoch is its longest source's (the shorter ones start over); drop_last: full batches.
     full = max(_shard(len(m.datasets["train"]), devices) // m.batch_size for m in modules)
     batches_per_epoch = _limited(full, trainer.get("limit_train_batches"))
     training = _training_batches(trainer, batches_per_epoch)
@@ -307,7 +307,7 @@ def on_device(task: Any, datamodule: Any, batch: Any) -> Any:
 
 
 def source_batches(batch: dict[str, Any]) -> list[dict[str, Any]]:
-    """The batch of each source of a multi-head model's batch; a plain batch is its only one."""
+    """The batch of each source of a multi-task model's batch; a plain batch is its only one."""
     return [batch] if "image" in batch else list(batch.values())
 
 
@@ -325,7 +325,7 @@ def _training_step(task: Any, datamodule: Any, batch: Any, precision: str) -> Ca
     The optimizer is the task's (same parameter groups and algorithm, so the same per-step work), built as
     ``configure_optimizers`` builds it: that method itself needs a Trainer (for the schedule's length), and the
     learning-rate schedule costs nothing per step. The ``setup`` hook is not run (an attribute task's needs a
-    Trainer): a multi-head model's frozen heads are trained too, and a distillation teacher's forward pass is left
+    Trainer): a multi-task model's frozen heads are trained too, and a distillation teacher's forward pass is left
     out.
     """
     options = task.optimizer_cfg

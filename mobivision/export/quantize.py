@@ -29,7 +29,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # MobileNetV1-1.0-224) and the data movement between them (a detector head's Reshape, Transpose, Concat). ONNX
 # Runtime's default also wraps every other operator it knows (Mul, Softmax, Where...), constants included: the geo
 # head's probability arithmetic then holds an int8 scalar constant times a float scale, which OpenVINO before 2024
-# cannot fold ("Arguments do not have the same element type", OpenVINO 2023.3 on the geo and multi-head files), and
+# cannot fold ("Arguments do not have the same element type", OpenVINO 2023.3 on the geo and multi-task files), and
 # quantizing probabilities costs accuracy for no speed.
 INT8_OP_TYPES = (
     *("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool"),

@@ -53,7 +53,7 @@ class GeoLocator(nn.Module):
         return self.forward_from_features(self.backbone(images), images)
 
     def forward_from_features(self, features: dict[str, torch.Tensor], images: torch.Tensor) -> list[torch.Tensor]:
-        """``forward`` from the backbone's feature maps (the multi-head model's one backbone pass)."""
+        """``forward`` from the backbone's feature maps (the multi-task model's one backbone pass)."""
         return self.head(self.pool(features[self.feature_name], pre_logits=True))
 
 

@@ -8,7 +8,7 @@ made, instead of a ``KeyError`` from deep inside pre-processing or decoding.
 
 What is required: the entries every model is pre-processed and decoded with (``SHARED``), and per head the entries
 and graph outputs its decoder declares it reads (``decode.reads`` beside each decoder: no table of kinds here). A
-multi-head model's heads are under ``heads``, each with its ``kind`` (and ``decoder``), its outputs named
+multi-task model's heads are under ``heads``, each with its ``kind`` (and ``decoder``), its outputs named
 ``<head>.<output>`` in the graph. A decoder that declares nothing (a plug-in's may not) is not checked beyond its
 head's ``kind``.
 
@@ -33,7 +33,7 @@ HOW_MADE = {
     "openvino": "a mobivision OpenVINO IR is written by tools/export.py CHECKPOINT --formats openvino --out DIR",
     "checkpoint": "the task's export_metadata() must provide them (the entries tools/export.py writes)",
 }
-MULTI_HEAD_KIND = "multitask"
+MULTITASK_KIND = "multitask"
 
 
 def check_metadata(path: Path, metadata: Mapping[str, Any], output_names: Iterable[str], *, source: str) -> None:
@@ -59,8 +59,8 @@ def check_metadata(path: Path, metadata: Mapping[str, Any], output_names: Iterab
             for name, entries in heads.items():
                 own = [o[len(name) + 1 :] for o in outputs if o.startswith(f"{name}.")]
                 problems += [f"head {name!r}: {p}" for p in _head_problems(entries, own, entries.get("kind"))]
-    elif metadata.get("task_kind") == MULTI_HEAD_KIND:
-        problems.append(f"missing heads (a {MULTI_HEAD_KIND} model's entries per head)")
+    elif metadata.get("task_kind") == MULTITASK_KIND:
+        problems.append(f"missing heads (a {MULTITASK_KIND} model's entries per head)")
     elif _is_text(metadata.get("task_kind")):
         problems += _head_problems(metadata, outputs, metadata["task_kind"])
     if problems:
@@ -70,7 +70,7 @@ def check_metadata(path: Path, metadata: Mapping[str, Any], output_names: Iterab
 def _head_problems(entries: Mapping[str, Any], outputs: Sequence[str], kind: Any) -> list[str]:
     """What a head's decoder reads (its ``reads`` declaration) that its entries or its graph outputs lack."""
     if not _is_text(kind):
-        kinds = sorted(e.name for e in entry_points(group="mobivision.tasks") if e.name != MULTI_HEAD_KIND)
+        kinds = sorted(e.name for e in entry_points(group="mobivision.tasks") if e.name != MULTITASK_KIND)
         return [f"missing kind (one of {', '.join(kinds)} or a plug-in's)"]
     try:
         reads = getattr(decode.decoder_for({"kind": kind, **entries}), "reads", None)

@@ -41,8 +41,8 @@ class Predictor:
             std=tuple(meta["std"]),
             crop_pct=meta.get("crop_pct"),
         )
-        self.multi_head = "heads" in meta
-        self.heads = meta["heads"] if self.multi_head else {meta["task_kind"]: {"kind": meta["task_kind"], **meta}}
+        self.multitask = "heads" in meta
+        self.heads = meta["heads"] if self.multitask else {meta["task_kind"]: {"kind": meta["task_kind"], **meta}}
         self.decoders = {head: decoder_for(entries) for head, entries in self.heads.items()}
 
     @property
@@ -77,12 +77,12 @@ class Predictor:
         outputs = self.runtime.run(batch)
         per_head = {}
         for head, entries in self.heads.items():
-            prefix = f"{head}." if self.multi_head else ""
+            prefix = f"{head}." if self.multitask else ""
             own = {name[len(prefix) :]: value for name, value in outputs.items() if name.startswith(prefix)}
             side = self.runtime.side_data.get(head)  # what its decoder reads besides the outputs (geo: cells)
             per_head[head] = self.decoders[head](own, entries | _shared(self.metadata), placements, options, side)
         return [
-            Result(name, {head: per_head[head][i] for head in self.heads}, picture, self.multi_head)
+            Result(name, {head: per_head[head][i] for head in self.heads}, picture, self.multitask)
             for i, (name, picture) in enumerate(zip(names, pictures, strict=True))
         ]
 

@@ -157,7 +157,7 @@ class Result:
     image: str
     heads: dict[str, HeadResult]
     image_array: np.ndarray = field(repr=False)  # the original RGB image (H x W x 3 uint8)
-    multi_head: bool = False
+    multitask: bool = False
 
     def __getitem__(self, head: str) -> HeadResult:
         return self.heads[head]
@@ -170,20 +170,20 @@ class Result:
         return next(iter(self.heads.values()))
 
     def entries(self) -> list[dict[str, Any]]:
-        """What ``predictions.json`` holds for this image (a multi-head model: ``{"image", "heads": {...}}``)."""
-        if self.multi_head:
+        """What ``predictions.json`` holds for this image (a multi-task model: ``{"image", "heads": {...}}``)."""
+        if self.multitask:
             return [{"image": self.image, "heads": {n: h.entries(self.image) for n, h in self.heads.items()}}]
         return self.head.entries(self.image)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"image", "heads": {head: its entries}}`` for a multi-head model, else the head's dict."""
-        if self.multi_head:
+        """JSON-ready: ``{"image", "heads": {head: its entries}}`` for a multi-task model, else the head's dict."""
+        if self.multitask:
             return self.entries()[0]
         return self.head.to_dict(self.image)
 
     def line(self) -> str:
         """One line for people: each head's summary."""
-        if not self.multi_head:
+        if not self.multitask:
             return self.head.line()
         return " | ".join(f"{name}: {head.line()}" for name, head in self.heads.items())
 
@@ -195,11 +195,11 @@ class Result:
 
     def picture(self) -> np.ndarray | None:
         """The picture ``tools/predict.py`` saves (None: none for this model, or an image too elongated to draw,
-        ``drawing_problem``): a detector's boxes or an attribute model's lines; a multi-head model: the first head's
+        ``drawing_problem``): a detector's boxes or an attribute model's lines; a multi-task model: the first head's
         picture with the other heads' lines written on it."""
         if self.drawing_problem:
             return None
-        if not self.multi_head:
+        if not self.multitask:
             return self.head.picture(self.image_array)
         pictures = {name: head.picture(self.image_array) for name, head in self.heads.items()}
         pictured = next((name for name, picture in pictures.items() if picture is not None), None)

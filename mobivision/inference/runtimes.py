@@ -87,7 +87,7 @@ def side_file_of(entries: dict[str, Any]) -> str | None:
 
 
 def _side_files(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Each head's side file: ``<name>.<side_file>.json`` (multi-head ``<name>.<head>.<side_file>.json``) beside the
+    """Each head's side file: ``<name>.<side_file>.json`` (multi-task ``<name>.<head>.<side_file>.json``) beside the
     file, ``<name>`` being the file's name without its format suffixes (``.onnx``, ``.xml``, ``.int8``, ``.fp16``)."""
     name = path.name
     for suffix in (".onnx", ".xml", ".int8", ".fp16", "_nms"):

@@ -1,7 +1,7 @@
-"""A second head kind that mobivision does not ship, made to sit inside a multi-head model: the share of the image
+"""A second head kind that mobivision does not ship, made to sit inside a multi-task model: the share of the image
 the shapes' boxes cover, by regression from the last feature map.
 
-It proves that a new kind goes into a multi-head model through its declarations alone (tests/test_plugin.py): its
+It proves that a new kind goes into a multi-task model through its declarations alone (tests/test_plugin.py): its
 network reads the shared backbone's features (``forward_from_features``), its task declares its kind, decoder and
 primary metric, and an entry point in the group ``mobivision.tasks`` registers it; no file of the package knows it.
 """

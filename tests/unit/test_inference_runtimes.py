@@ -1,5 +1,5 @@
 """What ``mobivision.load`` refuses before a model runs (mobivision/inference/runtimes.py, metadata.py): metadata that
-lacks what prediction reads (ONNX, OpenVINO IR and checkpoints, every head of a multi-head model) and a device that
+lacks what prediction reads (ONNX, OpenVINO IR and checkpoints, every head of a multi-task model) and a device that
 is not there, each one error naming the file, the entries or the device string.
 
 The ONNX files are built here by hand (a ``ReduceMean`` per output, metadata written as the export writes it), so
@@ -33,7 +33,7 @@ CLASSIFIER = {
     **SHARED,
     "class_names": ["a", "b", "c"],
 }
-MULTI_HEAD = {
+MULTITASK = {
     "task_kind": "multitask",
     **SHARED,
     "heads": {
@@ -89,7 +89,7 @@ def test_a_complete_hand_made_file_loads_and_predicts(tmp_path: Path) -> None:
     """The control: the checks refuse nothing an export writes (the exports themselves: tests/test_inference.py)."""
     result = mobivision.load(write_onnx(tmp_path / "model.onnx", CLASSIFIER))(PICTURE, top_k=2)
     assert isinstance(result.head, Classes) and len(result.head.names) == 2
-    heads = mobivision.load(write_onnx(tmp_path / "multi.onnx", MULTI_HEAD, ("species.logits", "faces.logits")))
+    heads = mobivision.load(write_onnx(tmp_path / "multi.onnx", MULTITASK, ("species.logits", "faces.logits")))
     assert set(heads(PICTURE).heads) == {"species", "faces"}
     assert mobivision.load(write_onnx(tmp_path / "nms.onnx", DETECTOR, NMS_OUTPUTS)).kind == "detection"
 
@@ -134,13 +134,13 @@ def test_a_head_without_its_decoders_entries_is_refused_at_load(tmp_path: Path) 
     )
 
 
-def test_every_head_of_a_multi_head_model_is_checked_by_its_kind(tmp_path: Path) -> None:
+def test_every_head_of_a_multitask_model_is_checked_by_its_kind(tmp_path: Path) -> None:
     """Before: the file loaded; a prediction failed with a bare ``KeyError`` for the first head that lacked one."""
     heads = {
-        "species": without(MULTI_HEAD["heads"]["species"], "class_names"),
-        "faces": without(MULTI_HEAD["heads"]["faces"], "attribute_thresholds"),
+        "species": without(MULTITASK["heads"]["species"], "class_names"),
+        "faces": without(MULTITASK["heads"]["faces"], "attribute_thresholds"),
     }
-    path = write_onnx(tmp_path / "multi.onnx", MULTI_HEAD | {"heads": heads}, ("species.logits", "faces.logits"))
+    path = write_onnx(tmp_path / "multi.onnx", MULTITASK | {"heads": heads}, ("species.logits", "faces.logits"))
     with pytest.raises(WeightFileError) as error:
         mobivision.load(path)
     message = str(error.value)
@@ -149,12 +149,12 @@ def test_every_head_of_a_multi_head_model_is_checked_by_its_kind(tmp_path: Path)
     assert "head 'faces': missing attribute_thresholds (the attributes decoder reads them)" in message
     assert "tools/export.py" in message
 
-    no_kind = {"species": without(MULTI_HEAD["heads"]["species"], "kind", "decoder")}
-    path = write_onnx(tmp_path / "no_kind.onnx", MULTI_HEAD | {"heads": no_kind}, ("species.logits",))
+    no_kind = {"species": without(MULTITASK["heads"]["species"], "kind", "decoder")}
+    path = write_onnx(tmp_path / "no_kind.onnx", MULTITASK | {"heads": no_kind}, ("species.logits",))
     kinds = r"attributes, classification, detection, geo"  # the registered head kinds, sorted
     with pytest.raises(WeightFileError, match=rf"head 'species': missing kind \(one of {kinds}"):
         mobivision.load(path)
-    path = write_onnx(tmp_path / "no_heads.onnx", without(MULTI_HEAD, "heads"), ("species.logits",))
+    path = write_onnx(tmp_path / "no_heads.onnx", without(MULTITASK, "heads"), ("species.logits",))
     with pytest.raises(WeightFileError, match=r"missing heads \(a multitask model's entries per head\)"):
         mobivision.load(path)
 

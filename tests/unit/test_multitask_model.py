@@ -1,5 +1,5 @@
 """One backbone, many heads: the model (``mobivision.multitask``), the task's routing (``tasks/multitask.py``) and the
-combined evaluation (``mobivision.evaluation.multihead``), on random tensors."""
+combined evaluation (``mobivision.evaluation.multitask``), on random tensors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mobivision import create_model, create_multitask, profile
 from mobivision.errors import ConfigError
 from mobivision.evaluation.classification import ClassificationEvaluator
 from mobivision.evaluation.evaluator import Evaluator
-from mobivision.evaluation.multihead import MultiHeadEvaluator
+from mobivision.evaluation.multitask import MultiTaskEvaluator
 from mobivision.tasks.attributes import AttributeTask
 from mobivision.tasks.multitask import MultiTask, take_rows
 
@@ -79,7 +79,7 @@ def test_create_multitask_refuses_unknown_or_missing_heads() -> None:
         create_multitask("mobilenet_v1", heads={})
 
 
-def test_profile_reports_the_backbone_share_of_a_multi_head_model() -> None:
+def test_profile_reports_the_backbone_share_of_a_multitask_model() -> None:
     model = create_multitask("mobilenet_v1", width_mult=0.25, heads=HEADS)
     cost = profile(model, 96)
     backbone = profile(model.backbone, 96)
@@ -246,7 +246,7 @@ class _Fixed(Evaluator):
 
 def test_the_score_is_the_declared_weighted_mean_of_the_heads_primary_metrics() -> None:
     parts = {"det": _Fixed(), "geo": _Fixed(frozenset({"median_km"})), "cls": _Fixed()}
-    evaluator = MultiHeadEvaluator(
+    evaluator = MultiTaskEvaluator(
         parts, {"det": ("mAP", "max"), "geo": ("median_km", "min"), "cls": ("top1", "max")}, {"det": 2, "geo": 1}
     )
     parts["det"].update({"mAP": 0.4, "AP50": 0.6}, {})
@@ -264,7 +264,7 @@ def test_head_evaluators_merge_every_process_like_a_single_tasks() -> None:
     """Two processes' states (a padded repeat of image b on the second): each image counted once per head."""
     names = ["x", "y"]
     evaluators = [
-        MultiHeadEvaluator({"c": ClassificationEvaluator(names, keep_probabilities=False)}, {"c": ("top1", "max")}, {})
+        MultiTaskEvaluator({"c": ClassificationEvaluator(names, keep_probabilities=False)}, {"c": ("top1", "max")}, {})
         for _ in range(2)
     ]
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])

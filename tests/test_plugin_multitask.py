@@ -1,4 +1,4 @@
-"""A plug-in head kind inside a multi-head model: ``tests/plugin/shape_cover.py`` (the share of the image the shapes
+"""A plug-in head kind inside a multi-task model: ``tests/plugin/shape_cover.py`` (the share of the image the shapes
 cover), registered as an entry point like ``tests/test_plugin.py``'s, beside a built-in detector on one source, runs
 train -> eval -> export (ONNX) -> predict from the checkpoint and from the ONNX file (``mobivision.load``, equal
 results) -> check, with no file of the package changed. Its own module, so that the test workers share the two
@@ -14,7 +14,7 @@ from plugin_site import PLUGIN, SEARCHPATH, register_plugin
 
 pytestmark = pytest.mark.slow
 
-MULTI_HEAD_DATA = [
+MULTITASK_DATA = [
     "data.sources.shapes.synthetic.num_train=64",
     "data.sources.shapes.synthetic.num_val=16",
     "data.sources.shapes.synthetic.num_test=16",
@@ -24,10 +24,10 @@ MULTI_HEAD_DATA = [
 ]
 
 
-def test_a_plugin_head_kind_runs_inside_a_multi_head_model_through_every_command(tmp_path: Path, run_tool) -> None:
+def test_a_plugin_head_kind_runs_inside_a_multitask_model_through_every_command(tmp_path: Path, run_tool) -> None:
     site = register_plugin(tmp_path / "site")
     env = {"PYTHONPATH": f"{PLUGIN}:{site}"}
-    args = ["experiment=plugin_multitask_demo", SEARCHPATH, *MULTI_HEAD_DATA, f"paths.data_dir={tmp_path / 'data'}"]
+    args = ["experiment=plugin_multitask_demo", SEARCHPATH, *MULTITASK_DATA, f"paths.data_dir={tmp_path / 'data'}"]
     run = tmp_path / "run"
     trained = run_tool("train", *args, f"hydra.run.dir={run}", cwd=tmp_path, env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]

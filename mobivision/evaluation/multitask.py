@@ -1,4 +1,4 @@
-"""``MultiHeadEvaluator``: one evaluator per head of a multi-head model, and the combined score that picks its
+"""``MultiTaskEvaluator``: one evaluator per head of a multi-task model, and the combined score that picks its
 checkpoints."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from mobivision.evaluation.evaluator import Evaluator
 
 
-class MultiHeadEvaluator(Evaluator):
+class MultiTaskEvaluator(Evaluator):
     """The heads' own evaluators by head name; metrics come out as ``<head>/<metric>`` plus ``score``.
 
     ``score`` is the declared combination of the heads' primary metrics: ``sum(w_h * m_h) / sum(w_h)`` over the
@@ -56,10 +56,10 @@ class MultiHeadEvaluator(Evaluator):
         return [key for key in keys if key in metrics]
 
     def update(self, predictions: Any, batch: dict[str, Any]) -> None:
-        raise TypeError("a MultiHeadEvaluator is fed per head: update parts[head]")
+        raise TypeError("a MultiTaskEvaluator is fed per head: update parts[head]")
 
     def _compute(self, rows: dict[Hashable, Any]) -> dict[str, float]:
-        raise TypeError("a MultiHeadEvaluator computes per head")
+        raise TypeError("a MultiTaskEvaluator computes per head")
 
     def state(self) -> dict[str, dict[Hashable, Any]]:
         return {head: part.state() for head, part in self.parts.items()}
