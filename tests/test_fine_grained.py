@@ -25,10 +25,11 @@ def scratch_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict
 # The same seed learns differently with other kernels, so the recipe was chosen for learning every class whatever
 # the kernels and the seed (configs/experiment/demo_fine_grained.yaml): test top-1 0.977-0.985 in five runs on an
 # Intel Xeon with AMX (seeds 42, 1, 2, 3 with AVX-512 kernels; seed 42 with AVX2 ones, ATEN_CPU_CAPABILITY=avx2
-# ONEDNN_MAX_CPU_ISA=AVX2, as on a Zen 1 CPU without AVX-512), the weakest class 0.909 in each. The bounds are the
-# lowest figures less a margin: 4 of the 132 test images (0.03), 3 of a class's 22 (0.136).
-TOP1_BOUND = 0.977 - 0.03
-WEAKEST_CLASS_BOUND = 0.909 - 0.136
+# ONEDNN_MAX_CPU_ISA=AVX2, as on a Zen 1 CPU without AVX-512), the weakest class 0.909 in each; 0.955 (weakest 0.864)
+# in make measure, whose loader has 2 workers. The bounds are the lowest figures less a margin: 4 of the 132 test
+# images (0.03), 3 of a class's 22 (0.136).
+TOP1_BOUND = 0.955 - 0.03
+WEAKEST_CLASS_BOUND = 0.864 - 0.136
 
 
 @pytest.mark.slow
