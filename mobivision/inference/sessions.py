@@ -124,4 +124,4 @@ def compile_openvino(
 def run_openvino(request: Any, images: Any) -> list[np.ndarray]:
     """All outputs of an ``openvino.InferRequest`` for an ``[B, 3, H, W]`` batch, in graph order: arrays of their own
     (``infer`` copies them out of the request's buffers, which its next call reuses: ``share_outputs`` is off)."""
-    return list(request.infer({0: images}).to_tuple())
+    return list(request.infer({0: np.ascontiguousarray(images, dtype=np.float32)}).to_tuple())
