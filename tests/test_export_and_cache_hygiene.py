@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 
-from mobivision.commands import export_formats as export_command
+from mobivision.commands import export_formats
 from mobivision.commands.export import export_task, main
 from mobivision.errors import ConfigError, ExportError
 from mobivision.tasks.classification import ClassificationTask
@@ -172,7 +172,7 @@ def test_a_write_failing_halfway_leaves_no_partial_file_and_the_report_lists_the
         path.write_bytes(b"half a model")
         raise OSError(errno.ENOSPC, "No space left on device")  # write() names no file
 
-    monkeypatch.setattr(export_command, "export_torchscript", fill_the_disk)
+    monkeypatch.setattr(export_formats, "export_torchscript", fill_the_disk)
     out = tmp_path / "export"
     with pytest.raises(ExportError) as error:
         export_task(load_task(checkpoint).eval(), out, formats="onnx,torchscript", parity_images=0)
@@ -192,7 +192,7 @@ def test_a_refused_write_keeps_a_file_it_did_not_touch(
     def refused(module, path: Path, **_) -> Path:
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(export_command, "export_torchscript", refused)
+    monkeypatch.setattr(export_formats, "export_torchscript", refused)
     out = tmp_path / "export"
     out.mkdir()
     (out / "model.ts").write_bytes(b"the user's")
